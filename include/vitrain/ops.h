@@ -1,0 +1,113 @@
+/*
+ * ops.h - the layers of the ViT, each a forward/backward pair (DESIGN §2).
+ *
+ * Conventions (STYLE):
+ *   - outputs first, then saved activations, then inputs, parameters, sizes;
+ *   - every pointer carries its shape, in the letters of common.h;
+ *   - backward *adds* into every gradient it writes (inputs and parameters),
+ *     so a tensor used twice accumulates both uses; the caller zeroes;
+ *   - a NULL input gradient means "not needed" and is skipped;
+ *   - work is split by output with schedule(static); reductions over rows
+ *     (bias, norm and scale gradients) are split by column, so each output is
+ *     summed by one thread in a fixed order, whatever the thread count.
+ */
+#ifndef VITRAIN_OPS_H
+#define VITRAIN_OPS_H
+
+#include <stdint.h>
+
+/* ---- linear: y = x W^T + b -------------------------------------------- */
+void linear_forward(float *y /* (T, O) */, const float *x /* (T, I) */,
+                    const float *w /* (O, I) */, const float *b /* (O) or NULL */,
+                    int T, int I, int O);
+void linear_backward(float *dx /* (T, I) or NULL */, float *dw /* (O, I) */,
+                     float *db /* (O) or NULL */, const float *dy /* (T, O) */,
+                     const float *x /* (T, I) */, const float *w /* (O, I) */,
+                     int T, int I, int O);
+
+/* ---- LayerNorm over the last dimension, eps 1e-6 ------------------------ */
+#define VT_LAYERNORM_EPS 1e-6f
+void layernorm_forward(float *y /* (T, D) */, float *mean /* (T) */, float *rstd /* (T) */,
+                       const float *x /* (T, D) */, const float *w /* (D) */,
+                       const float *b /* (D) */, int T, int D);
+void layernorm_backward(float *dx /* (T, D) */, float *dw /* (D) */, float *db /* (D) */,
+                        const float *dy /* (T, D) */, const float *x /* (T, D) */,
+                        const float *mean /* (T) */, const float *rstd /* (T) */,
+                        const float *w /* (D) */, int T, int D);
+
+/* ---- exact GELU: y = x * Phi(x) = 0.5 x (1 + erf(x / sqrt 2)) ------------ */
+void gelu_forward(float *y /* (n) */, const float *x /* (n) */, int64_t n);
+void gelu_backward(float *dx /* (n) */, const float *dy /* (n) */, const float *x /* (n) */,
+                   int64_t n);
+
+/* ---- softmax cross-entropy with label smoothing -------------------------
+ * Target t = (1 - s) onehot(label) + s / K; loss = mean_b -sum_k t_k log p_k,
+ * which equals timm's LabelSmoothingCrossEntropy. Returns the mean loss;
+ * losses[b] holds each sample's. */
+double softmax_xent_forward(float *probs /* (B, K) */, float *losses /* (B) */,
+                            const float *logits /* (B, K) */, const int *labels /* (B) */,
+                            float smoothing, int B, int K);
+/* dlogits += dloss / B * (p - t) */
+void softmax_xent_backward(float *dlogits /* (B, K) */, const float *probs /* (B, K) */,
+                           const int *labels /* (B) */, float smoothing, float dloss,
+                           int B, int K);
+
+/* ---- patch embedding: a stride-P convolution as im2col + linear ----------
+ * Image (B, C, Hi, Wi), patches in row-major grid order, each flattened in
+ * (channel, row, col) order to match the conv weight (D, C, P, P). */
+void patch_embed_forward(float *y /* (B*Np, D) */, float *cols /* (B*Np, C*P*P) */,
+                         const float *img /* (B, C, Hi, Wi) */, const float *w /* (D, C*P*P) */,
+                         const float *b /* (D) */, int B, int C, int Hi, int Wi, int P, int D);
+/* dcols is scratch (B*Np, C*P*P), needed only when dimg is wanted. */
+void patch_embed_backward(float *dimg /* (B, C, Hi, Wi) or NULL */, float *dcols /* scratch */,
+                          float *dw /* (D, C*P*P) */, float *db /* (D) */,
+                          const float *dy /* (B*Np, D) */, const float *cols /* (B*Np, C*P*P) */,
+                          const float *w /* (D, C*P*P) */, int B, int C, int Hi, int Wi, int P,
+                          int D);
+
+/* ---- CLS concat: x = [cls; patches] per image ---------------------------- */
+void cls_concat_forward(float *x /* (B, Np+1, D) */, const float *patches /* (B, Np, D) */,
+                        const float *cls /* (D) */, int B, int Np, int D);
+void cls_concat_backward(float *dpatches /* (B, Np, D) or NULL */, float *dcls /* (D) */,
+                         const float *dx /* (B, Np+1, D) */, int B, int Np, int D);
+
+/* ---- residual add: y = a + b --------------------------------------------- */
+void residual_forward(float *y /* (n) */, const float *a /* (n) */, const float *b /* (n) */,
+                      int64_t n);
+void residual_backward(float *da /* (n) or NULL */, float *db /* (n) or NULL */,
+                       const float *dy /* (n) */, int64_t n);
+
+/* ---- LayerScale: y = x * gamma, per channel ------------------------------ */
+void layerscale_forward(float *y /* (T, D) */, const float *x /* (T, D) */,
+                        const float *gamma /* (D) */, int T, int D);
+void layerscale_backward(float *dx /* (T, D) */, float *dgamma /* (D) */,
+                         const float *dy /* (T, D) */, const float *x /* (T, D) */,
+                         const float *gamma /* (D) */, int T, int D);
+
+/* ---- drop path (stochastic depth): y = x * scale[b] ----------------------
+ * scale[b] is 0 for a dropped sample and 1/keep_prob for a kept one. */
+void drop_path_scales(float *scale /* (B) */, uint64_t seed, int64_t step, int slot,
+                      float drop_prob, int B);
+void drop_path_forward(float *y /* (B, L) */, const float *x /* (B, L) */,
+                       const float *scale /* (B) */, int B, int64_t L);
+void drop_path_backward(float *dx /* (B, L) */, const float *dy /* (B, L) */,
+                        const float *scale /* (B) */, int B, int64_t L);
+
+/* ---- pooling to one vector per image ------------------------------------- */
+/* CLS pooling: y[b] = x[b, 0] */
+void pool_cls_forward(float *y /* (B, D) */, const float *x /* (B, N, D) */, int B, int N, int D);
+void pool_cls_backward(float *dx /* (B, N, D) */, const float *dy /* (B, D) */, int B, int N,
+                       int D);
+/* Mean pooling over the patch tokens 1..N-1 (the CLS token is left out). */
+void pool_mean_forward(float *y /* (B, D) */, const float *x /* (B, N, D) */, int B, int N,
+                       int D);
+void pool_mean_backward(float *dx /* (B, N, D) */, const float *dy /* (B, D) */, int B, int N,
+                        int D);
+
+/* ---- learned absolute position embedding: x += pos ---------------------- */
+void pos_embed_forward(float *x /* (B, N, D) in place */, const float *pos /* (N, D) */, int B,
+                       int N, int D);
+void pos_embed_backward(float *dpos /* (N, D) */, const float *dx /* (B, N, D) */, int B, int N,
+                        int D);
+
+#endif

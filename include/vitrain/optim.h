@@ -1,0 +1,51 @@
+/*
+ * optim.h - AdamW with global gradient-norm clipping, and the learning-rate
+ * schedule (DESIGN §3).
+ *
+ * The moments m and v are arenas of the parameters' TensorList, so the step
+ * is one pass over flat arrays, tensor by tensor for the weight-decay flag.
+ */
+#ifndef VITRAIN_OPTIM_H
+#define VITRAIN_OPTIM_H
+
+#include "vitrain/tensor.h"
+
+/* Linear warmup from warmup_lr to lr over warmup_steps, then cosine from lr
+ * to min_lr at total_steps (timm's CosineLRScheduler, stepped per iteration).
+ * Steps count from 0. */
+typedef struct LrSchedule {
+    float lr, min_lr, warmup_lr;
+    int64_t warmup_steps, total_steps;
+} LrSchedule;
+
+float lr_at_step(const LrSchedule *s, int64_t step);
+
+typedef struct AdamWConfig {
+    float beta1, beta2, eps;
+    float weight_decay;  /* decoupled; skipped for VT_TENSOR_NO_DECAY tensors */
+    float clip_grad;     /* max global L2 norm of the gradient; 0 = no clipping */
+} AdamWConfig;
+
+/* timm's defaults: betas (0.9, 0.999), eps 1e-8, weight decay 0.05. */
+AdamWConfig adamw_defaults(void);
+
+typedef struct AdamW {
+    AdamWConfig cfg;
+    Arena m, v;
+    int64_t t;          /* steps taken; the bias correction uses t + 1 */
+    double *partials;   /* per-chunk sums of squares for the gradient norm */
+    int64_t chunks;
+} AdamW;
+
+void adamw_create(AdamW *opt, const TensorList *params, const AdamWConfig *cfg);
+void adamw_free(AdamW *opt);
+
+/* Global L2 norm of an arena. Summed in fixed chunks combined in order, so it
+ * is the same for any thread count. */
+double grad_global_norm(AdamW *opt, const Arena *grads);
+
+/* Clips grads (if cfg.clip_grad > 0) and applies one AdamW step with
+ * learning rate lr. Returns the gradient norm before clipping. */
+double adamw_step(AdamW *opt, Arena *params, Arena *grads, float lr);
+
+#endif

@@ -1,0 +1,26 @@
+/*
+ * parallel.h - thread setup and the thin wrapper over cblas_sgemm.
+ *
+ * vitrain links Debian's OpenMP build of OpenBLAS, so our OpenMP regions and
+ * OpenBLAS share one thread pool (DESIGN §1). Big GEMMs are called outside
+ * parallel regions and use every thread; small per-head GEMMs are called
+ * inside our regions, where OpenBLAS runs them on the calling thread.
+ */
+#ifndef VITRAIN_PARALLEL_H
+#define VITRAIN_PARALLEL_H
+
+#include <stdbool.h>
+
+/* Sets the thread count for OpenMP and OpenBLAS; n <= 0 keeps the default
+ * (OMP_NUM_THREADS, else the number of cores). Returns the count in use. */
+int threads_setup(int n);
+int threads_count(void);
+
+/* Row-major C = alpha * op(A) op(B) + beta * C with op(A) (M,K), op(B) (K,N),
+ * C (M,N); trans_a / trans_b select op(X) = X^T. Leading dimensions are the
+ * row strides of the matrices as stored. */
+void blas_sgemm(bool trans_a, bool trans_b, int M, int N, int K,
+                float alpha, const float *A, int lda, const float *B, int ldb,
+                float beta, float *C, int ldc);
+
+#endif

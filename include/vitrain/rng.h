@@ -1,0 +1,46 @@
+/*
+ * rng.h - explicit random streams (DESIGN §3).
+ *
+ * Every random choice comes from a stream keyed by (seed, purpose, a, b),
+ * where a and b are e.g. the epoch and the sample index, or the step and the
+ * layer. A stream depends on nothing else: not on the thread that draws
+ * from it, not on how many numbers other streams drew. That is what makes a
+ * run reproducible for a given thread count and a resumed run continue the
+ * same sequence. The generator is SplitMix64 (Steele et al. 2014), whose
+ * output function also serves as the key hash.
+ */
+#ifndef VITRAIN_RNG_H
+#define VITRAIN_RNG_H
+
+#include <stdint.h>
+
+typedef enum RngPurpose {
+    RNG_INIT = 1,      /* parameter initialisation: a = hash of the tensor name */
+    RNG_DATA_ORDER,    /* sample order: a = epoch */
+    RNG_AUGMENT,       /* augmentation: a = epoch, b = sample index */
+    RNG_DROP_PATH,     /* drop path masks: a = step, b = layer */
+    RNG_SYNTHETIC,     /* generated data sets: a = sample index */
+    RNG_TEST           /* tests and tools */
+} RngPurpose;
+
+typedef struct Rng {
+    uint64_t state;
+} Rng;
+
+Rng rng_stream(uint64_t seed, RngPurpose purpose, uint64_t a, uint64_t b);
+
+uint64_t rng_next_u64(Rng *rng);
+/* Uniform in [0, 1), 24 random bits. */
+float rng_uniform(Rng *rng);
+/* Uniform in [0, 1), 53 random bits. */
+double rng_uniform_double(Rng *rng);
+/* Uniform integer in [0, n), n > 0, without modulo bias. */
+uint32_t rng_below(Rng *rng, uint32_t n);
+/* Standard normal (Box-Muller, one value per call). */
+double rng_normal(Rng *rng);
+/* Standard normal truncated to [-2, 2] by rejection, as timm's trunc_normal_. */
+double rng_trunc_normal(Rng *rng);
+/* Fisher-Yates shuffle of an int array. */
+void rng_shuffle(Rng *rng, int *values, int count);
+
+#endif

@@ -1,0 +1,148 @@
+/*
+ * vit.h - the Vision Transformer of DESIGN §2: configuration, named
+ * parameters, forward, loss and backward over a batch.
+ *
+ * All memory is planned in vit_create for a maximum batch size: parameters
+ * and gradients are two arenas of one TensorList with timm's names, the
+ * activations a third. Nothing is allocated by forward or backward.
+ */
+#ifndef VITRAIN_VIT_H
+#define VITRAIN_VIT_H
+
+#include "vitrain/attention.h"
+#include "vitrain/common.h"
+#include "vitrain/tensor.h"
+
+#include <stdbool.h>
+
+/* Positional encodings known to the engine. The rotary encodings of
+ * DESIGN §4 plug in through Vit.rotation (a QkRotation). */
+typedef enum PeType {
+    PE_NONE,     /* no position information: the model is permutation-equivariant */
+    PE_ABSOLUTE  /* learned pos_embed, DESIGN §4.1 */
+} PeType;
+
+typedef enum PoolMode {
+    POOL_CLS,  /* classify from the CLS token (timm's 'token') */
+    POOL_MEAN  /* mean of the patch tokens (timm's 'avg') */
+} PoolMode;
+
+typedef struct VitConfig {
+    int img_size;     /* square images, pixels */
+    int channels;     /* C */
+    int patch_size;   /* P; img_size % P == 0 */
+    int dim;          /* D */
+    int depth;        /* number of blocks */
+    int heads;        /* H; D % H == 0 */
+    int mlp_dim;      /* F */
+    int num_classes;  /* K */
+    PeType pe;
+    PoolMode pool;
+    float layer_scale_init; /* LayerScale gamma init; 0 disables ls1/ls2 */
+    float drop_path;        /* stochastic depth rate of the last block (timm's drop_path_rate) */
+} VitConfig;
+
+/* Fills dim, depth, heads and mlp_dim from "tiny", "small" or "base". */
+VtCode vit_config_preset(VitConfig *cfg, const char *preset, VtError *err);
+/* Checks sizes and their relations, naming the offending field. */
+VtCode vit_config_validate(const VitConfig *cfg, VtError *err);
+/* Parses "none" or "absolute". */
+VtCode vit_pe_parse(PeType *pe, const char *name, VtError *err);
+const char *vit_pe_name(PeType pe);
+
+/* Indices of one block's parameters in Vit.param_list (-1 when absent). */
+typedef struct VitBlockParams {
+    int norm1_w, norm1_b, qkv_w, qkv_b, proj_w, proj_b, ls1;
+    int norm2_w, norm2_b, fc1_w, fc1_b, fc2_w, fc2_b, ls2;
+} VitBlockParams;
+
+/* One block's saved activations and its drop-path scales. */
+typedef struct VitBlockActs {
+    float *x_mid;                   /* (B, N, D) stream after the attention branch */
+    float *ln1, *ln1_mean, *ln1_rstd; /* (B, N, D), (B*N), (B*N) */
+    float *qkv;                     /* (B, N, 3D) */
+    float *q, *k, *v;               /* (B, H, N, Dh), q and k rotated */
+    float *probs;                   /* (B, H, N, N) */
+    float *attn;                    /* (B, N, D) heads merged, before proj */
+    float *proj;                    /* (B, N, D) */
+    float *ln2, *ln2_mean, *ln2_rstd;
+    float *fc1;                     /* (B, N, F) before GELU */
+    float *gelu;                    /* (B, N, F) */
+    float *fc2;                     /* (B, N, D) */
+    float *drop1, *drop2;           /* (B) drop-path scales of the two branches */
+} VitBlockActs;
+
+/* Gradient scratch, reused by every block. */
+typedef struct VitGradScratch {
+    float *stream;      /* (B, N, D) dL/d(residual stream) */
+    float *branch;      /* (B, N, D) dL/d(branch output before LayerScale) */
+    float *tmp;         /* (B, N, D) */
+    float *ln;          /* (B, N, D) */
+    float *attn;        /* (B, N, D) */
+    float *qkv;         /* (B, N, 3D) */
+    float *q, *k, *v;   /* (B, H, N, Dh) */
+    float *probs;       /* (B, H, N, N) */
+    float *hidden;      /* (B, N, F) dL/d(gelu output) */
+    float *hidden_pre;  /* (B, N, F) dL/d(fc1 output) */
+    float *patches;     /* (B*Np, D) */
+    float *pooled;      /* (B, D) */
+    float *logits;      /* (B, K) */
+} VitGradScratch;
+
+typedef struct Vit {
+    VitConfig cfg;
+    int grid;         /* patches per side */
+    int num_patches;  /* Np = grid^2 */
+    int tokens;       /* N = Np + 1 */
+    int batch_cap;    /* largest batch the activations hold */
+
+    TensorList param_list;
+    Arena params, grads;
+    int patch_w, patch_b, cls_token, pos_embed, norm_w, norm_b, head_w, head_b;
+    VitBlockParams *blocks; /* (depth) */
+
+    /* Rotary encoding hook, NULL for none/absolute (DESIGN §4). */
+    const QkRotation *rotation;
+
+    TensorList act_list;
+    Arena acts;
+    float *cols;      /* (B*Np, C*P*P) im2col of the input */
+    float *patches;   /* (B*Np, D) */
+    float **stream;   /* (depth+1) x (B, N, D): stream[0] embedded, stream[l+1] after block l */
+    VitBlockActs *block_acts; /* (depth) */
+    float *branch;    /* (B, N, D) forward scratch */
+    float *norm, *norm_mean, *norm_rstd; /* final LayerNorm */
+    float *pooled;    /* (B, D) */
+    float *logits;    /* (B, K) */
+    float *probs;     /* (B, K) softmax of logits */
+    float *losses;    /* (B) */
+    VitGradScratch grad;
+    int last_batch;   /* B of the last forward */
+} Vit;
+
+/* How a forward/backward pass runs. */
+typedef struct VitPass {
+    bool train;         /* drop path active */
+    int64_t step;       /* keys the drop-path masks */
+    uint64_t seed;
+    float smoothing;    /* label smoothing of the loss */
+} VitPass;
+
+VtCode vit_create(Vit *m, const VitConfig *cfg, int batch_cap, VtError *err);
+void vit_free(Vit *m);
+
+/* timm-style initialisation from RNG_INIT streams keyed by tensor index. */
+void vit_init_params(Vit *m, uint64_t seed);
+
+/* Logits (B, K) of images (B, C, img, img); valid until the next call. */
+const float *vit_forward(Vit *m, const float *images, int B, const VitPass *pass);
+/* Forward and mean loss. */
+double vit_forward_loss(Vit *m, const float *images, const int *labels, int B,
+                        const VitPass *pass);
+/* Adds dL/d(parameters) of the last vit_forward_loss into m->grads. */
+void vit_backward(Vit *m, const int *labels, const VitPass *pass);
+
+/* Bytes of the parameter, gradient and activation arenas. */
+size_t vit_memory_bytes(const Vit *m);
+
+#endif

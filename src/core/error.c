@@ -1,0 +1,65 @@
+/*
+ * error.c - the VtError helpers and the always-on assertion.
+ */
+#include "vitrain/common.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+VtCode vt_fail(VtError *err, VtCode code, const char *fmt, ...)
+{
+    if (err) {
+        err->code = code;
+        va_list args;
+        va_start(args, fmt);
+        vsnprintf(err->message, sizeof err->message, fmt, args);
+        va_end(args);
+    }
+    return code;
+}
+
+void vt_error_clear(VtError *err)
+{
+    err->code = VT_OK;
+    err->message[0] = '\0';
+}
+
+const char *vt_code_name(VtCode code)
+{
+    switch (code) {
+    case VT_OK: return "ok";
+    case VT_ERR_ARGUMENT: return "invalid argument";
+    case VT_ERR_IO: return "I/O error";
+    case VT_ERR_DATA: return "bad data";
+    case VT_ERR_NOMEM: return "out of memory";
+    case VT_ERR_NUMERIC: return "numerical fault";
+    }
+    return "unknown error";
+}
+
+_Noreturn void vt_assert_fail(const char *expr, const char *file, int line)
+{
+    fprintf(stderr, "vitrain: internal error at %s:%d: assertion '%s' failed\n", file, line, expr);
+    abort();
+}
+
+void *vt_xmalloc(size_t bytes)
+{
+    void *p = malloc(bytes ? bytes : 1);
+    if (!p) {
+        fprintf(stderr, "vitrain: out of memory allocating %zu bytes\n", bytes);
+        abort();
+    }
+    return p;
+}
+
+void *vt_xcalloc(size_t count, size_t size)
+{
+    void *p = calloc(count ? count : 1, size ? size : 1);
+    if (!p) {
+        fprintf(stderr, "vitrain: out of memory allocating %zu x %zu bytes\n", count, size);
+        abort();
+    }
+    return p;
+}

@@ -1,0 +1,32 @@
+/*
+ * parallel.c - OpenMP/OpenBLAS thread setup and the sgemm wrapper.
+ */
+#include "vitrain/parallel.h"
+
+#include <cblas.h>
+#include <omp.h>
+
+int threads_setup(int n)
+{
+    if (n > 0) {
+        omp_set_num_threads(n);
+        openblas_set_num_threads(n);
+    }
+    /* Nested regions would multiply threads; one level is all we use. */
+    omp_set_max_active_levels(1);
+    return omp_get_max_threads();
+}
+
+int threads_count(void)
+{
+    return omp_get_max_threads();
+}
+
+void blas_sgemm(bool trans_a, bool trans_b, int M, int N, int K,
+                float alpha, const float *A, int lda, const float *B, int ldb,
+                float beta, float *C, int ldc)
+{
+    cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans,
+                trans_b ? CblasTrans : CblasNoTrans, M, N, K,
+                alpha, A, lda, B, ldb, beta, C, ldc);
+}

@@ -1,0 +1,354 @@
+/*
+ * vit.c - ViT memory planning, forward and backward (DESIGN §2).
+ *
+ * Block l maps the residual stream x_l to x_{l+1}:
+ *   x_mid  = x_l   + drop_path(ls1 * proj(attn(qkv(norm1(x_l)))))
+ *   x_l+1  = x_mid + drop_path(ls2 * fc2(gelu(fc1(norm2(x_mid)))))
+ * The backward walks the same steps in reverse with one gradient buffer for
+ * the stream: the identity path of each residual passes it through
+ * untouched and each branch adds its contribution into it.
+ */
+#include "vitrain/vit.h"
+
+#include "vitrain/ops.h"
+
+#include "vit_internal.h"
+
+#include <stdarg.h>
+#include <stdlib.h>
+#include <stdio.h>
+#include <string.h>
+
+/* ---- memory planning ----------------------------------------------------- */
+
+/* Activation buffers are registered by name, then bound to their pointers
+ * once the arena exists. */
+typedef struct ActPlan {
+    TensorList *list;
+    float **slots[512];
+    int indices[512];
+    int count;
+} ActPlan;
+
+static void plan(ActPlan *p, float **slot, int64_t numel, const char *name_fmt, ...)
+{
+    VT_ASSERT(p->count < (int)(sizeof p->slots / sizeof p->slots[0]));
+    char name[VT_TENSOR_NAME_MAX];
+    va_list args;
+    va_start(args, name_fmt);
+    vsnprintf(name, sizeof name, name_fmt, args);
+    va_end(args);
+    p->slots[p->count] = slot;
+    p->indices[p->count] = tensor_list_add(p->list, &numel, 1, 0, INIT_ZEROS, 0, "%s", name);
+    p->count++;
+}
+
+static void plan_block(ActPlan *p, VitBlockActs *a, int l, int64_t B, const Vit *m)
+{
+    const int64_t N = m->tokens, D = m->cfg.dim, H = m->cfg.heads, F = m->cfg.mlp_dim;
+    const int64_t T = B * N;
+    plan(p, &a->x_mid, T * D, "blocks.%d.x_mid", l);
+    plan(p, &a->ln1, T * D, "blocks.%d.norm1", l);
+    plan(p, &a->ln1_mean, T, "blocks.%d.norm1.mean", l);
+    plan(p, &a->ln1_rstd, T, "blocks.%d.norm1.rstd", l);
+    plan(p, &a->qkv, T * 3 * D, "blocks.%d.attn.qkv", l);
+    plan(p, &a->q, T * D, "blocks.%d.attn.q", l);
+    plan(p, &a->k, T * D, "blocks.%d.attn.k", l);
+    plan(p, &a->v, T * D, "blocks.%d.attn.v", l);
+    plan(p, &a->probs, B * H * N * N, "blocks.%d.attn.probs", l);
+    plan(p, &a->attn, T * D, "blocks.%d.attn.out", l);
+    plan(p, &a->proj, T * D, "blocks.%d.attn.proj", l);
+    plan(p, &a->ln2, T * D, "blocks.%d.norm2", l);
+    plan(p, &a->ln2_mean, T, "blocks.%d.norm2.mean", l);
+    plan(p, &a->ln2_rstd, T, "blocks.%d.norm2.rstd", l);
+    plan(p, &a->fc1, T * F, "blocks.%d.mlp.fc1", l);
+    plan(p, &a->gelu, T * F, "blocks.%d.mlp.gelu", l);
+    plan(p, &a->fc2, T * D, "blocks.%d.mlp.fc2", l);
+    plan(p, &a->drop1, B, "blocks.%d.drop1", l);
+    plan(p, &a->drop2, B, "blocks.%d.drop2", l);
+}
+
+static void plan_grads(ActPlan *p, VitGradScratch *g, int64_t B, const Vit *m)
+{
+    const int64_t N = m->tokens, D = m->cfg.dim, H = m->cfg.heads, F = m->cfg.mlp_dim;
+    const int64_t T = B * N, K = m->cfg.num_classes;
+    plan(p, &g->stream, T * D, "grad.stream");
+    plan(p, &g->branch, T * D, "grad.branch");
+    plan(p, &g->tmp, T * D, "grad.tmp");
+    plan(p, &g->ln, T * D, "grad.norm");
+    plan(p, &g->attn, T * D, "grad.attn");
+    plan(p, &g->qkv, T * 3 * D, "grad.qkv");
+    plan(p, &g->q, T * D, "grad.q");
+    plan(p, &g->k, T * D, "grad.k");
+    plan(p, &g->v, T * D, "grad.v");
+    plan(p, &g->probs, B * H * N * N, "grad.probs");
+    plan(p, &g->hidden, T * F, "grad.hidden");
+    plan(p, &g->hidden_pre, T * F, "grad.hidden_pre");
+    plan(p, &g->patches, B * m->num_patches * D, "grad.patches");
+    plan(p, &g->pooled, B * D, "grad.pooled");
+    plan(p, &g->logits, B * K, "grad.logits");
+}
+
+static void plan_activations(Vit *m, int64_t B)
+{
+    const VitConfig *c = &m->cfg;
+    const int64_t N = m->tokens, D = c->dim, T = B * N, Np = m->num_patches;
+    const int64_t patch_len = (int64_t)c->channels * c->patch_size * c->patch_size;
+    ActPlan *p = vt_xcalloc(1, sizeof *p);
+    p->list = &m->act_list;
+    tensor_list_init(&m->act_list);
+
+    m->stream = vt_xcalloc((size_t)c->depth + 1, sizeof *m->stream);
+    m->block_acts = vt_xcalloc((size_t)c->depth, sizeof *m->block_acts);
+    plan(p, &m->cols, B * Np * patch_len, "patch_embed.cols");
+    plan(p, &m->patches, B * Np * D, "patch_embed.out");
+    for (int l = 0; l <= c->depth; l++)
+        plan(p, &m->stream[l], T * D, "stream.%d", l);
+    for (int l = 0; l < c->depth; l++)
+        plan_block(p, &m->block_acts[l], l, B, m);
+    plan(p, &m->branch, T * D, "branch");
+    plan(p, &m->norm, T * D, "norm");
+    plan(p, &m->norm_mean, T, "norm.mean");
+    plan(p, &m->norm_rstd, T, "norm.rstd");
+    plan(p, &m->pooled, B * D, "pooled");
+    plan(p, &m->logits, B * c->num_classes, "logits");
+    plan(p, &m->probs, B * c->num_classes, "probs");
+    plan(p, &m->losses, B, "losses");
+    plan_grads(p, &m->grad, B, m);
+
+    arena_create(&m->acts, &m->act_list);
+    for (int i = 0; i < p->count; i++)
+        *p->slots[i] = arena_tensor(&m->acts, p->indices[i]);
+    free(p);
+}
+
+VtCode vit_create(Vit *m, const VitConfig *cfg, int batch_cap, VtError *err)
+{
+    memset(m, 0, sizeof *m);
+    VtCode code = vit_config_validate(cfg, err);
+    if (code)
+        return code;
+    if (batch_cap <= 0)
+        return vt_fail(err, VT_ERR_ARGUMENT, "batch size must be positive, got %d", batch_cap);
+    m->cfg = *cfg;
+    m->grid = cfg->img_size / cfg->patch_size;
+    m->num_patches = m->grid * m->grid;
+    m->tokens = m->num_patches + 1;
+    m->batch_cap = batch_cap;
+    m->blocks = vt_xcalloc((size_t)cfg->depth, sizeof *m->blocks);
+    vit_build_params(m);
+    arena_create(&m->params, &m->param_list);
+    arena_create(&m->grads, &m->param_list);
+    plan_activations(m, batch_cap);
+    return VT_OK;
+}
+
+void vit_free(Vit *m)
+{
+    arena_free(&m->params);
+    arena_free(&m->grads);
+    arena_free(&m->acts);
+    tensor_list_free(&m->param_list);
+    tensor_list_free(&m->act_list);
+    free(m->blocks);
+    free(m->stream);
+    free(m->block_acts);
+    memset(m, 0, sizeof *m);
+}
+
+size_t vit_memory_bytes(const Vit *m)
+{
+    return (2 * m->param_list.total + m->act_list.total) * sizeof(float);
+}
+
+/* ---- forward ------------------------------------------------------------- */
+
+static float *param(const Vit *m, int index)
+{
+    return index >= 0 ? arena_tensor(&m->params, index) : NULL;
+}
+
+static float *grad(const Vit *m, int index)
+{
+    return index >= 0 ? arena_tensor(&m->grads, index) : NULL;
+}
+
+/* x_out = x_in + drop_path(gamma * branch); gamma and scale may be absent. */
+static void residual_branch_forward(Vit *m, float *x_out, const float *x_in, const float *branch,
+                                    const float *gamma, const float *scale, int B)
+{
+    const int64_t T = (int64_t)B * m->tokens, D = m->cfg.dim;
+    const float *y = branch;
+    if (gamma) {
+        layerscale_forward(m->branch, y, gamma, (int)T, (int)D);
+        y = m->branch;
+    }
+    if (scale) {
+        drop_path_forward(m->branch, y, scale, B, m->tokens * D);
+        y = m->branch;
+    }
+    residual_forward(x_out, x_in, y, T * D);
+}
+
+static void block_forward(Vit *m, int l, int B, const VitPass *pass)
+{
+    const VitConfig *c = &m->cfg;
+    const VitBlockParams *p = &m->blocks[l];
+    VitBlockActs *a = &m->block_acts[l];
+    const int T = B * m->tokens, D = c->dim, F = c->mlp_dim;
+    const AttnDims dims = {B, m->tokens, c->heads, D / c->heads};
+
+    /* timm's stochastic depth: the rate grows linearly to drop_path at the last block. */
+    const float rate = c->depth > 1 ? c->drop_path * (float)l / (float)(c->depth - 1) : c->drop_path;
+    const bool drop = pass->train && rate > 0.0f;
+    if (drop) {
+        drop_path_scales(a->drop1, pass->seed, pass->step, 2 * l, rate, B);
+        drop_path_scales(a->drop2, pass->seed, pass->step, 2 * l + 1, rate, B);
+    }
+
+    const float *x = m->stream[l];
+    layernorm_forward(a->ln1, a->ln1_mean, a->ln1_rstd, x, param(m, p->norm1_w),
+                      param(m, p->norm1_b), T, D);
+    linear_forward(a->qkv, a->ln1, param(m, p->qkv_w), param(m, p->qkv_b), T, D, 3 * D);
+    attention_forward(a->attn, a->q, a->k, a->v, a->probs, a->qkv, m->rotation, l, &dims);
+    linear_forward(a->proj, a->attn, param(m, p->proj_w), param(m, p->proj_b), T, D, D);
+    residual_branch_forward(m, a->x_mid, x, a->proj, param(m, p->ls1), drop ? a->drop1 : NULL, B);
+
+    layernorm_forward(a->ln2, a->ln2_mean, a->ln2_rstd, a->x_mid, param(m, p->norm2_w),
+                      param(m, p->norm2_b), T, D);
+    linear_forward(a->fc1, a->ln2, param(m, p->fc1_w), param(m, p->fc1_b), T, D, F);
+    gelu_forward(a->gelu, a->fc1, (int64_t)T * F);
+    linear_forward(a->fc2, a->gelu, param(m, p->fc2_w), param(m, p->fc2_b), T, F, D);
+    residual_branch_forward(m, m->stream[l + 1], a->x_mid, a->fc2, param(m, p->ls2),
+                            drop ? a->drop2 : NULL, B);
+}
+
+const float *vit_forward(Vit *m, const float *images, int B, const VitPass *pass)
+{
+    const VitConfig *c = &m->cfg;
+    VT_ASSERT(B > 0 && B <= m->batch_cap);
+    const int D = c->dim, N = m->tokens, T = B * N;
+    m->last_batch = B;
+
+    patch_embed_forward(m->patches, m->cols, images, param(m, m->patch_w), param(m, m->patch_b), B,
+                        c->channels, c->img_size, c->img_size, c->patch_size, D);
+    cls_concat_forward(m->stream[0], m->patches, param(m, m->cls_token), B, m->num_patches, D);
+    if (m->pos_embed >= 0)
+        pos_embed_forward(m->stream[0], param(m, m->pos_embed), B, N, D);
+    for (int l = 0; l < c->depth; l++)
+        block_forward(m, l, B, pass);
+    layernorm_forward(m->norm, m->norm_mean, m->norm_rstd, m->stream[c->depth],
+                      param(m, m->norm_w), param(m, m->norm_b), T, D);
+    if (c->pool == POOL_CLS)
+        pool_cls_forward(m->pooled, m->norm, B, N, D);
+    else
+        pool_mean_forward(m->pooled, m->norm, B, N, D);
+    linear_forward(m->logits, m->pooled, param(m, m->head_w), param(m, m->head_b), B, D,
+                   c->num_classes);
+    return m->logits;
+}
+
+double vit_forward_loss(Vit *m, const float *images, const int *labels, int B,
+                        const VitPass *pass)
+{
+    vit_forward(m, images, B, pass);
+    return softmax_xent_forward(m->probs, m->losses, m->logits, labels, pass->smoothing, B,
+                                m->cfg.num_classes);
+}
+
+/* ---- backward ------------------------------------------------------------ */
+
+static void zero(float *x, int64_t n)
+{
+    memset(x, 0, (size_t)n * sizeof(float));
+}
+
+/* The backward of residual_branch_forward for the branch: from the stream
+ * gradient g.stream, writes dL/d(branch) into g.branch and adds dgamma.
+ * (The identity path needs no work: the stream gradient passes through.) */
+static void residual_branch_backward(Vit *m, const float *branch, const float *gamma,
+                                     float *dgamma, const float *scale, int B)
+{
+    VitGradScratch *g = &m->grad;
+    const int64_t T = (int64_t)B * m->tokens, D = m->cfg.dim;
+    const float *dy = g->stream;
+    if (scale) {
+        zero(g->tmp, T * D);
+        drop_path_backward(g->tmp, dy, scale, B, m->tokens * D);
+        dy = g->tmp;
+    }
+    zero(g->branch, T * D);
+    if (gamma)
+        layerscale_backward(g->branch, dgamma, dy, branch, gamma, (int)T, (int)D);
+    else
+        residual_backward(g->branch, NULL, dy, T * D);
+}
+
+static void block_backward(Vit *m, int l, int B, const VitPass *pass)
+{
+    const VitConfig *c = &m->cfg;
+    const VitBlockParams *p = &m->blocks[l];
+    VitBlockActs *a = &m->block_acts[l];
+    VitGradScratch *g = &m->grad;
+    const int T = B * m->tokens, D = c->dim, F = c->mlp_dim;
+    const AttnDims dims = {B, m->tokens, c->heads, D / c->heads};
+    const float rate = c->depth > 1 ? c->drop_path * (float)l / (float)(c->depth - 1) : c->drop_path;
+    const bool drop = pass->train && rate > 0.0f;
+
+    /* MLP branch: g.stream holds dL/dx_{l+1}, which is also dL/dx_mid's identity part. */
+    residual_branch_backward(m, a->fc2, param(m, p->ls2), grad(m, p->ls2), drop ? a->drop2 : NULL, B);
+    zero(g->hidden, (int64_t)T * F);
+    linear_backward(g->hidden, grad(m, p->fc2_w), grad(m, p->fc2_b), g->branch, a->gelu,
+                    param(m, p->fc2_w), T, F, D);
+    zero(g->hidden_pre, (int64_t)T * F);
+    gelu_backward(g->hidden_pre, g->hidden, a->fc1, (int64_t)T * F);
+    zero(g->ln, (int64_t)T * D);
+    linear_backward(g->ln, grad(m, p->fc1_w), grad(m, p->fc1_b), g->hidden_pre, a->ln2,
+                    param(m, p->fc1_w), T, D, F);
+    layernorm_backward(g->stream, grad(m, p->norm2_w), grad(m, p->norm2_b), g->ln, a->x_mid,
+                       a->ln2_mean, a->ln2_rstd, param(m, p->norm2_w), T, D);
+
+    /* Attention branch: g.stream now holds dL/dx_mid. */
+    residual_branch_backward(m, a->proj, param(m, p->ls1), grad(m, p->ls1), drop ? a->drop1 : NULL, B);
+    zero(g->attn, (int64_t)T * D);
+    linear_backward(g->attn, grad(m, p->proj_w), grad(m, p->proj_b), g->branch, a->attn,
+                    param(m, p->proj_w), T, D, D);
+    zero(g->qkv, (int64_t)T * 3 * D);
+    attention_backward(g->qkv, g->q, g->k, g->v, g->probs, g->attn, a->q, a->k, a->v, a->probs,
+                       a->qkv, m->rotation, l, &dims);
+    zero(g->ln, (int64_t)T * D);
+    linear_backward(g->ln, grad(m, p->qkv_w), grad(m, p->qkv_b), g->qkv, a->ln1,
+                    param(m, p->qkv_w), T, D, 3 * D);
+    layernorm_backward(g->stream, grad(m, p->norm1_w), grad(m, p->norm1_b), g->ln, m->stream[l],
+                       a->ln1_mean, a->ln1_rstd, param(m, p->norm1_w), T, D);
+}
+
+void vit_backward(Vit *m, const int *labels, const VitPass *pass)
+{
+    const VitConfig *c = &m->cfg;
+    VitGradScratch *g = &m->grad;
+    const int B = m->last_batch, D = c->dim, N = m->tokens, T = B * N, K = c->num_classes;
+
+    zero(g->logits, (int64_t)B * K);
+    softmax_xent_backward(g->logits, m->probs, labels, pass->smoothing, 1.0f, B, K);
+    zero(g->pooled, (int64_t)B * D);
+    linear_backward(g->pooled, grad(m, m->head_w), grad(m, m->head_b), g->logits, m->pooled,
+                    param(m, m->head_w), B, D, K);
+    zero(g->ln, (int64_t)T * D);
+    if (c->pool == POOL_CLS)
+        pool_cls_backward(g->ln, g->pooled, B, N, D);
+    else
+        pool_mean_backward(g->ln, g->pooled, B, N, D);
+    zero(g->stream, (int64_t)T * D);
+    layernorm_backward(g->stream, grad(m, m->norm_w), grad(m, m->norm_b), g->ln,
+                       m->stream[c->depth], m->norm_mean, m->norm_rstd, param(m, m->norm_w), T, D);
+    for (int l = c->depth - 1; l >= 0; l--)
+        block_backward(m, l, B, pass);
+    if (m->pos_embed >= 0)
+        pos_embed_backward(grad(m, m->pos_embed), g->stream, B, N, D);
+    zero(g->patches, (int64_t)B * m->num_patches * D);
+    cls_concat_backward(g->patches, grad(m, m->cls_token), g->stream, B, m->num_patches, D);
+    patch_embed_backward(NULL, NULL, grad(m, m->patch_w), grad(m, m->patch_b), g->patches, m->cols,
+                         param(m, m->patch_w), B, c->channels, c->img_size, c->img_size,
+                         c->patch_size, D);
+}

@@ -1,0 +1,55 @@
+/*
+ * softmax_xent.c - softmax cross-entropy with label smoothing (DESIGN §3).
+ */
+#include "vitrain/ops.h"
+
+#include <math.h>
+
+double softmax_xent_forward(float *probs, float *losses, const float *logits, const int *labels,
+                            float smoothing, int B, int K)
+{
+#pragma omp parallel for schedule(static)
+    for (int b = 0; b < B; b++) {
+        const float *z = logits + (int64_t)b * K;
+        float *p = probs + (int64_t)b * K;
+        float zmax = z[0];
+        for (int k = 1; k < K; k++)
+            zmax = z[k] > zmax ? z[k] : zmax;
+        double sum = 0.0;
+        for (int k = 0; k < K; k++) {
+            p[k] = expf(z[k] - zmax);
+            sum += p[k];
+        }
+        double log_sum = log(sum);
+        double logp_sum = 0.0;
+        for (int k = 0; k < K; k++) {
+            p[k] = (float)(p[k] / sum);
+            logp_sum += (double)(z[k] - zmax) - log_sum;
+        }
+        double logp_label = (double)(z[labels[b]] - zmax) - log_sum;
+        losses[b] = (float)(-(1.0 - smoothing) * logp_label - smoothing * logp_sum / K);
+    }
+    /* Summed in sample order by one thread: the loss is bit-reproducible. */
+    double total = 0.0;
+    for (int b = 0; b < B; b++)
+        total += losses[b];
+    return total / B;
+}
+
+void softmax_xent_backward(float *dlogits, const float *probs, const int *labels,
+                           float smoothing, float dloss, int B, int K)
+{
+    /* loss = mean_b -sum_k t_k log p_k with sum_k t_k = 1, so
+     * dloss/dz_k = (p_k - t_k) / B. */
+    const float scale = dloss / (float)B;
+    const float off_target = smoothing / (float)K;
+#pragma omp parallel for schedule(static)
+    for (int b = 0; b < B; b++) {
+        const float *p = probs + (int64_t)b * K;
+        float *dz = dlogits + (int64_t)b * K;
+        for (int k = 0; k < K; k++) {
+            float target = off_target + (k == labels[b] ? 1.0f - smoothing : 0.0f);
+            dz[k] += scale * (p[k] - target);
+        }
+    }
+}

@@ -1,0 +1,93 @@
+/*
+ * adamw.c - AdamW (Loshchilov & Hutter) with decoupled weight decay, as
+ * torch.optim.AdamW: p -= lr*wd*p, then the Adam update with bias correction.
+ */
+#include "vitrain/optim.h"
+
+#include <math.h>
+#include <stdlib.h>
+
+/* Fixed chunk for the norm's partial sums: independent of the thread count. */
+enum { NORM_CHUNK = 8192 };
+
+AdamWConfig adamw_defaults(void)
+{
+    return (AdamWConfig){.beta1 = 0.9f, .beta2 = 0.999f, .eps = 1e-8f, .weight_decay = 0.05f,
+                         .clip_grad = 0.0f};
+}
+
+void adamw_create(AdamW *opt, const TensorList *params, const AdamWConfig *cfg)
+{
+    opt->cfg = *cfg;
+    opt->t = 0;
+    arena_create(&opt->m, params);
+    arena_create(&opt->v, params);
+    opt->chunks = ((int64_t)params->total + NORM_CHUNK - 1) / NORM_CHUNK;
+    opt->partials = vt_xcalloc((size_t)VT_MAX(opt->chunks, 1), sizeof(double));
+}
+
+void adamw_free(AdamW *opt)
+{
+    arena_free(&opt->m);
+    arena_free(&opt->v);
+    free(opt->partials);
+    opt->partials = NULL;
+}
+
+double grad_global_norm(AdamW *opt, const Arena *grads)
+{
+    const int64_t total = (int64_t)grads->list->total;
+    VT_ASSERT(grads->list->total == opt->m.list->total);
+    /* Padding between tensors is never written and stays zero, so the whole
+     * arena can be summed in flat chunks. */
+#pragma omp parallel for schedule(static)
+    for (int64_t c = 0; c < opt->chunks; c++) {
+        int64_t end = VT_MIN((c + 1) * NORM_CHUNK, total);
+        double sum = 0.0;
+        for (int64_t i = c * NORM_CHUNK; i < end; i++)
+            sum += (double)grads->data[i] * grads->data[i];
+        opt->partials[c] = sum;
+    }
+    double total_sq = 0.0;
+    for (int64_t c = 0; c < opt->chunks; c++)
+        total_sq += opt->partials[c];
+    return sqrt(total_sq);
+}
+
+static void adamw_update_tensor(float *p, float *g, float *m, float *v, size_t n, float lr,
+                                float wd, float grad_scale, const AdamWConfig *c,
+                                float bias1, float bias2)
+{
+    const float step = lr / bias1;
+    const float inv_sqrt_bias2 = 1.0f / sqrtf(bias2);
+#pragma omp parallel for schedule(static)
+    for (size_t i = 0; i < n; i++) {
+        float gi = g[i] * grad_scale;
+        p[i] -= lr * wd * p[i];
+        m[i] = c->beta1 * m[i] + (1.0f - c->beta1) * gi;
+        v[i] = c->beta2 * v[i] + (1.0f - c->beta2) * gi * gi;
+        p[i] -= step * m[i] / (sqrtf(v[i]) * inv_sqrt_bias2 + c->eps);
+    }
+}
+
+double adamw_step(AdamW *opt, Arena *params, Arena *grads, float lr)
+{
+    const AdamWConfig *c = &opt->cfg;
+    double norm = grad_global_norm(opt, grads);
+    /* torch.nn.utils.clip_grad_norm_: scale by max_norm / (norm + 1e-6) when above. */
+    float grad_scale = 1.0f;
+    if (c->clip_grad > 0.0f && norm > c->clip_grad)
+        grad_scale = (float)(c->clip_grad / (norm + 1e-6));
+    opt->t++;
+    const float bias1 = 1.0f - powf(c->beta1, (float)opt->t);
+    const float bias2 = 1.0f - powf(c->beta2, (float)opt->t);
+    const TensorList *list = params->list;
+    for (int i = 0; i < list->count; i++) {
+        const TensorSpec *s = &list->specs[i];
+        float wd = (s->flags & VT_TENSOR_NO_DECAY) ? 0.0f : c->weight_decay;
+        adamw_update_tensor(params->data + s->offset, grads->data + s->offset,
+                            opt->m.data + s->offset, opt->v.data + s->offset, s->numel, lr, wd,
+                            grad_scale, c, bias1, bias2);
+    }
+    return norm;
+}
