@@ -1,0 +1,401 @@
+/*
+ * test_ops.c - every op's backward against finite differences of its
+ * forward (gradcheck.h), w.r.t. every input and parameter.
+ *
+ * Tolerance: 1e-3 of the tensor's gradient scale. The forward runs in fp32;
+ * with h = 1e-2 relative steps the central difference's truncation error is
+ * O(h^2) ~ 1e-4 for these smooth ops, and the rounding noise of the fp32
+ * outputs that change is ~1e-5. A gradient wrong by 1 % gives an error of
+ * about 1e-2, ten times the tolerance (test_gradcheck.c shows it fails).
+ */
+#include "gradcheck.h"
+#include "suites.h"
+
+#include "vitrain/common.h"
+#include "vitrain/ops.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const double OP_TOLERANCE = 1e-3;
+
+static float *randn(size_t n, double std, uint64_t seed)
+{
+    float *x = vt_xmalloc(n * sizeof(float));
+    gc_fill_normal(x, n, std, seed);
+    return x;
+}
+
+static float *zeros(size_t n)
+{
+    return vt_xcalloc(n, sizeof(float));
+}
+
+static void check(const char *title, GcProblem *p)
+{
+    GcResult r;
+    gradcheck_run(p, NULL, &r);
+    gradcheck_print(title, p, &r);
+    ck_assert_msg(r.max_error < OP_TOLERANCE, "%s: gradient error %.3g in %s exceeds %.3g", title,
+                  r.max_error, p->tensors[r.worst].name, OP_TOLERANCE);
+}
+
+/* ---- linear -------------------------------------------------------------- */
+
+typedef struct {
+    int T, I, O;
+    float *x, *w, *b, *y, *dx, *dw, *db, *dy;
+} LinearCase;
+
+static void linear_fwd(void *c)
+{
+    LinearCase *l = c;
+    linear_forward(l->y, l->x, l->w, l->b, l->T, l->I, l->O);
+}
+
+static void linear_bwd(void *c)
+{
+    LinearCase *l = c;
+    linear_backward(l->dx, l->dw, l->db, l->dy, l->x, l->w, l->T, l->I, l->O);
+}
+
+START_TEST(test_linear)
+{
+    LinearCase l = {.T = 7, .I = 11, .O = 5};
+    l.x = randn(77, 1, 1), l.w = randn(55, 1, 2), l.b = randn(5, 1, 3);
+    l.y = zeros(35), l.dy = zeros(35), l.dx = zeros(77), l.dw = zeros(55), l.db = zeros(5);
+    GcProblem p = {.ctx = &l, .forward = linear_fwd, .backward = linear_bwd, .out = l.y,
+                   .dout = l.dy, .out_n = 35};
+    gc_add(gc_add(gc_add(&p, "x", l.x, l.dx, 77), "weight", l.w, l.dw, 55), "bias", l.b, l.db, 5);
+    check("linear", &p);
+}
+END_TEST
+
+/* ---- layernorm ----------------------------------------------------------- */
+
+typedef struct {
+    int T, D;
+    float *x, *w, *b, *y, *mean, *rstd, *dx, *dw, *db, *dy;
+} NormCase;
+
+static void norm_fwd(void *c)
+{
+    NormCase *n = c;
+    layernorm_forward(n->y, n->mean, n->rstd, n->x, n->w, n->b, n->T, n->D);
+}
+
+static void norm_bwd(void *c)
+{
+    NormCase *n = c;
+    layernorm_backward(n->dx, n->dw, n->db, n->dy, n->x, n->mean, n->rstd, n->w, n->T, n->D);
+}
+
+START_TEST(test_layernorm)
+{
+    NormCase n = {.T = 6, .D = 24};
+    const size_t len = 6 * 24;
+    n.x = randn(len, 2, 4), n.w = randn(24, 1, 5), n.b = randn(24, 1, 6);
+    n.y = zeros(len), n.dy = zeros(len), n.dx = zeros(len), n.dw = zeros(24), n.db = zeros(24);
+    n.mean = zeros(6), n.rstd = zeros(6);
+    GcProblem p = {.ctx = &n, .forward = norm_fwd, .backward = norm_bwd, .out = n.y,
+                   .dout = n.dy, .out_n = len};
+    gc_add(gc_add(gc_add(&p, "x", n.x, n.dx, len), "weight", n.w, n.dw, 24), "bias", n.b, n.db, 24);
+    check("layernorm", &p);
+}
+END_TEST
+
+/* ---- GELU ---------------------------------------------------------------- */
+
+typedef struct {
+    int64_t n;
+    float *x, *y, *dx, *dy;
+} UnaryCase;
+
+static void gelu_fwd(void *c)
+{
+    UnaryCase *u = c;
+    gelu_forward(u->y, u->x, u->n);
+}
+
+static void gelu_bwd(void *c)
+{
+    UnaryCase *u = c;
+    gelu_backward(u->dx, u->dy, u->x, u->n);
+}
+
+START_TEST(test_gelu)
+{
+    UnaryCase u = {.n = 200};
+    u.x = randn(200, 2, 7), u.y = zeros(200), u.dx = zeros(200), u.dy = zeros(200);
+    GcProblem p = {.ctx = &u, .forward = gelu_fwd, .backward = gelu_bwd, .out = u.y,
+                   .dout = u.dy, .out_n = 200};
+    gc_add(&p, "x", u.x, u.dx, 200);
+    check("gelu", &p);
+}
+END_TEST
+
+/* ---- softmax cross-entropy ----------------------------------------------- */
+
+typedef struct {
+    int B, K;
+    float smoothing;
+    int labels[5];
+    float *logits, *probs, *losses, *dlogits;
+    float loss, dloss;
+} XentCase;
+
+static void xent_fwd(void *c)
+{
+    XentCase *x = c;
+    x->loss = (float)softmax_xent_forward(x->probs, x->losses, x->logits, x->labels, x->smoothing,
+                                          x->B, x->K);
+}
+
+static void xent_bwd(void *c)
+{
+    XentCase *x = c;
+    softmax_xent_backward(x->dlogits, x->probs, x->labels, x->smoothing, x->dloss, x->B, x->K);
+}
+
+static void check_xent(float smoothing)
+{
+    XentCase x = {.B = 5, .K = 7, .smoothing = smoothing, .labels = {0, 6, 3, 3, 1}};
+    x.logits = randn(35, 3, 8), x.probs = zeros(35), x.losses = zeros(5), x.dlogits = zeros(35);
+    GcProblem p = {.ctx = &x, .forward = xent_fwd, .backward = xent_bwd, .out = &x.loss,
+                   .dout = &x.dloss, .out_n = 1};
+    gc_add(&p, "logits", x.logits, x.dlogits, 35);
+    check(smoothing > 0 ? "softmax_xent (smoothing 0.1)" : "softmax_xent", &p);
+}
+
+START_TEST(test_softmax_xent)
+{
+    check_xent(0.0f);
+    check_xent(0.1f);
+}
+END_TEST
+
+START_TEST(test_softmax_xent_value)
+{
+    /* Two classes, logits (0, log 3): p = (1/4, 3/4). With smoothing s the
+     * target is (1 - s/2, s/2) for label 0, so the loss is
+     * -(1 - s/2) log(1/4) - (s/2) log(3/4). */
+    float logits[2] = {0.0f, logf(3.0f)}, probs[2], losses[1];
+    int label = 0;
+    double loss = softmax_xent_forward(probs, losses, logits, &label, 0.2f, 1, 2);
+    double expected = -0.9 * log(0.25) - 0.1 * log(0.75);
+    ck_assert_double_eq_tol(loss, expected, 1e-6);
+    ck_assert_float_eq_tol(probs[1], 0.75f, 1e-6f);
+}
+END_TEST
+
+/* ---- patch embedding ---------------------------------------------------- */
+
+typedef struct {
+    int B, C, S, P, D, Np;
+    float *img, *w, *b, *y, *cols, *dimg, *dcols, *dw, *db, *dy;
+} PatchCase;
+
+static void patch_fwd(void *c)
+{
+    PatchCase *e = c;
+    patch_embed_forward(e->y, e->cols, e->img, e->w, e->b, e->B, e->C, e->S, e->S, e->P, e->D);
+}
+
+static void patch_bwd(void *c)
+{
+    PatchCase *e = c;
+    patch_embed_backward(e->dimg, e->dcols, e->dw, e->db, e->dy, e->cols, e->w, e->B, e->C, e->S,
+                         e->S, e->P, e->D);
+}
+
+START_TEST(test_patch_embed)
+{
+    PatchCase e = {.B = 2, .C = 3, .S = 8, .P = 4, .D = 5, .Np = 4};
+    const size_t img = 2 * 3 * 8 * 8, w = 5 * 3 * 4 * 4, out = 2 * 4 * 5, cols = 2 * 4 * 48;
+    e.img = randn(img, 1, 9), e.w = randn(w, 0.2, 10), e.b = randn(5, 1, 11);
+    e.y = zeros(out), e.dy = zeros(out), e.cols = zeros(cols), e.dcols = zeros(cols);
+    e.dimg = zeros(img), e.dw = zeros(w), e.db = zeros(5);
+    GcProblem p = {.ctx = &e, .forward = patch_fwd, .backward = patch_bwd, .out = e.y,
+                   .dout = e.dy, .out_n = out};
+    gc_add(gc_add(gc_add(&p, "image", e.img, e.dimg, img), "weight", e.w, e.dw, w), "bias", e.b,
+           e.db, 5);
+    check("patch_embed", &p);
+}
+END_TEST
+
+START_TEST(test_patch_embed_layout)
+{
+    /* One channel, 4x4 image of pixel values 0..15, patch 2, a weight that
+     * picks element j of the flattened patch: token (gy, gx) output j must
+     * be pixel (2gy + j/2, 2gx + j%2), the conv's (row, col) order. */
+    float img[16], w[4 * 4] = {0}, b[4] = {0}, y[4 * 4], cols[4 * 4];
+    for (int i = 0; i < 16; i++)
+        img[i] = (float)i;
+    for (int j = 0; j < 4; j++)
+        w[j * 4 + j] = 1.0f;
+    patch_embed_forward(y, cols, img, w, b, 1, 1, 4, 4, 2, 4);
+    for (int gy = 0; gy < 2; gy++)
+        for (int gx = 0; gx < 2; gx++)
+            for (int j = 0; j < 4; j++)
+                ck_assert_float_eq(y[(gy * 2 + gx) * 4 + j],
+                                   (float)((2 * gy + j / 2) * 4 + 2 * gx + j % 2));
+}
+END_TEST
+
+/* ---- token glue: CLS concat, residual, LayerScale, drop path, pooling,
+ *      position embedding ------------------------------------------------- */
+
+typedef struct {
+    int B, N, D;
+    float *a, *b, *y, *da, *db, *dy, *scale;
+    void (*fwd)(void *);
+    void (*bwd)(void *);
+} TokenCase;
+
+static void cls_fwd(void *c)
+{
+    TokenCase *t = c;
+    cls_concat_forward(t->y, t->a, t->b, t->B, t->N - 1, t->D);
+}
+static void cls_bwd(void *c)
+{
+    TokenCase *t = c;
+    cls_concat_backward(t->da, t->db, t->dy, t->B, t->N - 1, t->D);
+}
+static void residual_fwd(void *c)
+{
+    TokenCase *t = c;
+    residual_forward(t->y, t->a, t->b, (int64_t)t->B * t->N * t->D);
+}
+static void residual_bwd(void *c)
+{
+    TokenCase *t = c;
+    residual_backward(t->da, t->db, t->dy, (int64_t)t->B * t->N * t->D);
+}
+static void ls_fwd(void *c)
+{
+    TokenCase *t = c;
+    layerscale_forward(t->y, t->a, t->b, t->B * t->N, t->D);
+}
+static void ls_bwd(void *c)
+{
+    TokenCase *t = c;
+    layerscale_backward(t->da, t->db, t->dy, t->a, t->b, t->B * t->N, t->D);
+}
+static void drop_fwd(void *c)
+{
+    TokenCase *t = c;
+    drop_path_forward(t->y, t->a, t->scale, t->B, (int64_t)t->N * t->D);
+}
+static void drop_bwd(void *c)
+{
+    TokenCase *t = c;
+    drop_path_backward(t->da, t->dy, t->scale, t->B, (int64_t)t->N * t->D);
+}
+static void pool_cls_fwd(void *c)
+{
+    TokenCase *t = c;
+    pool_cls_forward(t->y, t->a, t->B, t->N, t->D);
+}
+static void pool_cls_bwd(void *c)
+{
+    TokenCase *t = c;
+    pool_cls_backward(t->da, t->dy, t->B, t->N, t->D);
+}
+static void pool_mean_fwd(void *c)
+{
+    TokenCase *t = c;
+    pool_mean_forward(t->y, t->a, t->B, t->N, t->D);
+}
+static void pool_mean_bwd(void *c)
+{
+    TokenCase *t = c;
+    pool_mean_backward(t->da, t->dy, t->B, t->N, t->D);
+}
+static void pos_fwd(void *c)
+{
+    TokenCase *t = c;
+    /* In place: y = a, then y += pos. */
+    memcpy(t->y, t->a, (size_t)t->B * t->N * t->D * sizeof(float));
+    pos_embed_forward(t->y, t->b, t->B, t->N, t->D);
+}
+static void pos_bwd(void *c)
+{
+    TokenCase *t = c;
+    residual_backward(t->da, NULL, t->dy, (int64_t)t->B * t->N * t->D);
+    pos_embed_backward(t->db, t->dy, t->B, t->N, t->D);
+}
+
+/* Checks one token op: input a has a_n elements, b (may be absent) b_n, the output out_n. */
+static void check_token_op(const char *title, void (*fwd)(void *), void (*bwd)(void *),
+                           size_t a_n, size_t b_n, size_t out_n)
+{
+    TokenCase t = {.B = 3, .N = 5, .D = 4};
+    t.a = randn(a_n, 1, 12), t.da = zeros(a_n);
+    t.b = b_n ? randn(b_n, 1, 13) : NULL, t.db = b_n ? zeros(b_n) : NULL;
+    t.y = zeros(out_n), t.dy = zeros(out_n);
+    float scale[3] = {0.0f, 1.25f, 1.25f}; /* one dropped sample, two kept at keep 0.8 */
+    t.scale = scale;
+    GcProblem p = {.ctx = &t, .forward = fwd, .backward = bwd, .out = t.y, .dout = t.dy,
+                   .out_n = out_n};
+    gc_add(&p, "a", t.a, t.da, a_n);
+    if (b_n)
+        gc_add(&p, "b", t.b, t.db, b_n);
+    check(title, &p);
+}
+
+START_TEST(test_token_ops)
+{
+    const size_t BND = 3 * 5 * 4, BD = 3 * 4, ND = 5 * 4;
+    check_token_op("cls_concat", cls_fwd, cls_bwd, 3 * 4 * 4, 4, BND);
+    check_token_op("residual", residual_fwd, residual_bwd, BND, BND, BND);
+    check_token_op("layerscale", ls_fwd, ls_bwd, BND, 4, BND);
+    check_token_op("drop_path", drop_fwd, drop_bwd, BND, 0, BND);
+    check_token_op("pool_cls", pool_cls_fwd, pool_cls_bwd, BND, 0, BD);
+    check_token_op("pool_mean", pool_mean_fwd, pool_mean_bwd, BND, 0, BD);
+    check_token_op("pos_embed", pos_fwd, pos_bwd, BND, ND, BND);
+}
+END_TEST
+
+START_TEST(test_drop_path_scales)
+{
+    /* Scales are 0 or 1/keep, the kept fraction is near keep, and the same
+     * (seed, step, slot) gives the same masks. */
+    enum { B = 20000 };
+    float *s1 = zeros(B), *s2 = zeros(B);
+    drop_path_scales(s1, 7, 3, 1, 0.25f, B);
+    drop_path_scales(s2, 7, 3, 1, 0.25f, B);
+    int kept = 0;
+    for (int b = 0; b < B; b++) {
+        ck_assert(s1[b] == 0.0f || s1[b] == 1.0f / 0.75f);
+        ck_assert(s1[b] == s2[b]);
+        kept += s1[b] > 0;
+    }
+    /* Binomial(20000, 0.75): std 61, so 5 std is 306 samples. */
+    ck_assert_int_lt(abs(kept - 15000), 306);
+    drop_path_scales(s2, 7, 4, 1, 0.25f, B);
+    ck_assert(memcmp(s1, s2, B * sizeof(float)) != 0);
+    free(s1);
+    free(s2);
+}
+END_TEST
+
+Suite *ops_suite(void)
+{
+    Suite *s = suite_create("ops");
+    TCase *tc = tcase_with_timeout("gradients", 60, NULL);
+    tcase_add_test(tc, test_linear);
+    tcase_add_test(tc, test_layernorm);
+    tcase_add_test(tc, test_gelu);
+    tcase_add_test(tc, test_softmax_xent);
+    tcase_add_test(tc, test_patch_embed);
+    tcase_add_test(tc, test_token_ops);
+    suite_add_tcase(s, tc);
+    TCase *values = tcase_with_timeout("values", 30, NULL);
+    tcase_add_test(values, test_softmax_xent_value);
+    tcase_add_test(values, test_patch_embed_layout);
+    tcase_add_test(values, test_drop_path_scales);
+    suite_add_tcase(s, values);
+    return s;
+}
