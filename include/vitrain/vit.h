@@ -89,6 +89,8 @@ typedef struct VitGradScratch {
     float *logits;      /* (B, K) */
 } VitGradScratch;
 
+/* A Vit's arenas point at its own tensor lists: create it where it will
+ * live and pass it by pointer, never by value. */
 typedef struct Vit {
     VitConfig cfg;
     int grid;         /* patches per side */

@@ -227,6 +227,7 @@ const float *vit_forward(Vit *m, const float *images, int B, const VitPass *pass
 {
     const VitConfig *c = &m->cfg;
     VT_ASSERT(B > 0 && B <= m->batch_cap);
+    VT_ASSERT(m->params.list == &m->param_list); /* a copied Vit points at stale lists */
     const int D = c->dim, N = m->tokens, T = B * N;
     m->last_batch = B;
 

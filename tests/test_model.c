@@ -1,0 +1,271 @@
+/*
+ * test_model.c - the whole ViT: gradient of the loss w.r.t. every parameter
+ * tensor, timm names and sizes, and the invariances the architecture
+ * promises.
+ */
+#include "gradcheck.h"
+#include "suites.h"
+
+#include "vitrain/parallel.h"
+#include "vitrain/synthetic.h"
+#include "vitrain/vit.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* A 2-block ViT with every optional part switched on. */
+static VitConfig small_config(PeType pe, PoolMode pool)
+{
+    return (VitConfig){.img_size = 8, .channels = 2, .patch_size = 4, .dim = 16, .depth = 2,
+                       .heads = 2, .mlp_dim = 32, .num_classes = 3, .pe = pe, .pool = pool,
+                       .layer_scale_init = 0.5f, .drop_path = 0.3f};
+}
+
+static void make_model(Vit *m, const VitConfig *cfg, int batch)
+{
+    VtError err;
+    ck_assert_msg(vit_create(m, cfg, batch, &err) == VT_OK, "%s", err.message);
+    vit_init_params(m, 5);
+}
+
+/* ---- whole-model gradient ------------------------------------------------- */
+
+typedef struct {
+    Vit *m;
+    const float *images;
+    const int *labels;
+    int B;
+    VitPass pass;
+    float loss, dloss;
+} ModelCase;
+
+static void model_fwd(void *c)
+{
+    ModelCase *mc = c;
+    mc->loss = (float)vit_forward_loss(mc->m, mc->images, mc->labels, mc->B, &mc->pass);
+}
+
+static void model_bwd(void *c)
+{
+    ModelCase *mc = c;
+    /* L = r * loss: scale the loss gradient by r through the label-free
+     * route of scaling every parameter gradient afterwards. */
+    vit_backward(mc->m, mc->labels, &mc->pass);
+    for (size_t i = 0; i < mc->m->param_list.total; i++)
+        mc->m->grads.data[i] *= mc->dloss;
+}
+
+/*
+ * Tolerance 5e-3 of each tensor's gradient scale, steps h = 1e-2 relative.
+ * The loss is one fp32 number computed through two blocks, so every
+ * perturbation changes every rounding on the way: the central difference
+ * carries about 1e-7 |L| / h of noise, up to ~1e-3 relative for the
+ * smallest gradients here (measured: max 1.2e-3 over all tensors; with
+ * h = 1e-3 the noise grows to 7e-3). A 1 % error in the gradient of any
+ * parameter shows as ~1e-2, twice the tolerance; the per-op checks hold the
+ * tighter 1e-3 line.
+ */
+static const double MODEL_TOLERANCE = 5e-3;
+static const double MODEL_EPS = 1e-2;
+
+static void check_model(const char *title, PeType pe, PoolMode pool)
+{
+    VitConfig cfg = small_config(pe, pool);
+    enum { B = 3 };
+    Vit m;
+    make_model(&m, &cfg, B);
+    /* Parameters of order one: gradients well above the fp32 noise floor. */
+    gc_fill_normal(m.params.data, m.param_list.total, 0.5, 41);
+    float images[B * 2 * 8 * 8];
+    gc_fill_normal(images, sizeof images / sizeof images[0], 1.0, 42);
+    int labels[B] = {0, 2, 1};
+    ModelCase mc = {.m = &m, .images = images, .labels = labels, .B = B,
+                    .pass = {.train = true, .step = 3, .seed = 9, .smoothing = 0.1f}};
+    GcProblem p = {.ctx = &mc, .forward = model_fwd, .backward = model_bwd, .out = &mc.loss,
+                   .dout = &mc.dloss, .out_n = 1};
+    for (int t = 0; t < m.param_list.count; t++)
+        gc_add(&p, m.param_list.specs[t].name, arena_tensor(&m.params, t),
+               arena_tensor(&m.grads, t), m.param_list.specs[t].numel);
+    GcResult r;
+    GcOptions o = {.eps = MODEL_EPS, .max_samples = 24};
+    gradcheck_run(&p, &o, &r);
+    gradcheck_print(title, &p, &r);
+    /* Every tensor must be reached: a dropped branch would pass vacuously. */
+    for (int t = 0; t < p.n_tensors; t++)
+        ck_assert_msg(r.scales[t] > 1e-4, "%s: no gradient reaches %s", title, p.tensors[t].name);
+    ck_assert_msg(r.max_error < MODEL_TOLERANCE, "%s: error %.3g in %s", title, r.max_error,
+                  p.tensors[r.worst].name);
+    vit_free(&m);
+}
+
+START_TEST(test_model_gradients_absolute_cls)
+{
+    check_model("vit (absolute, cls pool)", PE_ABSOLUTE, POOL_CLS);
+}
+END_TEST
+
+START_TEST(test_model_gradients_none_mean)
+{
+    check_model("vit (no pe, mean pool)", PE_NONE, POOL_MEAN);
+}
+END_TEST
+
+/* ---- names and sizes -------------------------------------------------------- */
+
+static void expect_tensor(const Vit *m, const char *name, int ndim, const int64_t *shape,
+                          bool decays)
+{
+    int i = tensor_list_find(&m->param_list, name);
+    ck_assert_msg(i >= 0, "no tensor %s", name);
+    const TensorSpec *s = &m->param_list.specs[i];
+    ck_assert_int_eq(s->ndim, ndim);
+    for (int d = 0; d < ndim; d++)
+        ck_assert_int_eq(s->shape[d], shape[d]);
+    ck_assert_msg(((s->flags & VT_TENSOR_NO_DECAY) == 0) == decays, "%s: weight decay flag", name);
+}
+
+START_TEST(test_model_timm_names)
+{
+    VitConfig cfg = small_config(PE_ABSOLUTE, POOL_CLS);
+    Vit m;
+    make_model(&m, &cfg, 1);
+    expect_tensor(&m, "patch_embed.proj.weight", 4, (int64_t[]){16, 2, 4, 4}, true);
+    expect_tensor(&m, "patch_embed.proj.bias", 1, (int64_t[]){16}, false);
+    expect_tensor(&m, "cls_token", 3, (int64_t[]){1, 1, 16}, false);
+    expect_tensor(&m, "pos_embed", 3, (int64_t[]){1, 5, 16}, false);
+    expect_tensor(&m, "blocks.1.norm1.weight", 1, (int64_t[]){16}, false);
+    expect_tensor(&m, "blocks.1.attn.qkv.weight", 2, (int64_t[]){48, 16}, true);
+    expect_tensor(&m, "blocks.1.attn.qkv.bias", 1, (int64_t[]){48}, false);
+    expect_tensor(&m, "blocks.1.attn.proj.weight", 2, (int64_t[]){16, 16}, true);
+    expect_tensor(&m, "blocks.1.ls1.gamma", 1, (int64_t[]){16}, false);
+    expect_tensor(&m, "blocks.1.norm2.bias", 1, (int64_t[]){16}, false);
+    expect_tensor(&m, "blocks.1.mlp.fc1.weight", 2, (int64_t[]){32, 16}, true);
+    expect_tensor(&m, "blocks.1.mlp.fc2.weight", 2, (int64_t[]){16, 32}, true);
+    expect_tensor(&m, "blocks.1.ls2.gamma", 1, (int64_t[]){16}, false);
+    expect_tensor(&m, "norm.weight", 1, (int64_t[]){16}, false);
+    expect_tensor(&m, "head.weight", 2, (int64_t[]){3, 16}, true);
+    expect_tensor(&m, "head.bias", 1, (int64_t[]){3}, false);
+    ck_assert_int_eq(tensor_list_find(&m.param_list, "blocks.2.norm1.weight"), -1);
+    vit_free(&m);
+}
+END_TEST
+
+START_TEST(test_model_tiny_matches_timm_parameter_count)
+{
+    /* timm's vit_tiny_patch16_224 has 5,717,416 parameters (224 px, patch
+     * 16, 3 channels, 1000 classes, no LayerScale). */
+    VitConfig cfg = {.img_size = 224, .channels = 3, .patch_size = 16, .num_classes = 1000,
+                     .pe = PE_ABSOLUTE};
+    VtError err;
+    ck_assert(vit_config_preset(&cfg, "tiny", &err) == VT_OK);
+    Vit m;
+    ck_assert(vit_create(&m, &cfg, 1, &err) == VT_OK);
+    size_t count = 0;
+    for (int t = 0; t < m.param_list.count; t++)
+        count += m.param_list.specs[t].numel;
+    ck_assert_uint_eq(count, 5717416);
+    vit_free(&m);
+    ck_assert(vit_config_preset(&cfg, "huge", &err) == VT_ERR_ARGUMENT);
+    ck_assert_ptr_nonnull(strstr(err.message, "huge"));
+}
+END_TEST
+
+START_TEST(test_model_rejects_bad_sizes)
+{
+    VitConfig cfg = small_config(PE_ABSOLUTE, POOL_CLS);
+    VtError err;
+    Vit m;
+    cfg.patch_size = 3;
+    ck_assert(vit_create(&m, &cfg, 1, &err) == VT_ERR_ARGUMENT);
+    ck_assert_ptr_nonnull(strstr(err.message, "patch_size"));
+    cfg = small_config(PE_ABSOLUTE, POOL_CLS);
+    cfg.heads = 3;
+    ck_assert(vit_create(&m, &cfg, 1, &err) == VT_ERR_ARGUMENT);
+    ck_assert_ptr_nonnull(strstr(err.message, "heads"));
+    cfg = small_config(PE_ABSOLUTE, POOL_CLS);
+    cfg.drop_path = 1.0f;
+    ck_assert(vit_create(&m, &cfg, 1, &err) == VT_ERR_ARGUMENT);
+    ck_assert_ptr_nonnull(strstr(err.message, "drop_path"));
+}
+END_TEST
+
+/* ---- invariances ------------------------------------------------------------ */
+
+/* Moves patch (gy, gx) of every image to patch perm[gy * g + gx]. */
+static void permute_patches(float *dst, const float *src, const int *perm, int C, int S, int P)
+{
+    const int g = S / P;
+    for (int c = 0; c < C; c++)
+        for (int p = 0; p < g * g; p++)
+            for (int y = 0; y < P; y++)
+                for (int x = 0; x < P; x++) {
+                    int from = ((c * S) + (p / g) * P + y) * S + (p % g) * P + x;
+                    int to = ((c * S) + (perm[p] / g) * P + y) * S + (perm[p] % g) * P + x;
+                    dst[to] = src[from];
+                }
+}
+
+static double max_logit_change_under_patch_shuffle(PeType pe)
+{
+    VitConfig cfg = small_config(pe, POOL_CLS);
+    Vit m;
+    make_model(&m, &cfg, 1);
+    gc_fill_normal(m.params.data, m.param_list.total, 0.3, 43);
+    float image[2 * 8 * 8], shuffled[2 * 8 * 8], logits[3];
+    gc_fill_normal(image, 128, 1.0, 44);
+    const int perm[4] = {2, 0, 3, 1};
+    permute_patches(shuffled, image, perm, 2, 8, 4);
+    const VitPass eval = {.train = false};
+    memcpy(logits, vit_forward(&m, image, 1, &eval), sizeof logits);
+    const float *moved = vit_forward(&m, shuffled, 1, &eval);
+    double change = 0.0;
+    for (int k = 0; k < 3; k++)
+        change = fmax(change, fabs(moved[k] - logits[k]));
+    vit_free(&m);
+    return change;
+}
+
+START_TEST(test_model_without_pe_ignores_patch_order)
+{
+    /* Without positional information attention is permutation-equivariant,
+     * so the CLS output cannot depend on the order of the patches. */
+    ck_assert_double_lt(max_logit_change_under_patch_shuffle(PE_NONE), 1e-5);
+    /* With the absolute encoding it must (else the test proves nothing). */
+    ck_assert_double_gt(max_logit_change_under_patch_shuffle(PE_ABSOLUTE), 1e-3);
+}
+END_TEST
+
+START_TEST(test_model_samples_are_independent_in_a_batch)
+{
+    VitConfig cfg = small_config(PE_ABSOLUTE, POOL_CLS);
+    Vit m;
+    make_model(&m, &cfg, 4);
+    float images[4 * 128], alone[3];
+    gc_fill_normal(images, 4 * 128, 1.0, 45);
+    const VitPass eval = {.train = false};
+    memcpy(alone, vit_forward(&m, images + 2 * 128, 1, &eval), sizeof alone);
+    const float *batch = vit_forward(&m, images, 4, &eval);
+    for (int k = 0; k < 3; k++)
+        ck_assert_float_eq_tol(batch[2 * 3 + k], alone[k], 1e-5f);
+    vit_free(&m);
+}
+END_TEST
+
+Suite *model_suite(void)
+{
+    Suite *s = suite_create("model");
+    TCase *grads = tcase_with_timeout("gradients", 120, NULL);
+    tcase_add_test(grads, test_model_gradients_absolute_cls);
+    tcase_add_test(grads, test_model_gradients_none_mean);
+    suite_add_tcase(s, grads);
+    TCase *tc = tcase_with_timeout("structure", 30, NULL);
+    tcase_add_test(tc, test_model_timm_names);
+    tcase_add_test(tc, test_model_tiny_matches_timm_parameter_count);
+    tcase_add_test(tc, test_model_rejects_bad_sizes);
+    tcase_add_test(tc, test_model_without_pe_ignores_patch_order);
+    tcase_add_test(tc, test_model_samples_are_independent_in_a_batch);
+    suite_add_tcase(s, tc);
+    return s;
+}
