@@ -25,6 +25,35 @@ void gc_fill_normal(float *x, size_t n, double std, uint64_t seed)
         x[i] = (float)(std * rng_normal(&rng));
 }
 
+enum { MAX_BUFFERS = 256 };
+static void *buffers[MAX_BUFFERS];
+static int buffer_count;
+
+static float *track(float *x)
+{
+    VT_ASSERT(buffer_count < MAX_BUFFERS);
+    buffers[buffer_count++] = x;
+    return x;
+}
+
+float *gc_randn(size_t n, double std, uint64_t seed)
+{
+    float *x = track(vt_xmalloc(n * sizeof(float)));
+    gc_fill_normal(x, n, std, seed);
+    return x;
+}
+
+float *gc_zeros(size_t n)
+{
+    return track(vt_xcalloc(n, sizeof(float)));
+}
+
+void gc_free_all(void)
+{
+    while (buffer_count > 0)
+        free(buffers[--buffer_count]);
+}
+
 static double projected_output(const GcProblem *p)
 {
     p->forward(p->ctx);

@@ -66,4 +66,10 @@ void gradcheck_print(const char *title, const GcProblem *p, const GcResult *resu
 /* Fills x with N(0, std^2) from a test stream. */
 void gc_fill_normal(float *x, size_t n, double std, uint64_t seed);
 
+/* Test buffers: N(0, std^2) or zero-filled, all released by gc_free_all
+ * (registered as a checked teardown, so leak checkers see a clean exit). */
+float *gc_randn(size_t n, double std, uint64_t seed);
+float *gc_zeros(size_t n);
+void gc_free_all(void);
+
 #endif

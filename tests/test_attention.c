@@ -82,13 +82,12 @@ static void attn_case_init(AttnCase *a, const QkRotation *rotation)
 {
     a->d = (AttnDims){.B = 2, .N = 5, .H = 2, .Dh = 4};
     const size_t D = 8, T = 10, heads = T * D, probs = 2 * 2 * 5 * 5;
-    a->qkv = vt_xmalloc(T * 3 * D * sizeof(float));
-    gc_fill_normal(a->qkv, T * 3 * D, 1.0, 21);
-    a->out = vt_xcalloc(heads, 4), a->dout = vt_xcalloc(heads, 4);
-    a->q = vt_xcalloc(heads, 4), a->k = vt_xcalloc(heads, 4), a->v = vt_xcalloc(heads, 4);
-    a->dq = vt_xcalloc(heads, 4), a->dk = vt_xcalloc(heads, 4), a->dv = vt_xcalloc(heads, 4);
-    a->probs = vt_xcalloc(probs, 4), a->dprobs = vt_xcalloc(probs, 4);
-    a->dqkv = vt_xcalloc(T * 3 * D, 4);
+    a->qkv = gc_randn(T * 3 * D, 1.0, 21);
+    a->out = gc_zeros(heads), a->dout = gc_zeros(heads);
+    a->q = gc_zeros(heads), a->k = gc_zeros(heads), a->v = gc_zeros(heads);
+    a->dq = gc_zeros(heads), a->dk = gc_zeros(heads), a->dv = gc_zeros(heads);
+    a->probs = gc_zeros(probs), a->dprobs = gc_zeros(probs);
+    a->dqkv = gc_zeros(T * 3 * D);
     a->rotation = rotation;
 }
 
@@ -195,6 +194,7 @@ Suite *attention_suite(void)
 {
     Suite *s = suite_create("attention");
     TCase *tc = tcase_with_timeout("attention", 60, NULL);
+    tcase_add_checked_fixture(tc, NULL, gc_free_all);
     tcase_add_test(tc, test_attention_gradients);
     tcase_add_test(tc, test_attention_rotary_hook_gradients);
     tcase_add_test(tc, test_attention_matches_reference);

@@ -81,20 +81,13 @@ START_TEST(test_tensor_list_find)
 }
 END_TEST
 
-START_TEST(test_arena)
+START_TEST(test_arena_layout)
 {
     TensorList list = layout_list();
     Arena arena;
-    /* Dirty a first arena so the second one, likely given the same memory,
-     * shows whether arena_create really zeroes. */
-    arena_create(&arena, &list);
-    memset(arena.data, 0x7f, list.total * sizeof(float));
-    arena_free(&arena);
     arena_create(&arena, &list);
     ck_assert_ptr_eq(arena.list, &list);
     ck_assert_msg((uintptr_t)arena.data % 64 == 0, "arena data not 64-byte aligned");
-    for (size_t i = 0; i < list.total; i++)
-        ck_assert_msg(arena.data[i] == 0.0f, "element %zu not zeroed", i);
     for (int i = 0; i < list.count; i++)
         ck_assert_ptr_eq(arena_tensor(&arena, i), arena.data + list.specs[i].offset);
     memset(arena.data, 0x7f, list.total * sizeof(float));
@@ -103,6 +96,35 @@ START_TEST(test_arena)
         ck_assert_msg(arena.data[i] == 0.0f, "element %zu not zeroed by arena_zero", i);
     arena_free(&arena);
     tensor_list_free(&list);
+}
+END_TEST
+
+START_TEST(test_arena_create_zeroes)
+{
+    /* Fresh heap memory is zero anyway, so first free a dirty block that
+     * the arena will be carved from: 64 KiB is below glibc's mmap
+     * threshold, and the guard allocated after it keeps it from merging
+     * into the top of the heap (which could be trimmed and come back
+     * clean). Freeing a dirty arena instead does not work: aligned_alloc
+     * asks for more than the freed block holds. */
+    enum { DIRTY_BYTES = 64 * 1024 };
+    unsigned char *dirty = malloc(DIRTY_BYTES);
+    void *guard = malloc(64);
+    ck_assert(dirty && guard);
+    memset(dirty, 0x7f, DIRTY_BYTES);
+    free(dirty);
+
+    TensorList list;
+    tensor_list_init(&list);
+    const int64_t shape[] = {64, 64};
+    tensor_list_add(&list, shape, 2, 0, INIT_ZEROS, 0.0f, "big");
+    Arena arena;
+    arena_create(&arena, &list);
+    for (size_t i = 0; i < list.total; i++)
+        ck_assert_msg(arena.data[i] == 0.0f, "element %zu not zeroed", i);
+    arena_free(&arena);
+    tensor_list_free(&list);
+    free(guard);
 }
 END_TEST
 
@@ -215,22 +237,27 @@ START_TEST(test_rng_below)
 }
 END_TEST
 
-START_TEST(test_rng_below_no_modulo_bias)
+START_TEST(test_rng_below_no_bias)
 {
-    /* n = 3 * 2^30: a plain `x % n` of 32 random bits lands below 2^30 half
-     * the time instead of a third. Standard error sqrt(2/9/N) = 4.7e-3; the
-     * tolerance 0.03 is 6 of them and far from 1/6. */
+    /* n = 3 * 2^30 shows both classic biases of 32 random bits: `x % n`
+     * lands below 2^30 half the time instead of a third, and a
+     * multiply-shift without rejection, floor(3x/4), gives multiples of 3
+     * half the time instead of a third. Standard error sqrt(2/9/N) = 4.7e-3;
+     * the tolerance 0.03 is 6 of them and far from 1/6. */
     enum { N = 10000 };
     const uint32_t n = 3u << 30;
     Rng rng = rng_stream(15, RNG_TEST, 0, 0);
-    int low = 0;
+    int low = 0, mult3 = 0;
     for (int i = 0; i < N; i++) {
         uint32_t v = rng_below(&rng, n);
         ck_assert_uint_lt(v, n);
         low += v < (1u << 30);
+        mult3 += v % 3 == 0;
     }
-    double frac = (double)low / N;
-    ck_assert_msg(fabs(frac - 1.0 / 3.0) < 0.03, "fraction below 2^30: %.4f", frac);
+    double frac_low = (double)low / N, frac_mult3 = (double)mult3 / N;
+    ck_assert_msg(fabs(frac_low - 1.0 / 3.0) < 0.03, "fraction below 2^30: %.4f", frac_low);
+    ck_assert_msg(fabs(frac_mult3 - 1.0 / 3.0) < 0.03, "fraction of multiples of 3: %.4f",
+                  frac_mult3);
 }
 END_TEST
 
@@ -256,6 +283,27 @@ START_TEST(test_rng_shuffle)
     rng_shuffle(&rng, &one, 1);
     ck_assert_int_eq(one, 5);
     rng_shuffle(&rng, NULL, 0);
+}
+END_TEST
+
+START_TEST(test_rng_shuffle_uniform)
+{
+    /* All 6 orders of 3 values equally likely. Chi-square with 5 degrees of
+     * freedom is below one with 6, so P(X > 40) < 4.6e-7 (see test_rng_below). */
+    enum { N = 60000, PERMS = 6 };
+    Rng rng = rng_stream(17, RNG_TEST, 0, 0);
+    long counts[PERMS] = {0};
+    for (int i = 0; i < N; i++) {
+        int v[3] = {0, 1, 2};
+        rng_shuffle(&rng, v, 3);
+        ck_assert_int_eq(v[0] + v[1] + v[2], 3);
+        ck_assert(v[0] != v[1] && v[1] != v[2] && v[0] != v[2]);
+        counts[2 * v[0] + (v[1] > v[2])]++;
+    }
+    double chi2 = 0.0, expect = (double)N / PERMS;
+    for (int k = 0; k < PERMS; k++)
+        chi2 += (counts[k] - expect) * (counts[k] - expect) / expect;
+    ck_assert_msg(chi2 < 40.0, "chi-square %.2f over %d orders", chi2, PERMS);
 }
 END_TEST
 
@@ -528,7 +576,8 @@ Suite *core_suite(void)
     TCase *tensor = tcase_with_timeout("tensor", 10, NULL);
     tcase_add_test(tensor, test_tensor_list_offsets);
     tcase_add_test(tensor, test_tensor_list_find);
-    tcase_add_test(tensor, test_arena);
+    tcase_add_test(tensor, test_arena_layout);
+    tcase_add_test(tensor, test_arena_create_zeroes);
     suite_add_tcase(s, tensor);
 
     TCase *rng = tcase_with_timeout("rng", 30, NULL);
@@ -537,8 +586,9 @@ Suite *core_suite(void)
     tcase_add_test(rng, test_rng_normal);
     tcase_add_test(rng, test_rng_trunc_normal);
     tcase_add_test(rng, test_rng_below);
-    tcase_add_test(rng, test_rng_below_no_modulo_bias);
+    tcase_add_test(rng, test_rng_below_no_bias);
     tcase_add_test(rng, test_rng_shuffle);
+    tcase_add_test(rng, test_rng_shuffle_uniform);
     suite_add_tcase(s, rng);
 
     TCase *schedule = tcase_with_timeout("schedule", 10, NULL);

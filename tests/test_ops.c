@@ -20,18 +20,6 @@
 
 static const double OP_TOLERANCE = 1e-3;
 
-static float *randn(size_t n, double std, uint64_t seed)
-{
-    float *x = vt_xmalloc(n * sizeof(float));
-    gc_fill_normal(x, n, std, seed);
-    return x;
-}
-
-static float *zeros(size_t n)
-{
-    return vt_xcalloc(n, sizeof(float));
-}
-
 static void check(const char *title, GcProblem *p)
 {
     GcResult r;
@@ -63,8 +51,8 @@ static void linear_bwd(void *c)
 START_TEST(test_linear)
 {
     LinearCase l = {.T = 7, .I = 11, .O = 5};
-    l.x = randn(77, 1, 1), l.w = randn(55, 1, 2), l.b = randn(5, 1, 3);
-    l.y = zeros(35), l.dy = zeros(35), l.dx = zeros(77), l.dw = zeros(55), l.db = zeros(5);
+    l.x = gc_randn(77, 1, 1), l.w = gc_randn(55, 1, 2), l.b = gc_randn(5, 1, 3);
+    l.y = gc_zeros(35), l.dy = gc_zeros(35), l.dx = gc_zeros(77), l.dw = gc_zeros(55), l.db = gc_zeros(5);
     GcProblem p = {.ctx = &l, .forward = linear_fwd, .backward = linear_bwd, .out = l.y,
                    .dout = l.dy, .out_n = 35};
     gc_add(gc_add(gc_add(&p, "x", l.x, l.dx, 77), "weight", l.w, l.dw, 55), "bias", l.b, l.db, 5);
@@ -95,9 +83,9 @@ START_TEST(test_layernorm)
 {
     NormCase n = {.T = 6, .D = 24};
     const size_t len = 6 * 24;
-    n.x = randn(len, 2, 4), n.w = randn(24, 1, 5), n.b = randn(24, 1, 6);
-    n.y = zeros(len), n.dy = zeros(len), n.dx = zeros(len), n.dw = zeros(24), n.db = zeros(24);
-    n.mean = zeros(6), n.rstd = zeros(6);
+    n.x = gc_randn(len, 2, 4), n.w = gc_randn(24, 1, 5), n.b = gc_randn(24, 1, 6);
+    n.y = gc_zeros(len), n.dy = gc_zeros(len), n.dx = gc_zeros(len), n.dw = gc_zeros(24), n.db = gc_zeros(24);
+    n.mean = gc_zeros(6), n.rstd = gc_zeros(6);
     GcProblem p = {.ctx = &n, .forward = norm_fwd, .backward = norm_bwd, .out = n.y,
                    .dout = n.dy, .out_n = len};
     gc_add(gc_add(gc_add(&p, "x", n.x, n.dx, len), "weight", n.w, n.dw, 24), "bias", n.b, n.db, 24);
@@ -127,7 +115,7 @@ static void gelu_bwd(void *c)
 START_TEST(test_gelu)
 {
     UnaryCase u = {.n = 200};
-    u.x = randn(200, 2, 7), u.y = zeros(200), u.dx = zeros(200), u.dy = zeros(200);
+    u.x = gc_randn(200, 2, 7), u.y = gc_zeros(200), u.dx = gc_zeros(200), u.dy = gc_zeros(200);
     GcProblem p = {.ctx = &u, .forward = gelu_fwd, .backward = gelu_bwd, .out = u.y,
                    .dout = u.dy, .out_n = 200};
     gc_add(&p, "x", u.x, u.dx, 200);
@@ -161,7 +149,7 @@ static void xent_bwd(void *c)
 static void check_xent(float smoothing)
 {
     XentCase x = {.B = 5, .K = 7, .smoothing = smoothing, .labels = {0, 6, 3, 3, 1}};
-    x.logits = randn(35, 3, 8), x.probs = zeros(35), x.losses = zeros(5), x.dlogits = zeros(35);
+    x.logits = gc_randn(35, 3, 8), x.probs = gc_zeros(35), x.losses = gc_zeros(5), x.dlogits = gc_zeros(35);
     GcProblem p = {.ctx = &x, .forward = xent_fwd, .backward = xent_bwd, .out = &x.loss,
                    .dout = &x.dloss, .out_n = 1};
     gc_add(&p, "logits", x.logits, x.dlogits, 35);
@@ -213,9 +201,9 @@ START_TEST(test_patch_embed)
 {
     PatchCase e = {.B = 2, .C = 3, .S = 8, .P = 4, .D = 5, .Np = 4};
     const size_t img = 2 * 3 * 8 * 8, w = 5 * 3 * 4 * 4, out = 2 * 4 * 5, cols = 2 * 4 * 48;
-    e.img = randn(img, 1, 9), e.w = randn(w, 0.2, 10), e.b = randn(5, 1, 11);
-    e.y = zeros(out), e.dy = zeros(out), e.cols = zeros(cols), e.dcols = zeros(cols);
-    e.dimg = zeros(img), e.dw = zeros(w), e.db = zeros(5);
+    e.img = gc_randn(img, 1, 9), e.w = gc_randn(w, 0.2, 10), e.b = gc_randn(5, 1, 11);
+    e.y = gc_zeros(out), e.dy = gc_zeros(out), e.cols = gc_zeros(cols), e.dcols = gc_zeros(cols);
+    e.dimg = gc_zeros(img), e.dw = gc_zeros(w), e.db = gc_zeros(5);
     GcProblem p = {.ctx = &e, .forward = patch_fwd, .backward = patch_bwd, .out = e.y,
                    .dout = e.dy, .out_n = out};
     gc_add(gc_add(gc_add(&p, "image", e.img, e.dimg, img), "weight", e.w, e.dw, w), "bias", e.b,
@@ -332,9 +320,9 @@ static void check_token_op(const char *title, void (*fwd)(void *), void (*bwd)(v
                            size_t a_n, size_t b_n, size_t out_n)
 {
     TokenCase t = {.B = 3, .N = 5, .D = 4};
-    t.a = randn(a_n, 1, 12), t.da = zeros(a_n);
-    t.b = b_n ? randn(b_n, 1, 13) : NULL, t.db = b_n ? zeros(b_n) : NULL;
-    t.y = zeros(out_n), t.dy = zeros(out_n);
+    t.a = gc_randn(a_n, 1, 12), t.da = gc_zeros(a_n);
+    t.b = b_n ? gc_randn(b_n, 1, 13) : NULL, t.db = b_n ? gc_zeros(b_n) : NULL;
+    t.y = gc_zeros(out_n), t.dy = gc_zeros(out_n);
     float scale[3] = {0.0f, 1.25f, 1.25f}; /* one dropped sample, two kept at keep 0.8 */
     t.scale = scale;
     GcProblem p = {.ctx = &t, .forward = fwd, .backward = bwd, .out = t.y, .dout = t.dy,
@@ -363,7 +351,7 @@ START_TEST(test_drop_path_scales)
     /* Scales are 0 or 1/keep, the kept fraction is near keep, and the same
      * (seed, step, slot) gives the same masks. */
     enum { B = 20000 };
-    float *s1 = zeros(B), *s2 = zeros(B);
+    float *s1 = gc_zeros(B), *s2 = gc_zeros(B);
     drop_path_scales(s1, 7, 3, 1, 0.25f, B);
     drop_path_scales(s2, 7, 3, 1, 0.25f, B);
     int kept = 0;
@@ -376,8 +364,6 @@ START_TEST(test_drop_path_scales)
     ck_assert_int_lt(abs(kept - 15000), 306);
     drop_path_scales(s2, 7, 4, 1, 0.25f, B);
     ck_assert(memcmp(s1, s2, B * sizeof(float)) != 0);
-    free(s1);
-    free(s2);
 }
 END_TEST
 
@@ -385,6 +371,7 @@ Suite *ops_suite(void)
 {
     Suite *s = suite_create("ops");
     TCase *tc = tcase_with_timeout("gradients", 60, NULL);
+    tcase_add_checked_fixture(tc, NULL, gc_free_all);
     tcase_add_test(tc, test_linear);
     tcase_add_test(tc, test_layernorm);
     tcase_add_test(tc, test_gelu);
@@ -393,6 +380,7 @@ Suite *ops_suite(void)
     tcase_add_test(tc, test_token_ops);
     suite_add_tcase(s, tc);
     TCase *values = tcase_with_timeout("values", 30, NULL);
+    tcase_add_checked_fixture(values, NULL, gc_free_all);
     tcase_add_test(values, test_softmax_xent_value);
     tcase_add_test(values, test_patch_embed_layout);
     tcase_add_test(values, test_drop_path_scales);
