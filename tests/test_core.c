@@ -5,8 +5,9 @@
  *
  * Every expected value is computed here, in double, from the formula the
  * header promises (or from a property such as "is a permutation"); none is
- * a number printed by the code under test. Statistical checks state their
- * tolerance in standard errors, so a false failure is a one-in-a-million event.
+ * a number printed by the code under test. The seeds are fixed; statistical
+ * checks state their tolerance in standard errors, wide enough that a correct
+ * generator would fail under one seed in a million.
  */
 #include "suites.h"
 

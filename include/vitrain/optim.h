@@ -11,8 +11,8 @@
 #include "vitrain/tensor.h"
 
 /* Linear warmup from warmup_lr to lr over warmup_steps, then cosine from lr
- * to min_lr at total_steps (timm's CosineLRScheduler, stepped per iteration).
- * Steps count from 0. */
+ * to min_lr at total_steps, min_lr after (timm's CosineLRScheduler with
+ * warmup_prefix=True, stepped per iteration). Steps count from 0. */
 typedef struct LrSchedule {
     float lr, min_lr, warmup_lr;
     int64_t warmup_steps, total_steps;
@@ -44,8 +44,10 @@ void adamw_free(AdamW *opt);
  * is the same for any thread count. */
 double grad_global_norm(AdamW *opt, const Arena *grads);
 
-/* Clips grads (if cfg.clip_grad > 0) and applies one AdamW step with
- * learning rate lr. Returns the gradient norm before clipping. */
+/* Applies one AdamW step with learning rate lr to the gradients scaled by
+ * clip_grad / (norm + 1e-6) when their global norm exceeds cfg.clip_grad > 0
+ * (torch's clip_grad_norm_; the scaling is applied on the fly, the gradient
+ * arena is left unchanged). Returns the gradient norm before clipping. */
 double adamw_step(AdamW *opt, Arena *params, Arena *grads, float lr);
 
 #endif

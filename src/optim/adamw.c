@@ -54,12 +54,10 @@ double grad_global_norm(AdamW *opt, const Arena *grads)
     return sqrt(total_sq);
 }
 
-static void adamw_update_tensor(float *p, float *g, float *m, float *v, size_t n, float lr,
-                                float wd, float grad_scale, const AdamWConfig *c,
-                                float bias1, float bias2)
+static void adamw_update_tensor(float *p, const float *g, float *m, float *v, size_t n, float lr,
+                                float wd, float grad_scale, const AdamWConfig *c, float step,
+                                float inv_sqrt_bias2)
 {
-    const float step = lr / bias1;
-    const float inv_sqrt_bias2 = 1.0f / sqrtf(bias2);
 #pragma omp parallel for schedule(static)
     for (size_t i = 0; i < n; i++) {
         float gi = g[i] * grad_scale;
@@ -79,15 +77,17 @@ double adamw_step(AdamW *opt, Arena *params, Arena *grads, float lr)
     if (c->clip_grad > 0.0f && norm > c->clip_grad)
         grad_scale = (float)(c->clip_grad / (norm + 1e-6));
     opt->t++;
-    const float bias1 = 1.0f - powf(c->beta1, (float)opt->t);
-    const float bias2 = 1.0f - powf(c->beta2, (float)opt->t);
+    /* In double, as torch does: 1 - beta2^t cancels badly in fp32 for small t. */
+    const double bias1 = 1.0 - pow((double)c->beta1, (double)opt->t);
+    const double bias2 = 1.0 - pow((double)c->beta2, (double)opt->t);
+    const float step = (float)(lr / bias1), inv_sqrt_bias2 = (float)(1.0 / sqrt(bias2));
     const TensorList *list = params->list;
     for (int i = 0; i < list->count; i++) {
         const TensorSpec *s = &list->specs[i];
         float wd = (s->flags & VT_TENSOR_NO_DECAY) ? 0.0f : c->weight_decay;
         adamw_update_tensor(params->data + s->offset, grads->data + s->offset,
                             opt->m.data + s->offset, opt->v.data + s->offset, s->numel, lr, wd,
-                            grad_scale, c, bias1, bias2);
+                            grad_scale, c, step, inv_sqrt_bias2);
     }
     return norm;
 }
