@@ -15,10 +15,10 @@ CC ?= cc
 MODE ?= release
 BUILD := build/$(MODE)
 
-PKGS_BLAS := openblas
+PKGS_LIBS := openblas stb
 PKGS_TEST := check
-BLAS_CFLAGS := $(shell pkg-config --cflags $(PKGS_BLAS) 2>/dev/null)
-BLAS_LIBS := $(shell pkg-config --libs $(PKGS_BLAS) 2>/dev/null)
+LIB_CFLAGS := $(shell pkg-config --cflags $(PKGS_LIBS) 2>/dev/null)
+LIB_LIBS := $(shell pkg-config --libs $(PKGS_LIBS) 2>/dev/null)
 CHECK_CFLAGS := $(shell pkg-config --cflags $(PKGS_TEST) 2>/dev/null)
 CHECK_LIBS := $(shell pkg-config --libs $(PKGS_TEST) 2>/dev/null)
 
@@ -33,10 +33,10 @@ OPT_debug := -O0 -g3
 OPT_sanitize := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined \
                 -fno-sanitize-recover=undefined
 
-CPPFLAGS := -Iinclude -D_DEFAULT_SOURCE $(BLAS_CFLAGS)
+CPPFLAGS := -Iinclude -D_DEFAULT_SOURCE $(LIB_CFLAGS)
 CFLAGS := -std=c11 $(OPT_$(MODE)) -fopenmp $(WARNINGS)
 LDFLAGS := -fopenmp $(filter -fsanitize=%,$(OPT_$(MODE)))
-LDLIBS := $(BLAS_LIBS) -lm
+LDLIBS := $(LIB_LIBS) -lpthread -lm
 
 LIB_SRCS := $(sort $(wildcard src/*/*.c))
 LIB_OBJS := $(LIB_SRCS:%.c=$(BUILD)/%.o)

@@ -1,0 +1,104 @@
+/*
+ * data.h - ImageNet-style image folders: scanning, decoding, caching,
+ * augmentation and background batch preparation (DESIGN §1, §3, §6).
+ *
+ * A split is root/<split>/<class>/<file>; classes are the subfolder names
+ * sorted by strcmp, like torchvision's ImageFolder, and label i is the i-th
+ * class. Files are taken by content, not extension: whatever stb_image
+ * decodes (JPEG, PNG, BMP, PGM/PPM, TGA, GIF). Hidden files (".*") are
+ * ignored.
+ *
+ * Each image is decoded once, converted to the configured channel count
+ * (gray -> RGB replicates, RGB -> gray uses ITU-R BT.601 luma, alpha is
+ * composited over black... see data.c), resized so that its shorter side is
+ * the cache side, and kept as uint8 in the cache (memory or a mapped file).
+ * Batches are cut from the cache by a background thread.
+ */
+#ifndef VITRAIN_DATA_H
+#define VITRAIN_DATA_H
+
+#include "vitrain/common.h"
+#include "vitrain/config.h"
+
+#include <stdbool.h>
+#include <stdint.h>
+
+/* One split of an image folder, decoded into the cache. */
+typedef struct Dataset {
+    int num_classes;
+    char **class_names;   /* (num_classes) */
+    int count;            /* images kept (after skipping bad ones) */
+    char **paths;         /* (count) file paths, root-relative-free (full) */
+    int *labels;          /* (count) */
+    int skipped;          /* bad images left out under BAD_IMAGE_SKIP */
+    int channels;         /* C of the cached images */
+    int cache_side;       /* shorter side of every cached image */
+    /* Cached pixels: image i is (height[i], width[i], C) HWC uint8 at
+     * pixels + offset[i]. */
+    int *height, *width;
+    uint64_t *offset;
+    uint8_t *pixels;
+    uint64_t pixel_bytes;
+    bool mapped;          /* pixels is a mapping of a cache file */
+} Dataset;
+
+typedef struct DatasetOptions {
+    int channels;
+    int cache_side;              /* resize so the shorter side is this */
+    BadImagePolicy on_bad_image;
+    CacheMode cache;
+    const char *cache_dir;       /* where CACHE_FILE puts its file */
+    bool progress;               /* print decoding progress to stderr */
+} DatasetOptions;
+
+/* Scans root/split and decodes every image. `expected_classes`, when not
+ * NULL, is the class list of another split that this one must match.
+ * Errors name the folder or file and the reason (stbi_failure_reason,
+ * strerror): missing split, no classes, an empty class folder, a
+ * mismatched class list, a bad image under BAD_IMAGE_ERROR. */
+VtCode dataset_open(Dataset *ds, const char *root, const char *split,
+                    const DatasetOptions *opts, const Dataset *expected_classes, VtError *err);
+void dataset_close(Dataset *ds);
+
+/* How a loader cuts samples out of the cache. */
+typedef struct LoaderOptions {
+    int batch_size;
+    int img_size;                /* output side S */
+    bool train;                  /* shuffle + augment + drop the last partial batch */
+    uint64_t seed;
+    int64_t start_step;          /* training: the first batch delivered is this step's */
+    /* Augmentation (train) and evaluation geometry. */
+    bool random_resized_crop;
+    float scale[2], ratio[2];
+    int pad;
+    float hflip;
+    float crop_pct;              /* eval: resize to S / crop_pct, center crop S */
+    float mean[VT_MAX_CHANNELS], std[VT_MAX_CHANNELS];
+    int prefetch;                /* batches prepared ahead (>= 1) */
+} LoaderOptions;
+
+typedef struct Batch {
+    float *images;     /* (B, C, S, S) normalized */
+    int *labels;       /* (B) */
+    int *indices;      /* (B) dataset indices */
+    int size;          /* B: batch_size, or less for the last eval batch */
+    int64_t step;      /* training: global step; eval: batch number */
+    int64_t epoch;
+} Batch;
+
+typedef struct Loader Loader;
+
+/* Training loaders deliver an endless stream: step s is batch
+ * s % batches_per_epoch of epoch s / batches_per_epoch, in the order of
+ * the RNG_DATA_ORDER stream of that epoch, each sample augmented from the
+ * RNG_AUGMENT stream (seed, epoch, sample index). The result depends only
+ * on (seed, step), never on timing or threads: a resumed run sees the same
+ * batches. Eval loaders deliver every sample once, in order. */
+VtCode loader_create(Loader **out, const Dataset *ds, const LoaderOptions *opts, VtError *err);
+/* The next batch; valid until the following call. Returns false when an
+ * eval loader is exhausted. */
+bool loader_next(Loader *ld, Batch *batch);
+int64_t loader_batches_per_epoch(const Loader *ld);
+void loader_destroy(Loader *ld);
+
+#endif
