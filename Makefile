@@ -6,6 +6,7 @@
 #   make sanitize   the default suite built with ASan + UBSan
 #   make debug      build/debug/vitrain without optimisation
 #   make deps       install the Debian packages the build needs
+#   make data       prepare data/fashion-mnist from Debian's dataset-fashion-mnist
 #   make clean      remove build/ and ./vitrain
 #
 # WERROR=1 turns warnings into errors (CI does). Never -Ofast/-ffast-math:
@@ -49,7 +50,7 @@ TEST_BIN := $(BUILD)/vitrain_tests
 # Check forks one child per test; a suite over the 10-minute budget is a bug.
 TEST_ENV := CK_EXCLUDE_TAGS=slow
 
-.PHONY: all test test-all sanitize debug deps clean
+.PHONY: all test test-all sanitize debug deps data clean
 
 all: vitrain
 
@@ -62,6 +63,10 @@ $(BIN): $(BUILD)/src/main.o $(LIB)
 $(LIB): $(LIB_OBJS)
 	@rm -f $@
 	ar rcs $@ $^
+
+# Small stand-alone tools (data preparation).
+$(BUILD)/tools/%: $(BUILD)/tools/%.o
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
 $(TEST_BIN): $(TEST_OBJS) $(LIB)
 	$(CC) $(LDFLAGS) -o $@ $^ $(CHECK_LIBS) $(LDLIBS)
@@ -90,6 +95,9 @@ debug:
 
 deps:
 	./scripts/install_deps.sh
+
+data:
+	./scripts/prepare_fashion_mnist.sh
 
 clean:
 	rm -rf build vitrain
