@@ -7,6 +7,7 @@
 #include "suites.h"
 
 #include "vitrain/parallel.h"
+#include "vitrain/pe.h"
 #include "vitrain/synthetic.h"
 #include "vitrain/vit.h"
 
@@ -253,6 +254,66 @@ START_TEST(test_model_samples_are_independent_in_a_batch)
 }
 END_TEST
 
+/* ---- pos_embed resampling (DESIGN §4.1) ----------------------------------- */
+
+START_TEST(test_pos_embed_resample_hand_computed)
+{
+    /* One row [0, 1] upsampled to 4 by PyTorch's antialiased bicubic
+     * (a = -0.5, align_corners false), worked by hand. Output i has centre
+     * (i + 0.5) / 2 in input units; input j sits at filter distance
+     * |j + 0.5 - centre|, and the weights are normalised by their sum.
+     * Output 0: distances 0.25 and 1.25, weights 0.8671875 and -0.0703125.
+     * Output 1: input 0 at distance 0.25 (weight 0.8671875), input 1 at
+     * 0.75 (weight 0.2265625). The other end mirrors these. */
+    float src[2] = {0.0f, 1.0f}, dst[4];
+    pos_embed_resample(dst, 1, 4, src, 1, 2, 1);
+    const double end = -0.0703125 / 0.796875;
+    ck_assert_double_eq_tol(dst[0], end, 1e-6);
+    ck_assert_double_eq_tol(dst[3], 1.0 - end, 1e-6);
+    ck_assert_double_eq_tol(dst[1], 0.2265625 / (0.8671875 + 0.2265625), 1e-6);
+    ck_assert_double_eq_tol(dst[2], 0.8671875 / (0.8671875 + 0.2265625), 1e-6);
+}
+END_TEST
+
+START_TEST(test_pos_embed_resample_properties)
+{
+    enum { G0 = 3, G = 5, D = 2 };
+    float src[G0 * G0 * D], dst[G * G * D], same[G0 * G0 * D];
+    gc_fill_normal(src, G0 * G0 * D, 1.0, 46);
+    /* Same size: identity. */
+    pos_embed_resample(same, G0, G0, src, G0, G0, D);
+    for (int i = 0; i < G0 * G0 * D; i++)
+        ck_assert_float_eq_tol(same[i], src[i], 1e-6f);
+    /* A constant grid stays constant (the weights are normalised). */
+    for (int i = 0; i < G0 * G0 * D; i++)
+        src[i] = i % D ? 2.5f : -1.0f;
+    pos_embed_resample(dst, G, G, src, G0, G0, D);
+    for (int i = 0; i < G * G * D; i++)
+        ck_assert_float_eq_tol(dst[i], i % D ? 2.5f : -1.0f, 1e-6f);
+}
+END_TEST
+
+START_TEST(test_transfer_params_to_another_resolution)
+{
+    VitConfig cfg = small_config(PE_ABSOLUTE, POOL_CLS), big_cfg = cfg;
+    big_cfg.img_size = 16;
+    Vit m, big;
+    make_model(&m, &cfg, 1);
+    make_model(&big, &big_cfg, 1);
+    vit_transfer_params(&big, &m);
+    /* Everything but pos_embed is copied as is; its CLS slot too. */
+    for (int t = 0; t < big.param_list.count; t++) {
+        const TensorSpec *s = &big.param_list.specs[t];
+        const float *from = arena_tensor(&m.params, tensor_list_find(&m.param_list, s->name));
+        const float *to = arena_tensor(&big.params, t);
+        size_t n = t == big.pos_embed ? (size_t)cfg.dim : s->numel;
+        ck_assert_msg(memcmp(from, to, n * sizeof(float)) == 0, "%s not copied", s->name);
+    }
+    vit_free(&m);
+    vit_free(&big);
+}
+END_TEST
+
 Suite *model_suite(void)
 {
     Suite *s = suite_create("model");
@@ -266,6 +327,9 @@ Suite *model_suite(void)
     tcase_add_test(tc, test_model_rejects_bad_sizes);
     tcase_add_test(tc, test_model_without_pe_ignores_patch_order);
     tcase_add_test(tc, test_model_samples_are_independent_in_a_batch);
+    tcase_add_test(tc, test_pos_embed_resample_hand_computed);
+    tcase_add_test(tc, test_pos_embed_resample_properties);
+    tcase_add_test(tc, test_transfer_params_to_another_resolution);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -144,6 +144,14 @@ double vit_forward_loss(Vit *m, const float *images, const int *labels, int B,
 /* Adds dL/d(parameters) of the last vit_forward_loss into m->grads. */
 void vit_backward(Vit *m, const int *labels, const VitPass *pass);
 
+/* Copies src's parameters into dst, a model of the same architecture at
+ * another resolution: tensors match by name and shape, except pos_embed,
+ * whose patch grid is resampled (pe.h). */
+void vit_transfer_params(Vit *dst, const Vit *src);
+
+/* Number of parameters (scalars). */
+size_t vit_param_count(const Vit *m);
+
 /* Bytes of the parameter, gradient and activation arenas. */
 size_t vit_memory_bytes(const Vit *m);
 

@@ -11,6 +11,7 @@
 #include "vitrain/vit.h"
 
 #include "vitrain/ops.h"
+#include "vitrain/pe.h"
 
 #include "vit_internal.h"
 
@@ -154,6 +155,34 @@ void vit_free(Vit *m)
     free(m->stream);
     free(m->block_acts);
     memset(m, 0, sizeof *m);
+}
+
+void vit_transfer_params(Vit *dst, const Vit *src)
+{
+    for (int t = 0; t < dst->param_list.count; t++) {
+        const TensorSpec *d = &dst->param_list.specs[t];
+        int s = tensor_list_find(&src->param_list, d->name);
+        VT_ASSERT(s >= 0);
+        float *to = arena_tensor(&dst->params, t);
+        const float *from = arena_tensor(&src->params, s);
+        if (t == dst->pos_embed && dst->grid != src->grid) {
+            /* The CLS slot is kept; the patch grid is resampled. */
+            const int D = dst->cfg.dim;
+            memcpy(to, from, (size_t)D * sizeof(float));
+            pos_embed_resample(to + D, dst->grid, dst->grid, from + D, src->grid, src->grid, D);
+        } else {
+            VT_ASSERT(src->param_list.specs[s].numel == d->numel);
+            memcpy(to, from, d->numel * sizeof(float));
+        }
+    }
+}
+
+size_t vit_param_count(const Vit *m)
+{
+    size_t count = 0;
+    for (int t = 0; t < m->param_list.count; t++)
+        count += m->param_list.specs[t].numel;
+    return count;
 }
 
 size_t vit_memory_bytes(const Vit *m)
