@@ -14,6 +14,7 @@
 #include "vitrain/common.h"
 #include "vitrain/ops.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -120,6 +121,27 @@ START_TEST(test_gelu)
                    .dout = u.dy, .out_n = 200};
     gc_add(&p, "x", u.x, u.dx, 200);
     check("gelu", &p);
+}
+END_TEST
+
+START_TEST(test_gelu_matches_erf_in_double)
+{
+    /* GELU against 0.5 x (1 + erf(x / sqrt 2)) in double on [-12, 12]:
+     * 2e-6 relative where |y| > 1e-6 (fp32 holds 6e-8; the polynomial erf
+     * and exp cost a few ulp more), 1e-6 absolute everywhere. */
+    enum { N = 240001 };
+    float *x = gc_zeros(N), *y = gc_zeros(N);
+    for (int i = 0; i < N; i++)
+        x[i] = -12.0f + 24.0f * (float)i / (N - 1);
+    gelu_forward(y, x, N);
+    for (int i = 0; i < N; i++) {
+        double ref = 0.5 * x[i] * (1.0 + erf(x[i] / sqrt(2.0)));
+        double err = fabs(y[i] - ref);
+        ck_assert_msg(err < 1e-6, "gelu(%g) = %.9g, expected %.9g", (double)x[i], (double)y[i], ref);
+        if (fabs(ref) > 1e-6)
+            ck_assert_msg(err / fabs(ref) < 2e-6, "gelu(%g) = %.9g, expected %.9g", (double)x[i],
+                          (double)y[i], ref);
+    }
 }
 END_TEST
 
@@ -382,6 +404,7 @@ Suite *ops_suite(void)
     TCase *values = tcase_with_timeout("values", 30, NULL);
     tcase_add_checked_fixture(values, NULL, gc_free_all);
     tcase_add_test(values, test_softmax_xent_value);
+    tcase_add_test(values, test_gelu_matches_erf_in_double);
     tcase_add_test(values, test_patch_embed_layout);
     tcase_add_test(values, test_drop_path_scales);
     suite_add_tcase(s, values);
