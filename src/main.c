@@ -1,257 +1,67 @@
 /*
- * main.c - the vitrain command line; the only file that exits.
- *
- * Subcommands:
- *   synthetic   train on a generated in-memory data set (the engine's own
- *               smoke run: no image files needed)
+ * main.c - the vitrain command line: dispatch to a subcommand and exit.
+ * The only file that exits; the commands live in src/cli/.
  */
-#include "vitrain/common.h"
-#include "vitrain/parallel.h"
-#include "vitrain/synthetic.h"
-#include "vitrain/train.h"
-#include "vitrain/vit.h"
+#include "vitrain/cli.h"
 
-#include <errno.h>
-#include <limits.h>
-#include <stdarg.h>
-#include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 
-enum { EXIT_USAGE = 2, EXIT_TRAINING = 1 };
-
-static void print_usage(FILE *out)
-{
-    fputs("vitrain " VT_VERSION " - Vision Transformer training on CPU\n"
-          "\n"
-          "usage:\n"
-          "  vitrain synthetic [options]   train on a generated data set\n"
-          "  vitrain --help | --version\n"
-          "\n"
-          "synthetic options (defaults in brackets):\n"
-          "  --task quadrant|noise   quadrant: find the quadrant holding a bright\n"
-          "                          square; noise: memorize random labels [quadrant]\n"
-          "  --preset tiny|small|base  model size; or set each of:\n"
-          "  --dim D [64]  --depth L [2]  --heads H [2]  --mlp-dim F [128]\n"
-          "  --img-size S [16]  --patch-size P [4]  --channels C [1]\n"
-          "  --pe none|absolute      positional encoding [absolute]\n"
-          "  --samples N [1024]  --batch N [64]  --steps N [200]\n"
-          "  --lr X [0.001]  --weight-decay X [0.05]  --warmup N [10]\n"
-          "  --seed N [0]  --threads N [OMP_NUM_THREADS or all cores]\n"
-          "\n"
-          "Prints one line per 10 steps, then the accuracy on the training set and\n"
-          "on a held-out set generated with another seed.\n"
-          "\n"
-          "exit status: 0 success, 1 training failed (e.g. a non-finite loss),\n"
-          "2 bad command line.\n",
-          out);
-}
-
-__attribute__((format(printf, 1, 2))) static int usage_error(const char *fmt, ...)
-{
-    va_list args;
-    va_start(args, fmt);
-    fprintf(stderr, "vitrain: ");
-    vfprintf(stderr, fmt, args);
-    fprintf(stderr, "\nTry 'vitrain --help'.\n");
-    va_end(args);
-    return EXIT_USAGE;
-}
-
-static bool parse_long(const char *text, long min, long max, long *out)
-{
-    char *end;
-    errno = 0;
-    long v = strtol(text, &end, 10);
-    if (errno || end == text || *end || v < min || v > max)
-        return false;
-    *out = v;
-    return true;
-}
-
-static bool parse_float(const char *text, float *out)
-{
-    char *end;
-    errno = 0;
-    float v = strtof(text, &end);
-    if (errno || end == text || *end || !(v == v))
-        return false;
-    *out = v;
-    return true;
-}
-
-typedef struct SyntheticArgs {
-    VitConfig model;
-    const char *task;
-    int samples, batch, threads;
-    long steps, warmup;
-    float lr, weight_decay;
-    uint64_t seed;
-} SyntheticArgs;
-
-/* One "--name value" option; returns 0 when consumed, else an exit code. */
-static int parse_option(SyntheticArgs *a, const char *name, const char *value)
-{
-    static const struct {
-        const char *name;
-        size_t offset;
-        long min, max;
-    } ints[] = {
-        {"--dim", offsetof(SyntheticArgs, model.dim), 1, 65536},
-        {"--depth", offsetof(SyntheticArgs, model.depth), 1, 1024},
-        {"--heads", offsetof(SyntheticArgs, model.heads), 1, 1024},
-        {"--mlp-dim", offsetof(SyntheticArgs, model.mlp_dim), 1, 1 << 20},
-        {"--img-size", offsetof(SyntheticArgs, model.img_size), 4, 4096},
-        {"--patch-size", offsetof(SyntheticArgs, model.patch_size), 1, 4096},
-        {"--channels", offsetof(SyntheticArgs, model.channels), 1, 4},
-        {"--samples", offsetof(SyntheticArgs, samples), 1, 1 << 24},
-        {"--batch", offsetof(SyntheticArgs, batch), 1, 1 << 16},
-        {"--threads", offsetof(SyntheticArgs, threads), 1, 1024},
-    };
-    long v;
-    for (size_t i = 0; i < sizeof ints / sizeof ints[0]; i++) {
-        if (strcmp(name, ints[i].name) == 0) {
-            if (!parse_long(value, ints[i].min, ints[i].max, &v))
-                return usage_error("bad value for option: %s", name);
-            *(int *)((char *)a + ints[i].offset) = (int)v;
-            return 0;
-        }
-    }
-    VtError err;
-    if (strcmp(name, "--preset") == 0) {
-        if (vit_config_preset(&a->model, value, &err))
-            return usage_error("%s", err.message);
-    } else if (strcmp(name, "--pe") == 0) {
-        if (vit_pe_parse(&a->model.pe, value, &err))
-            return usage_error("%s", err.message);
-    } else if (strcmp(name, "--task") == 0) {
-        if (strcmp(value, "quadrant") && strcmp(value, "noise"))
-            return usage_error("unknown task '%s' (expected quadrant or noise)", value);
-        a->task = value;
-    } else if (strcmp(name, "--steps") == 0 || strcmp(name, "--warmup") == 0) {
-        if (!parse_long(value, 0, LONG_MAX, &v))
-            return usage_error("bad value for option: %s", name);
-        *(name[2] == 's' ? &a->steps : &a->warmup) = v;
-    } else if (strcmp(name, "--seed") == 0) {
-        if (!parse_long(value, 0, LONG_MAX, &v))
-            return usage_error("bad value for option: %s", name);
-        a->seed = (uint64_t)v;
-    } else if (strcmp(name, "--lr") == 0 || strcmp(name, "--weight-decay") == 0) {
-        float f;
-        if (!parse_float(value, &f) || f < 0)
-            return usage_error("bad value for option: %s", name);
-        *(name[2] == 'l' ? &a->lr : &a->weight_decay) = f;
-    } else {
-        return usage_error("unknown option: %s", name);
-    }
-    return 0;
-}
-
-static bool print_progress(const StepStats *s, void *user)
-{
-    const int64_t *total = user;
-    if (s->step % 10 == 9 || s->step + 1 == *total)
-        printf("step %6lld/%lld  epoch %3lld  loss %.4f  acc %5.1f%%  lr %.2e  |g| %.3f\n",
-               (long long)s->step + 1, (long long)*total, (long long)s->epoch, s->loss,
-               100.0 * s->correct / s->batch, (double)s->lr, s->grad_norm);
-    return true;
-}
-
-static void generate(float *images, int *labels, const SyntheticArgs *a, int count, uint64_t seed)
-{
-    const VitConfig *c = &a->model;
-    if (strcmp(a->task, "noise") == 0)
-        synthetic_noise(images, labels, count, c->channels, c->img_size, c->num_classes, seed);
-    else
-        synthetic_quadrant(images, labels, count, c->channels, c->img_size, seed);
-}
-
-static int run_synthetic(SyntheticArgs *a)
-{
-    VitConfig *c = &a->model;
-    c->num_classes = strcmp(a->task, "noise") == 0 ? 10 : SYNTHETIC_QUADRANT_CLASSES;
-    VtError err;
-    Vit model;
-    if (vit_create(&model, c, a->batch, &err)) {
-        fprintf(stderr, "vitrain: %s\n", err.message);
-        return EXIT_USAGE;
-    }
-    int threads = threads_setup(a->threads);
-    vit_init_params(&model, a->seed);
-    printf("model: dim %d, depth %d, heads %d, mlp %d, %d tokens, %zu parameters, pe %s, "
-           "%d threads, %.1f MiB\n",
-           c->dim, c->depth, c->heads, c->mlp_dim, model.tokens, model.param_list.total,
-           vit_pe_name(c->pe), threads, vit_memory_bytes(&model) / 1048576.0);
-
-    const size_t image_len = (size_t)c->channels * c->img_size * c->img_size;
-    float *images = vt_xmalloc((size_t)a->samples * image_len * sizeof(float));
-    int *labels = vt_xmalloc((size_t)a->samples * sizeof(int));
-    generate(images, labels, a, a->samples, a->seed);
-
-    TrainOptions opts = {.batch_size = a->batch, .steps = a->steps, .seed = a->seed,
-                         .optim = adamw_defaults()};
-    opts.optim.weight_decay = a->weight_decay;
-    opts.schedule = (LrSchedule){.lr = a->lr, .min_lr = a->lr * 0.01f, .warmup_lr = 1e-6f,
-                                 .warmup_steps = a->warmup, .total_steps = a->steps};
-    int64_t total = a->steps;
-    VtCode code = train_in_memory(&model, &(MemoryDataset){images, labels, a->samples}, &opts,
-                                  print_progress, &total, &err);
-    if (code == VT_OK) {
-        double loss, acc;
-        evaluate_in_memory(&model, &(MemoryDataset){images, labels, a->samples}, &loss, &acc);
-        printf("train: loss %.4f  top-1 %.2f%%\n", loss, 100.0 * acc);
-        generate(images, labels, a, a->samples, a->seed + 1);
-        evaluate_in_memory(&model, &(MemoryDataset){images, labels, a->samples}, &loss, &acc);
-        printf("held-out: loss %.4f  top-1 %.2f%%\n", loss, 100.0 * acc);
-    } else {
-        fprintf(stderr, "vitrain: %s: %s\n", vt_code_name(code), err.message);
-    }
-    free(images);
-    free(labels);
-    vit_free(&model);
-    return code == VT_OK ? 0 : EXIT_TRAINING;
-}
-
-static int cmd_synthetic(int argc, char **argv)
-{
-    SyntheticArgs a = {
-        .model = {.img_size = 16, .channels = 1, .patch_size = 4, .dim = 64, .depth = 2,
-                  .heads = 2, .mlp_dim = 128, .pe = PE_ABSOLUTE, .pool = POOL_CLS},
-        .task = "quadrant", .samples = 1024, .batch = 64, .steps = 200, .warmup = 10,
-        .lr = 1e-3f, .weight_decay = 0.05f,
-    };
-    for (int i = 0; i < argc; i++) {
-        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
-            print_usage(stdout);
-            return 0;
-        }
-        if (i + 1 >= argc)
-            return usage_error("option %s needs a value", argv[i]);
-        int rc = parse_option(&a, argv[i], argv[i + 1]);
-        if (rc)
-            return rc;
-        i++;
-    }
-    if (a.batch > a.samples)
-        return usage_error("%s", "--batch must not exceed --samples");
-    return run_synthetic(&a);
-}
+static const char USAGE[] =
+    "vitrain " VT_VERSION " - Vision Transformer training on CPU\n"
+    "\n"
+    "usage:\n"
+    "  vitrain --config FILE [--set section.key=value]... [--threads N]\n"
+    "                      train a run (see 'vitrain train --help')\n"
+    "  vitrain --resume RUN_DIR_OR_CHECKPOINT [--set section.key=value]...\n"
+    "                      continue a run exactly where its checkpoint left it\n"
+    "  vitrain eval --checkpoint FILE [--data DIR] [--img-size N]... [--dump-logits FILE]\n"
+    "                      top-1/top-5/loss on a val split, at one or more resolutions\n"
+    "  vitrain export --checkpoint FILE --out model.safetensors\n"
+    "                      write the parameters as safetensors with timm names\n"
+    "  vitrain synthetic [options]\n"
+    "                      train on a generated data set (no files needed)\n"
+    "  vitrain config-reference\n"
+    "                      every config key with its type, range and default\n"
+    "  vitrain --help | --version\n"
+    "\n"
+    "Each command takes --help.\n"
+    "\n"
+    "exit status:\n"
+    "  0  success\n"
+    "  1  training stopped on a non-finite loss or gradient\n"
+    "  2  bad command line or configuration\n"
+    "  3  bad input data (images, folders, checkpoint contents)\n"
+    "  4  a file or folder could not be read or written\n"
+    "  5  not enough memory\n";
 
 int main(int argc, char **argv)
 {
     if (argc < 2) {
-        print_usage(stderr);
+        fputs(USAGE, stderr);
         return EXIT_USAGE;
     }
-    if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
-        print_usage(stdout);
-        return 0;
+    const char *cmd = argv[1];
+    if (strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0 || strcmp(cmd, "help") == 0) {
+        fputs(USAGE, stdout);
+        return EXIT_OK;
     }
-    if (strcmp(argv[1], "--version") == 0) {
+    if (strcmp(cmd, "--version") == 0) {
         printf("vitrain %s\n", VT_VERSION);
-        return 0;
+        return EXIT_OK;
     }
-    if (strcmp(argv[1], "synthetic") == 0)
-        return cmd_synthetic(argc - 2, argv + 2);
-    return usage_error("unknown command: %s", argv[1]);
+    if (strcmp(cmd, "train") == 0)
+        return cli_train(argc - 2, argv + 2);
+    if (strcmp(cmd, "eval") == 0)
+        return cli_eval(argc - 2, argv + 2);
+    if (strcmp(cmd, "export") == 0)
+        return cli_export(argc - 2, argv + 2);
+    if (strcmp(cmd, "synthetic") == 0)
+        return cli_synthetic(argc - 2, argv + 2);
+    if (strcmp(cmd, "config-reference") == 0) {
+        config_print_reference(stdout);
+        return EXIT_OK;
+    }
+    if (cmd[0] == '-')
+        return cli_train(argc - 1, argv + 1);
+    return cli_usage_error("unknown command '%s'", cmd);
 }

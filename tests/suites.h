@@ -19,6 +19,10 @@ Suite *ops_suite(void);
 Suite *attention_suite(void);
 Suite *model_suite(void);
 Suite *train_suite(void);
+Suite *config_suite(void);
+Suite *data_suite(void);
+Suite *checkpoint_suite(void);
+Suite *trainer_suite(void);
 
 /* Creates a test case with a timeout in seconds and optional tags. */
 TCase *tcase_with_timeout(const char *name, double seconds, const char *tags);

@@ -22,6 +22,10 @@ int main(void)
     srunner_add_suite(runner, attention_suite());
     srunner_add_suite(runner, model_suite());
     srunner_add_suite(runner, train_suite());
+    srunner_add_suite(runner, config_suite());
+    srunner_add_suite(runner, data_suite());
+    srunner_add_suite(runner, checkpoint_suite());
+    srunner_add_suite(runner, trainer_suite());
     srunner_run_all(runner, CK_NORMAL);
     int failed = srunner_ntests_failed(runner);
     srunner_free(runner);

@@ -7,7 +7,16 @@
  * subset. Unknown sections or keys, duplicate keys, malformed or
  * out-of-range values are errors naming the file, the line and the key.
  * `--set section.key=value` overrides apply after the file, with the same
- * checks (the "file" in their messages is "--set").
+ * checks (the "file" in their messages is "--set"). A call that fails
+ * leaves the RunConfig as it was.
+ *
+ * INI dialect: "[section]" headers and "key = value" lines; comments start
+ * with '#' or ';' at the start of a line or after whitespace; a value may be
+ * double-quoted (inside quotes \" and \\ are the escapes), which is how to
+ * write an empty string or one holding a comment character. CRLF line ends,
+ * a UTF-8 byte order mark and a missing final newline are accepted; NUL
+ * bytes and lines over 16384 bytes are errors. Booleans: true/false (also
+ * yes/no, on/off, 1/0). Lists: comma-separated numbers.
  */
 #ifndef VITRAIN_CONFIG_H
 #define VITRAIN_CONFIG_H
@@ -35,7 +44,10 @@ typedef struct DataSection {
     int img_size;                  /* img_size: training resolution (square) */
     int channels;                  /* channels: 1, 3 (or 4); images are converted */
     float mean[VT_MAX_CHANNELS];   /* mean: per channel, comma-separated, in [0,1] units */
-    float std[VT_MAX_CHANNELS];    /* std */
+    float std[VT_MAX_CHANNELS];    /* std: per channel, > 0 */
+    /* Values given for mean and std: 1 (that value is copied into every
+     * entry, so mean[c] is always the channel's value) or `channels`. */
+    int mean_count, std_count;
     float crop_pct;                /* crop_pct: eval resize to img_size / crop_pct, center crop */
     float scale[2];                /* scale: random-resized-crop area range, e.g. 0.08,1.0 */
     float ratio[2];                /* ratio: random-resized-crop aspect range, e.g. 0.75,1.3333 */
@@ -49,11 +61,17 @@ typedef struct DataSection {
 
 typedef struct ModelSection {
     char preset[VT_NAME_MAX];      /* preset: tiny | small | base | "" (use the sizes below) */
-    int dim, depth, heads, mlp_dim;
+    int dim, depth, heads, mlp_dim; /* dim, depth, heads, mlp_dim: ignored when preset is
+                                     * set; read them through config_model_sizes */
     int patch_size;
+    int num_classes;               /* num_classes: 0 = the class folders of data.root/train */
     char pool[16];                 /* pool: token | avg (timm's global_pool) */
     float layer_scale;             /* layer_scale: LayerScale init, 0 = off (timm init_values) */
     float drop_path;               /* drop_path: stochastic depth rate (timm drop_path_rate) */
+    /* Bookkeeping, not a key: bit 0..3 = dim, depth, heads, mlp_dim were
+     * given by a file or --set, so that combining them with a preset is an
+     * error in either order. Not written; ignore it when comparing configs. */
+    unsigned sizes_set;
 } ModelSection;
 
 typedef struct PeSection {
@@ -102,7 +120,9 @@ typedef struct RunConfig {
     LogSection log;
 } RunConfig;
 
-/* Fills every key with its schema default. */
+/* Fills every key with its schema default (all bytes are set, so two
+ * configs given the same keys compare equal with memcmp once
+ * model.sizes_set is cleared). */
 void config_defaults(RunConfig *cfg);
 
 /* Reads an INI file over the current values of cfg (call config_defaults
@@ -112,18 +132,27 @@ VtCode config_load(RunConfig *cfg, const char *path, VtError *err);
 /* Parses INI text; `origin` names it in messages (a path, or "--set"). */
 VtCode config_parse(RunConfig *cfg, const char *text, const char *origin, VtError *err);
 
-/* Applies one "section.key=value" override. */
+/* Applies one "section.key=value" override (no comments; the value may be
+ * quoted). Errors: "--set section.key=value: ...". */
 VtCode config_set(RunConfig *cfg, const char *assignment, VtError *err);
+
+/* The model sizes in effect: the preset's when model.preset is set, else
+ * model.dim, depth, heads and mlp_dim. */
+void config_model_sizes(const RunConfig *cfg, int *dim, int *depth, int *heads, int *mlp_dim);
 
 /* Checks relations between keys once everything is set (e.g. img_size
  * divisible by patch_size, preset or full sizes, mean/std per channel). */
 VtCode config_validate(const RunConfig *cfg, VtError *err);
 
 /* Writes every key, section by section, as a loadable INI (the resolved
- * config). Returns false on a write error (errno set). */
+ * config) with each key's help as a comment; with a preset, the sizes it
+ * decides are written as comments. Parsing the text over config_defaults
+ * gives back the same RunConfig (floats use the shortest exact digits).
+ * Flushes out; returns false on a write error (errno set). */
 bool config_write(const RunConfig *cfg, FILE *out);
 
-/* The resolved INI text as a malloc'ed string. */
+/* The text config_write writes, as a malloc'ed string (never NULL: aborts
+ * when out of memory, like vt_xmalloc). */
 char *config_to_string(const RunConfig *cfg);
 
 /* Prints the schema (section, key, type, range, default, help) as a

@@ -9,10 +9,15 @@
  * ignored.
  *
  * Each image is decoded once, converted to the configured channel count
- * (gray -> RGB replicates, RGB -> gray uses ITU-R BT.601 luma, alpha is
- * composited over black... see data.c), resized so that its shorter side is
- * the cache side, and kept as uint8 in the cache (memory or a mapped file).
- * Batches are cut from the cache by a background thread.
+ * (gray -> RGB replicates, RGB -> gray uses ITU-R BT.601 luma, for 1 or 3
+ * channels alpha is composited over black, 4 channels keep straight alpha
+ * or add an opaque one; details in src/data/folder.c), resized so that its
+ * shorter side is the cache side (antialiased bilinear), and kept as uint8
+ * in the cache (memory, or an unlinked file under cache_dir, mapped).
+ * Files that are not images, unreadable, truncated, empty, or declare more
+ * than 16384 pixels per side or 2^28 pixels are bad images (see
+ * BadImagePolicy). Batches are cut from the cache by a background thread
+ * (src/data/loader.c); augmentation follows torchvision (src/data/augment.c).
  */
 #ifndef VITRAIN_DATA_H
 #define VITRAIN_DATA_H
@@ -28,7 +33,7 @@ typedef struct Dataset {
     int num_classes;
     char **class_names;   /* (num_classes) */
     int count;            /* images kept (after skipping bad ones) */
-    char **paths;         /* (count) file paths, root-relative-free (full) */
+    char **paths;         /* (count) full paths, root/split/class/file */
     int *labels;          /* (count) */
     int skipped;          /* bad images left out under BAD_IMAGE_SKIP */
     int channels;         /* C of the cached images */
@@ -38,7 +43,8 @@ typedef struct Dataset {
     int *height, *width;
     uint64_t *offset;
     uint8_t *pixels;
-    uint64_t pixel_bytes;
+    uint64_t pixel_bytes; /* bytes used by the images */
+    uint64_t map_bytes;   /* bytes allocated or mapped at pixels */
     bool mapped;          /* pixels is a mapping of a cache file */
 } Dataset;
 
@@ -47,7 +53,7 @@ typedef struct DatasetOptions {
     int cache_side;              /* resize so the shorter side is this */
     BadImagePolicy on_bad_image;
     CacheMode cache;
-    const char *cache_dir;       /* where CACHE_FILE puts its file */
+    const char *cache_dir;       /* where CACHE_FILE puts its file (NULL: $TMPDIR or /tmp) */
     bool progress;               /* print decoding progress to stderr */
 } DatasetOptions;
 
@@ -72,9 +78,10 @@ typedef struct LoaderOptions {
     float scale[2], ratio[2];
     int pad;
     float hflip;
-    float crop_pct;              /* eval: resize to S / crop_pct, center crop S */
+    float crop_pct;              /* eval: resize to S / crop_pct, center crop S; (0, 1] */
     float mean[VT_MAX_CHANNELS], std[VT_MAX_CHANNELS];
-    int prefetch;                /* batches prepared ahead (>= 1) */
+    int prefetch;                /* batches prepared ahead (>= 1); one more slot is
+                                  * the batch the caller holds */
 } LoaderOptions;
 
 typedef struct Batch {
@@ -90,15 +97,30 @@ typedef struct Loader Loader;
 
 /* Training loaders deliver an endless stream: step s is batch
  * s % batches_per_epoch of epoch s / batches_per_epoch, in the order of
- * the RNG_DATA_ORDER stream of that epoch, each sample augmented from the
- * RNG_AUGMENT stream (seed, epoch, sample index). The result depends only
- * on (seed, step), never on timing or threads: a resumed run sees the same
- * batches. Eval loaders deliver every sample once, in order. */
+ * the RNG_DATA_ORDER stream of that epoch (seed, epoch): a Fisher-Yates
+ * shuffle (rng_shuffle) of 0..count-1, whose last count % B samples are
+ * dropped. Each sample is augmented from the RNG_AUGMENT stream (seed,
+ * epoch, dataset index): crop (random-resized-crop, or eval resize + center
+ * crop then pad-and-crop), then horizontal flip. The result depends only on
+ * (seed, step), never on timing, threads or the batch position: a resumed
+ * run sees the same batches. Eval loaders deliver every sample once, in
+ * dataset order, the last batch possibly partial; Batch.epoch is 0.
+ * Errors: bad options (VT_ERR_ARGUMENT), a training set smaller than one
+ * batch (VT_ERR_DATA). One background pthread prepares the batches; it never
+ * uses OpenMP. ds must outlive the loader. Memory: prefetch + 1 slots of
+ * B * C * S * S floats. */
 VtCode loader_create(Loader **out, const Dataset *ds, const LoaderOptions *opts, VtError *err);
 /* The next batch; valid until the following call. Returns false when an
  * eval loader is exhausted. */
 bool loader_next(Loader *ld, Batch *batch);
+/* Training: full batches per epoch (count / B); eval: ceil(count / B). */
 int64_t loader_batches_per_epoch(const Loader *ld);
+/* Stops the background thread (also mid-stream) and frees the loader. */
 void loader_destroy(Loader *ld);
+
+/* timm's eval resize floor(S / crop_pct), exact for float crop_pct values
+ * such as 0.8f: the cache side that makes evaluation at S crop without
+ * resampling. */
+int loader_eval_side(int img_size, float crop_pct);
 
 #endif

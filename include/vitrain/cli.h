@@ -1,0 +1,44 @@
+/*
+ * cli.h - the vitrain subcommands. Each takes the arguments after its name,
+ * prints its own messages and returns the process exit status; main.c only
+ * dispatches and exits.
+ */
+#ifndef VITRAIN_CLI_H
+#define VITRAIN_CLI_H
+
+#include "vitrain/common.h"
+#include "vitrain/config.h"
+
+#include <stdio.h>
+
+/* Exit statuses, documented in --help. */
+enum {
+    EXIT_OK = 0,
+    EXIT_NUMERIC = 1,  /* training stopped on a non-finite loss or gradient */
+    EXIT_USAGE = 2,    /* bad command line or configuration */
+    EXIT_DATA = 3,     /* bad input data: images, folders, checkpoint contents */
+    EXIT_IO = 4,       /* a file or folder could not be read or written */
+    EXIT_NOMEM = 5     /* not enough memory */
+};
+
+int cli_train(int argc, char **argv);     /* --config FILE / --resume PATH */
+int cli_eval(int argc, char **argv);
+int cli_export(int argc, char **argv);
+int cli_synthetic(int argc, char **argv);
+
+/* Prints "vitrain: MESSAGE" and returns the exit status for code. */
+int cli_report(VtCode code, const char *message);
+/* Prints "vitrain: ..." plus a pointer to --help; returns EXIT_USAGE. */
+int cli_usage_error(const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 1, 2)))
+#endif
+    ;
+/* Resolves a run folder to its checkpoint-last (a file is kept as is). */
+void cli_checkpoint_path(char *out, size_t size, const char *run_dir_or_file);
+/* Rebuilds the RunConfig saved in a checkpoint. */
+VtCode cli_config_from_checkpoint(RunConfig *cfg, const char *checkpoint, VtError *err);
+/* Parses an integer option value in [min, max]. */
+bool cli_parse_int(const char *text, long min, long max, long *out);
+
+#endif

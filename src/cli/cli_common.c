@@ -1,0 +1,69 @@
+/*
+ * cli_common.c - helpers the subcommands share: error reporting with the
+ * documented exit statuses, option value parsing.
+ */
+#include "vitrain/cli.h"
+
+#include "vitrain/checkpoint.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <sys/stat.h>
+
+int cli_report(VtCode code, const char *message)
+{
+    fprintf(stderr, "vitrain: %s\n", message);
+    switch (code) {
+    case VT_OK: return EXIT_OK;
+    case VT_ERR_NUMERIC: return EXIT_NUMERIC;
+    case VT_ERR_ARGUMENT: return EXIT_USAGE;
+    case VT_ERR_DATA: return EXIT_DATA;
+    case VT_ERR_IO: return EXIT_IO;
+    case VT_ERR_NOMEM: return EXIT_NOMEM;
+    }
+    return EXIT_USAGE;
+}
+
+int cli_usage_error(const char *fmt, ...)
+{
+    va_list args;
+    va_start(args, fmt);
+    fprintf(stderr, "vitrain: ");
+    vfprintf(stderr, fmt, args);
+    fprintf(stderr, "\nTry 'vitrain --help'.\n");
+    va_end(args);
+    return EXIT_USAGE;
+}
+
+bool cli_parse_int(const char *text, long min, long max, long *out)
+{
+    char *end;
+    errno = 0;
+    long v = strtol(text, &end, 10);
+    if (errno || end == text || *end || v < min || v > max)
+        return false;
+    *out = v;
+    return true;
+}
+
+void cli_checkpoint_path(char *out, size_t size, const char *run_dir_or_file)
+{
+    struct stat st;
+    if (stat(run_dir_or_file, &st) == 0 && S_ISDIR(st.st_mode))
+        snprintf(out, size, "%s/checkpoint-last", run_dir_or_file);
+    else
+        snprintf(out, size, "%s", run_dir_or_file);
+}
+
+VtCode cli_config_from_checkpoint(RunConfig *cfg, const char *checkpoint, VtError *err)
+{
+    char *text = NULL;
+    VtCode code = checkpoint_read_config(checkpoint, &text, err);
+    if (code)
+        return code;
+    config_defaults(cfg);
+    code = config_parse(cfg, text, checkpoint, err);
+    free(text);
+    return code;
+}

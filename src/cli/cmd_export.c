@@ -1,0 +1,67 @@
+/*
+ * cmd_export.c - `vitrain export`: a checkpoint's parameters as safetensors.
+ */
+#include "vitrain/checkpoint.h"
+#include "vitrain/cli.h"
+#include "vitrain/trainer.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+static const char EXPORT_HELP[] =
+    "usage: vitrain export --checkpoint FILE --out model.safetensors\n"
+    "\n"
+    "Writes the parameters of a checkpoint (a file, or a run folder for its\n"
+    "checkpoint-last) as F32 safetensors with timm's tensor names, and the resolved\n"
+    "config in __metadata__ (\"format\": \"vitrain\", \"config\": INI text).\n";
+
+static VtCode export_checkpoint(const char *checkpoint, const char *out, VtError *err)
+{
+    static RunConfig cfg;
+    VtCode code = cli_config_from_checkpoint(&cfg, checkpoint, err);
+    VitConfig vc;
+    if (!code)
+        code = vit_config_from_run(&vc, &cfg, cfg.data.img_size, err);
+    Vit m = {0};
+    if (!code)
+        code = vit_create(&m, &vc, 1, err);
+    CheckpointState st;
+    if (!code)
+        code = checkpoint_load(checkpoint, &st, &m.param_list, m.params.data, NULL, NULL, err);
+    if (!code) {
+        code = safetensors_save(out, &m.param_list, m.params.data, st.config, err);
+        free((char *)st.config);
+    }
+    if (m.params.data)
+        vit_free(&m);
+    return code;
+}
+
+int cli_export(int argc, char **argv)
+{
+    const char *checkpoint = NULL, *out = NULL;
+    for (int i = 0; i < argc; i++) {
+        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+            fputs(EXPORT_HELP, stdout);
+            return EXIT_OK;
+        }
+        if (i + 1 >= argc)
+            return cli_usage_error("option %s needs a value", argv[i]);
+        if (strcmp(argv[i], "--checkpoint") == 0)
+            checkpoint = argv[++i];
+        else if (strcmp(argv[i], "--out") == 0)
+            out = argv[++i];
+        else
+            return cli_usage_error("unknown option '%s'", argv[i]);
+    }
+    if (!checkpoint || !out)
+        return cli_usage_error("%s", "export needs --checkpoint FILE and --out FILE");
+    char path[VT_PATH_MAX];
+    cli_checkpoint_path(path, sizeof path, checkpoint);
+    VtError err;
+    VtCode code = export_checkpoint(path, out, &err);
+    if (code)
+        return cli_report(code, err.message);
+    printf("wrote %s\n", out);
+    return EXIT_OK;
+}

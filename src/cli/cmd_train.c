@@ -1,0 +1,109 @@
+/*
+ * cmd_train.c - `vitrain --config FILE` and `vitrain --resume PATH`.
+ */
+#include "vitrain/cli.h"
+#include "vitrain/trainer.h"
+
+#include <libgen.h>
+#include <string.h>
+
+static const char TRAIN_HELP[] =
+    "usage: vitrain --config FILE [--set section.key=value]... [--threads N]\n"
+    "       vitrain --resume RUN_DIR_OR_CHECKPOINT [--set section.key=value]... [--threads N]\n"
+    "\n"
+    "Trains the ViT the config describes on data.root/{train,val}/<class>/<image>\n"
+    "and writes log.dir/log.name/ (default runs/<name>/): config.ini, steps.csv,\n"
+    "summary.csv, checkpoint-last, checkpoint-best, model.safetensors, report.md.\n"
+    "A folder that already holds a run is not overwritten.\n"
+    "\n"
+    "  --config FILE        the INI config ('vitrain config-reference' lists the keys)\n"
+    "  --set S.K=V          override one key after the file (repeatable)\n"
+    "  --resume PATH        continue the run in PATH (its checkpoint-last) or from a\n"
+    "                       checkpoint file, with the config saved in it; --set may\n"
+    "                       change keys such as train.epochs\n"
+    "  --threads N          same as --set train.threads=N\n"
+    "\n"
+    "A run is reproducible for a given seed and thread count: resuming continues\n"
+    "the uninterrupted run bit for bit. See 'vitrain --help' for exit statuses.\n";
+
+enum { MAX_SETS = 256 };
+
+typedef struct TrainArgs {
+    const char *config;
+    const char *resume;
+    const char *sets[MAX_SETS];
+    int set_count;
+} TrainArgs;
+
+static int parse_args(TrainArgs *a, int argc, char **argv)
+{
+    for (int i = 0; i < argc; i++) {
+        const char *opt = argv[i];
+        if (strcmp(opt, "--help") == 0 || strcmp(opt, "-h") == 0) {
+            fputs(TRAIN_HELP, stdout);
+            return -1;
+        }
+        if (i + 1 >= argc)
+            return cli_usage_error("option %s needs a value", opt);
+        const char *value = argv[++i];
+        static char thread_set[64];
+        if (strcmp(opt, "--config") == 0) {
+            a->config = value;
+        } else if (strcmp(opt, "--resume") == 0) {
+            a->resume = value;
+        } else if (strcmp(opt, "--set") == 0 || strcmp(opt, "--threads") == 0) {
+            if (a->set_count == MAX_SETS)
+                return cli_usage_error("more than %d --set options", MAX_SETS);
+            if (opt[2] == 't') {
+                snprintf(thread_set, sizeof thread_set, "train.threads=%s", value);
+                value = thread_set;
+            }
+            a->sets[a->set_count++] = value;
+        } else {
+            return cli_usage_error("unknown option '%s'", opt);
+        }
+    }
+    if (!a->config == !a->resume)
+        return cli_usage_error("%s", a->config ? "--config and --resume exclude each other: a "
+                                                 "resumed run uses its saved config (change keys "
+                                                 "with --set)"
+                                               : "give --config FILE or --resume PATH");
+    return 0;
+}
+
+int cli_train(int argc, char **argv)
+{
+    TrainArgs a = {0};
+    int rc = parse_args(&a, argc, argv);
+    if (rc)
+        return rc < 0 ? EXIT_OK : rc;
+
+    static RunConfig cfg; /* large: kept off the stack */
+    char checkpoint[VT_PATH_MAX], run_dir[VT_PATH_MAX + VT_NAME_MAX + 2];
+    VtError err;
+    VtCode code;
+    if (a.resume) {
+        cli_checkpoint_path(checkpoint, sizeof checkpoint, a.resume);
+        code = cli_config_from_checkpoint(&cfg, checkpoint, &err);
+        /* The run folder is where the checkpoint is, wherever it was moved. */
+        char copy[VT_PATH_MAX];
+        snprintf(copy, sizeof copy, "%s", checkpoint);
+        snprintf(run_dir, sizeof run_dir, "%s", dirname(copy));
+    } else {
+        config_defaults(&cfg);
+        code = config_load(&cfg, a.config, &err);
+    }
+    for (int i = 0; i < a.set_count && !code; i++)
+        code = config_set(&cfg, a.sets[i], &err);
+    if (!code)
+        code = config_validate(&cfg, &err);
+    if (code)
+        return cli_report(code, err.message);
+    if (!a.resume &&
+        snprintf(run_dir, sizeof run_dir, "%s/%s", cfg.log.dir, cfg.log.name) >= VT_PATH_MAX)
+        return cli_usage_error("the run folder %s/%s is too long a path", cfg.log.dir,
+                               cfg.log.name);
+
+    code = train_run(&cfg, run_dir, a.resume ? checkpoint : NULL, &err);
+    return code ? cli_report(code, err.message) : EXIT_OK;
+}

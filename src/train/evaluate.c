@@ -1,0 +1,110 @@
+/*
+ * evaluate.c - the model of a run and its evaluation over a folder split.
+ */
+#include "vitrain/trainer.h"
+
+#include "vitrain/ops.h"
+
+#include <errno.h>
+#include <math.h>
+#include <string.h>
+
+VtCode vit_config_from_run(VitConfig *vc, const RunConfig *cfg, int img_size, VtError *err)
+{
+    memset(vc, 0, sizeof *vc);
+    config_model_sizes(cfg, &vc->dim, &vc->depth, &vc->heads, &vc->mlp_dim);
+    vc->img_size = img_size;
+    vc->channels = cfg->data.channels;
+    vc->patch_size = cfg->model.patch_size;
+    vc->num_classes = cfg->model.num_classes;
+    vc->layer_scale_init = cfg->model.layer_scale;
+    vc->drop_path = cfg->model.drop_path;
+    vc->pool = strcmp(cfg->model.pool, "avg") == 0 ? POOL_MEAN : POOL_CLS;
+    VtCode code = vit_pe_parse(&vc->pe, cfg->pe.type, err);
+    if (code)
+        return vt_fail(err, code, "pe.type: %s", err->message);
+    return vit_config_validate(vc, err);
+}
+
+LoaderOptions loader_options_from_run(const RunConfig *cfg, int img_size, bool train,
+                                      int64_t start_step)
+{
+    const DataSection *d = &cfg->data;
+    LoaderOptions o = {
+        .batch_size = cfg->train.batch_size, .img_size = img_size, .train = train,
+        .seed = (uint64_t)cfg->train.seed, .start_step = start_step,
+        .random_resized_crop = d->random_resized_crop, .pad = d->pad, .hflip = d->hflip,
+        .crop_pct = d->crop_pct, .prefetch = d->prefetch,
+    };
+    memcpy(o.scale, d->scale, sizeof o.scale);
+    memcpy(o.ratio, d->ratio, sizeof o.ratio);
+    memcpy(o.mean, d->mean, sizeof o.mean);
+    memcpy(o.std, d->std, sizeof o.std);
+    return o;
+}
+
+/* Rank of the label's logit: how many classes score strictly higher. */
+static int label_rank(const float *logits, int label, int K)
+{
+    int rank = 0;
+    for (int k = 0; k < K; k++)
+        rank += logits[k] > logits[label];
+    return rank;
+}
+
+/* A CSV field in double quotes, inner quotes doubled (RFC 4180). */
+static int put_quoted(FILE *out, const char *text)
+{
+    if (fputc('"', out) == EOF)
+        return -1;
+    for (const char *c = text; *c; c++)
+        if ((*c == '"' && fputc('"', out) == EOF) || fputc(*c, out) == EOF)
+            return -1;
+    return fputc('"', out) == EOF ? -1 : 0;
+}
+
+static VtCode dump_rows(FILE *dump, const Batch *b, const Dataset *ds, const float *logits, int K,
+                        VtError *err)
+{
+    for (int i = 0; i < b->size; i++) {
+        int rc = put_quoted(dump, ds->paths[b->indices[i]]);
+        if (rc >= 0)
+            rc = fprintf(dump, ",%d", b->labels[i]);
+        for (int k = 0; rc >= 0 && k < K; k++)
+            rc = fprintf(dump, ",%.9g", (double)logits[(int64_t)i * K + k]);
+        if (rc < 0 || fputc('\n', dump) == EOF)
+            return vt_fail(err, VT_ERR_IO, "cannot write the logits: %s", strerror(errno));
+    }
+    return VT_OK;
+}
+
+VtCode evaluate(Vit *m, Loader *ld, const Dataset *ds, FILE *dump, EvalResult *result,
+                VtError *err)
+{
+    const int K = m->cfg.num_classes, top_k = K < 5 ? K : 5;
+    const VitPass pass = {.train = false};
+    double loss_sum = 0.0;
+    int64_t top1 = 0, topk = 0, count = 0;
+    Batch b;
+    while (loader_next(ld, &b)) {
+        double loss = vit_forward_loss(m, b.images, b.labels, b.size, &pass);
+        if (!isfinite(loss))
+            return vt_fail(err, VT_ERR_NUMERIC, "the evaluation loss is %g (batch %lld)", loss,
+                           (long long)b.step);
+        loss_sum += loss * b.size;
+        for (int i = 0; i < b.size; i++) {
+            int rank = label_rank(m->logits + (int64_t)i * K, b.labels[i], K);
+            top1 += rank == 0;
+            topk += rank < top_k;
+        }
+        count += b.size;
+        if (dump && dump_rows(dump, &b, ds, m->logits, K, err))
+            return err->code;
+    }
+    result->img_size = m->cfg.img_size;
+    result->count = (int)count;
+    result->loss = count ? loss_sum / (double)count : NAN;
+    result->top1 = count ? 100.0 * (double)top1 / (double)count : NAN;
+    result->top5 = count ? 100.0 * (double)topk / (double)count : NAN;
+    return VT_OK;
+}

@@ -1,0 +1,412 @@
+/*
+ * trainer.c - a training run over an image folder (see trainer.h): the run
+ * folder, the step loop, per-epoch evaluation, logs and checkpoints.
+ *
+ * Everything a step depends on is a function of (seed, step): the batch
+ * (the loader's contract), the drop-path masks, the learning rate. With the
+ * parameters and AdamW moments from a checkpoint, a resumed run therefore
+ * repeats the uninterrupted one bit for bit.
+ */
+#include "vitrain/trainer.h"
+
+#include "vitrain/checkpoint.h"
+#include "vitrain/metrics.h"
+#include "vitrain/optim.h"
+#include "vitrain/parallel.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+static const char *const STEP_COLUMNS[] = {"step", "epoch", "loss", "lr", "grad_norm",
+                                           "img_per_sec"};
+static const char *const SUMMARY_COLUMNS[] = {"epoch",     "train_loss", "eval_loss",
+                                              "eval_top1", "eval_top5",  "lr",
+                                              "img_per_sec", "epoch_seconds"};
+enum { STEP_COLUMN_COUNT = 6, SUMMARY_COLUMN_COUNT = 8 };
+
+/* Everything a run holds while it trains. */
+typedef struct Run {
+    RunConfig cfg;         /* with model.num_classes resolved from the data */
+    char dir[VT_PATH_MAX];
+    char *config_text;
+    Dataset train, val;
+    Vit model;
+    AdamW opt;
+    LrSchedule schedule;
+    Loader *train_loader;
+    CsvLog steps, summary;
+    Progress progress;
+    int64_t steps_per_epoch, total_steps, last_step;
+    int64_t step;          /* steps completed */
+    double best_top1;
+    /* Running totals of the current epoch. */
+    double epoch_loss_sum, epoch_start;
+    int64_t epoch_steps;
+    float last_lr;
+} Run;
+
+static void run_path(char *out, size_t size, const Run *run, const char *file)
+{
+    snprintf(out, size, "%s/%s", run->dir, file);
+}
+
+/* mkdir -p */
+static VtCode make_dirs(const char *path, VtError *err)
+{
+    char buf[VT_PATH_MAX];
+    snprintf(buf, sizeof buf, "%s", path);
+    for (char *p = buf + 1; ; p++) {
+        if (*p == '/' || *p == '\0') {
+            char saved = *p;
+            *p = '\0';
+            if (mkdir(buf, 0755) != 0 && errno != EEXIST)
+                return vt_fail(err, VT_ERR_IO, "cannot create the run folder %s: %s", buf,
+                               strerror(errno));
+            *p = saved;
+            if (saved == '\0')
+                return VT_OK;
+        }
+    }
+}
+
+static bool file_exists(const char *path)
+{
+    struct stat st;
+    return stat(path, &st) == 0;
+}
+
+/* Writes the resolved config to config.ini. */
+static VtCode write_config(Run *run, VtError *err)
+{
+    char path[VT_PATH_MAX + 32];
+    free(run->config_text);
+    run->config_text = config_to_string(&run->cfg);
+    run_path(path, sizeof path, run, "config.ini");
+    FILE *f = fopen(path, "w");
+    if (!f)
+        return vt_fail(err, VT_ERR_IO, "cannot write %s: %s", path, strerror(errno));
+    bool ok = fputs(run->config_text, f) >= 0;
+    ok = fclose(f) == 0 && ok;
+    if (!ok)
+        return vt_fail(err, VT_ERR_IO, "cannot write %s: %s", path, strerror(errno));
+    return VT_OK;
+}
+
+/* Creates the run folder and writes config.ini: a folder that cannot be
+ * written fails here, before any data is decoded. */
+static VtCode prepare_run_dir(Run *run, bool resuming, VtError *err)
+{
+    char path[VT_PATH_MAX + 32];
+    VtCode code = make_dirs(run->dir, err);
+    if (code)
+        return code;
+    run_path(path, sizeof path, run, "checkpoint-last");
+    if (!resuming && file_exists(path))
+        return vt_fail(err, VT_ERR_ARGUMENT,
+                       "%s already holds a run; continue it with --resume %s, or choose another "
+                       "log.name",
+                       run->dir, run->dir);
+    return write_config(run, err);
+}
+
+/* model.num_classes 0 means "the class folders of the data"; the resolved
+ * config then records the count, so the model can be rebuilt from it. */
+static VtCode resolve_classes(Run *run, VtError *err)
+{
+    int *classes = &run->cfg.model.num_classes;
+    if (*classes != 0 && *classes != run->train.num_classes)
+        return vt_fail(err, VT_ERR_DATA,
+                       "model.num_classes is %d, but %s/train has %d class folders", *classes,
+                       run->cfg.data.root, run->train.num_classes);
+    *classes = run->train.num_classes;
+    return write_config(run, err);
+}
+
+static VtCode open_data(Run *run, VtError *err)
+{
+    const RunConfig *cfg = &run->cfg;
+    DatasetOptions o = {
+        .channels = cfg->data.channels,
+        /* timm's eval resize; training crops come from the same cache. */
+        .cache_side = loader_eval_side(cfg->data.img_size, cfg->data.crop_pct),
+        .on_bad_image = cfg->data.on_bad_image, .cache = cfg->data.cache,
+        .cache_dir = run->dir, .progress = true,
+    };
+    VtCode code = dataset_open(&run->train, cfg->data.root, "train", &o, NULL, err);
+    if (code)
+        return code;
+    code = dataset_open(&run->val, cfg->data.root, "val", &o, &run->train, err);
+    if (code)
+        return code;
+    if (run->train.count < cfg->train.batch_size)
+        return vt_fail(err, VT_ERR_DATA,
+                       "%s/train has %d images, fewer than one batch (train.batch_size %d)",
+                       cfg->data.root, run->train.count, cfg->train.batch_size);
+    return VT_OK;
+}
+
+static VtCode build_model(Run *run, VtError *err)
+{
+    const RunConfig *cfg = &run->cfg;
+    VitConfig vc;
+    VtCode code = vit_config_from_run(&vc, cfg, cfg->data.img_size, err);
+    if (code)
+        return code;
+    code = vit_create(&run->model, &vc, cfg->train.batch_size, err);
+    if (code)
+        return code;
+    vit_init_params(&run->model, (uint64_t)cfg->train.seed);
+
+    AdamWConfig ac = {.beta1 = cfg->optim.betas[0], .beta2 = cfg->optim.betas[1],
+                      .eps = cfg->optim.eps, .weight_decay = cfg->optim.weight_decay,
+                      .clip_grad = cfg->optim.clip_grad};
+    adamw_create(&run->opt, &run->model.param_list, &ac);
+
+    run->steps_per_epoch = run->train.count / cfg->train.batch_size;
+    run->total_steps = run->steps_per_epoch * cfg->train.epochs;
+    run->last_step = cfg->train.max_steps > 0 && cfg->train.max_steps < run->total_steps
+                         ? cfg->train.max_steps
+                         : run->total_steps;
+    run->schedule = (LrSchedule){
+        .lr = cfg->optim.lr, .min_lr = cfg->optim.min_lr, .warmup_lr = cfg->optim.warmup_lr,
+        .warmup_steps = (int64_t)llround(cfg->optim.warmup_epochs * run->steps_per_epoch),
+        .total_steps = run->total_steps};
+    return VT_OK;
+}
+
+static VtCode resume_from(Run *run, const char *checkpoint, VtError *err)
+{
+    CheckpointState st;
+    VtCode code = checkpoint_load(checkpoint, &st, &run->model.param_list,
+                                  run->model.params.data, run->opt.m.data, run->opt.v.data, err);
+    if (code)
+        return code;
+    free((char *)st.config);
+    run->step = st.step;
+    run->opt.t = st.optim_t;
+    run->best_top1 = st.best_top1;
+    printf("resuming %s at step %lld (epoch %lld)\n", checkpoint, (long long)st.step,
+           (long long)st.epoch);
+    /* Logged rows past the checkpoint belong to the interrupted attempt. */
+    char path[VT_PATH_MAX + 32];
+    run_path(path, sizeof path, run, "steps.csv");
+    code = csv_truncate_after(path, (double)run->step - 1, err);
+    run_path(path, sizeof path, run, "summary.csv");
+    if (!code)
+        code = csv_truncate_after(path, (double)(run->step / run->steps_per_epoch) - 1, err);
+    return code;
+}
+
+static VtCode open_logs(Run *run, VtError *err)
+{
+    char path[VT_PATH_MAX + 32];
+    run_path(path, sizeof path, run, "steps.csv");
+    VtCode code = csv_open(&run->steps, path, STEP_COLUMNS, STEP_COLUMN_COUNT, err);
+    run_path(path, sizeof path, run, "summary.csv");
+    if (!code)
+        code = csv_open(&run->summary, path, SUMMARY_COLUMNS, SUMMARY_COLUMN_COUNT, err);
+    return code;
+}
+
+static VtCode save_checkpoint(Run *run, const char *name, VtError *err)
+{
+    char path[VT_PATH_MAX + 32];
+    run_path(path, sizeof path, run, name);
+    CheckpointState st = {.step = run->step, .epoch = run->step / run->steps_per_epoch,
+                          .optim_t = run->opt.t, .best_top1 = run->best_top1,
+                          .config = run->config_text};
+    return checkpoint_save(path, &st, &run->model.param_list, run->model.params.data,
+                           run->opt.m.data, run->opt.v.data, err);
+}
+
+static VtCode evaluate_val(Run *run, EvalResult *result, VtError *err)
+{
+    LoaderOptions lo = loader_options_from_run(&run->cfg, run->cfg.data.img_size, false, 0);
+    Loader *ld;
+    VtCode code = loader_create(&ld, &run->val, &lo, err);
+    if (code)
+        return code;
+    code = evaluate(&run->model, ld, &run->val, NULL, result, err);
+    loader_destroy(ld);
+    return code;
+}
+
+/* Evaluates (when due), logs the epoch's summary row and writes the
+ * checkpoints. `epoch` is 0-based, like timm's summary.csv. */
+static VtCode end_epoch(Run *run, int64_t epoch, VtError *err)
+{
+    const RunConfig *cfg = &run->cfg;
+    const bool last = run->step == run->last_step;
+    EvalResult eval = {.loss = NAN, .top1 = NAN, .top5 = NAN};
+    progress_break(&run->progress, stdout);
+    if (last || (epoch + 1) % cfg->train.eval_every == 0) {
+        VtCode code = evaluate_val(run, &eval, err);
+        if (code)
+            return code;
+    }
+    const double seconds = now_seconds() - run->epoch_start;
+    const double train_loss = run->epoch_loss_sum / (double)VT_MAX(run->epoch_steps, 1);
+    const double img_per_sec = (double)(run->epoch_steps * cfg->train.batch_size) / seconds;
+    printf("epoch %lld: train_loss %.4f  eval_loss %.4f  top1 %.2f%%  top5 %.2f%%  %.0f img/s  "
+           "%.1f s\n",
+           (long long)epoch, train_loss, eval.loss, eval.top1, eval.top5, img_per_sec, seconds);
+    const double row[SUMMARY_COLUMN_COUNT] = {(double)epoch, train_loss, eval.loss, eval.top1,
+                                              eval.top5, run->last_lr, img_per_sec, seconds};
+    VtCode code = csv_row(&run->summary, row, SUMMARY_COLUMN_COUNT, err);
+    const bool best = !isnan(eval.top1) && eval.top1 > run->best_top1;
+    if (best)
+        run->best_top1 = eval.top1;
+    if (!code)
+        code = save_checkpoint(run, "checkpoint-last", err);
+    if (!code && best)
+        code = save_checkpoint(run, "checkpoint-best", err);
+    run->epoch_loss_sum = 0.0;
+    run->epoch_steps = 0;
+    run->epoch_start = now_seconds();
+    return code;
+}
+
+static VtCode train_step(Run *run, const Batch *b, VtError *err)
+{
+    const RunConfig *cfg = &run->cfg;
+    const int64_t step = run->step;
+    VT_ASSERT(b->step == step);
+    const double t0 = now_seconds();
+    const VitPass pass = {.train = true, .step = step, .seed = (uint64_t)cfg->train.seed,
+                          .smoothing = cfg->train.smoothing};
+    arena_zero(&run->model.grads);
+    double loss = vit_forward_loss(&run->model, b->images, b->labels, b->size, &pass);
+    if (!isfinite(loss))
+        return vt_fail(err, VT_ERR_NUMERIC, "step %lld: the loss is %g", (long long)step, loss);
+    vit_backward(&run->model, b->labels, &pass);
+    const float lr = lr_at_step(&run->schedule, step);
+    const double norm = adamw_step(&run->opt, &run->model.params, &run->model.grads, lr);
+    if (!isfinite(norm))
+        return vt_fail(err, VT_ERR_NUMERIC, "step %lld: the gradient norm is %g",
+                       (long long)step, norm);
+    run->step++;
+    run->last_lr = lr;
+    run->epoch_loss_sum += loss;
+    run->epoch_steps++;
+
+    const double img_per_sec = b->size / (now_seconds() - t0);
+    const int64_t epoch = step / run->steps_per_epoch;
+    const double row[STEP_COLUMN_COUNT] = {(double)step, (double)epoch, loss, lr, norm,
+                                           img_per_sec};
+    progress_step(&run->progress, stdout, epoch, step, run->last_step, loss, lr, img_per_sec);
+    return csv_row(&run->steps, row, STEP_COLUMN_COUNT, err);
+}
+
+static VtCode train_loop(Run *run, VtError *err)
+{
+    LoaderOptions lo = loader_options_from_run(&run->cfg, run->cfg.data.img_size, true, run->step);
+    VtCode code = loader_create(&run->train_loader, &run->train, &lo, err);
+    if (code)
+        return code;
+    progress_init(&run->progress, stdout, run->cfg.log.every, run->step);
+    run->epoch_start = now_seconds();
+    while (run->step < run->last_step && !code) {
+        Batch b;
+        VT_ASSERT(loader_next(run->train_loader, &b));
+        code = train_step(run, &b, err);
+        if (!code && (run->step % run->steps_per_epoch == 0 || run->step == run->last_step))
+            code = end_epoch(run, (run->step - 1) / run->steps_per_epoch, err);
+    }
+    progress_break(&run->progress, stdout);
+    return code;
+}
+
+static VtCode write_report(Run *run, double seconds, VtError *err)
+{
+    char path[VT_PATH_MAX + 32];
+    run_path(path, sizeof path, run, "report.md");
+    FILE *f = fopen(path, "w");
+    if (!f)
+        return vt_fail(err, VT_ERR_IO, "cannot write %s: %s", path, strerror(errno));
+    const VitConfig *c = &run->model.cfg;
+    int rc = fprintf(f,
+                     "# %s\n\n"
+                     "| | |\n|---|---|\n"
+                     "| model | dim %d, depth %d, heads %d, mlp %d, patch %d, %d px |\n"
+                     "| positional encoding | %s |\n"
+                     "| parameters | %zu |\n"
+                     "| data | %s: %d train, %d val images, %d classes |\n"
+                     "| steps | %lld (%lld per epoch) |\n"
+                     "| best eval top-1 | %.2f %% |\n"
+                     "| wall time of this session | %.1f s |\n"
+                     "| threads | %d |\n",
+                     run->cfg.log.name, c->dim, c->depth, c->heads, c->mlp_dim, c->patch_size,
+                     c->img_size, run->cfg.pe.type, vit_param_count(&run->model),
+                     run->cfg.data.root, run->train.count, run->val.count,
+                     run->train.num_classes, (long long)run->step,
+                     (long long)run->steps_per_epoch, run->best_top1, seconds, threads_count());
+    rc = fclose(f) == 0 && rc >= 0;
+    return rc ? VT_OK : vt_fail(err, VT_ERR_IO, "cannot write %s: %s", path, strerror(errno));
+}
+
+static VtCode finish(Run *run, double start, VtError *err)
+{
+    char path[VT_PATH_MAX + 32];
+    run_path(path, sizeof path, run, "model.safetensors");
+    VtCode code = safetensors_save(path, &run->model.param_list, run->model.params.data,
+                                   run->config_text, err);
+    if (!code)
+        code = write_report(run, now_seconds() - start, err);
+    if (!code)
+        printf("done: best eval top-1 %.2f%%; outputs in %s/\n", run->best_top1, run->dir);
+    return code;
+}
+
+static void close_run(Run *run)
+{
+    VtError ignored;
+    if (run->train_loader)
+        loader_destroy(run->train_loader);
+    csv_close(&run->steps, &ignored);
+    csv_close(&run->summary, &ignored);
+    if (run->model.params.data) {
+        adamw_free(&run->opt);
+        vit_free(&run->model);
+    }
+    dataset_close(&run->train);
+    dataset_close(&run->val);
+    free(run->config_text);
+}
+
+VtCode train_run(const RunConfig *cfg, const char *run_dir, const char *resume_checkpoint,
+                 VtError *err)
+{
+    const double start = now_seconds();
+    Run *run = vt_xcalloc(1, sizeof *run);
+    run->cfg = *cfg;
+    run->best_top1 = -1.0;
+    snprintf(run->dir, sizeof run->dir, "%s", run_dir);
+    threads_setup(cfg->train.threads);
+
+    VtCode code = prepare_run_dir(run, resume_checkpoint != NULL, err);
+    if (!code)
+        code = open_data(run, err);
+    if (!code)
+        code = resolve_classes(run, err);
+    if (!code)
+        code = build_model(run, err);
+    if (!code)
+        printf("model: %zu parameters, %d tokens, %lld steps (%lld per epoch), %d threads\n",
+               vit_param_count(&run->model), run->model.tokens, (long long)run->last_step,
+               (long long)run->steps_per_epoch, threads_count());
+    if (!code && resume_checkpoint)
+        code = resume_from(run, resume_checkpoint, err);
+    if (!code)
+        code = open_logs(run, err);
+    if (!code)
+        code = train_loop(run, err);
+    if (!code)
+        code = finish(run, start, err);
+    close_run(run);
+    free(run);
+    return code;
+}
