@@ -3,13 +3,12 @@
  * folder's files and CSV headers, checkpoints, exact resume, export, and
  * evaluation from a checkpoint.
  */
+#include "fixtures.h"
 #include "suites.h"
 
 #include "vitrain/checkpoint.h"
 #include "vitrain/config.h"
 #include "vitrain/trainer.h"
-
-#include <stb_image_write.h>
 
 #include <math.h>
 #include <stdio.h>
@@ -20,41 +19,16 @@
 
 static char root[256];
 
-/* A 2-class folder of 12x12 gray PNGs: class "dark" and class "light". */
 static void make_folder(void)
 {
-    snprintf(root, sizeof root, "/tmp/vitrain-trainer-XXXXXX");
-    ck_assert_ptr_nonnull(mkdtemp(root));
-    const char *splits[] = {"train", "val"}, *classes[] = {"dark", "light"};
-    char path[512];
-    for (int s = 0; s < 2; s++) {
-        snprintf(path, sizeof path, "%s/%s", root, splits[s]);
-        ck_assert_int_eq(mkdir(path, 0755), 0);
-        for (int c = 0; c < 2; c++) {
-            snprintf(path, sizeof path, "%s/%s/%s", root, splits[s], classes[c]);
-            ck_assert_int_eq(mkdir(path, 0755), 0);
-            for (int i = 0; i < 24; i++) {
-                unsigned char px[144];
-                for (int p = 0; p < 144; p++)
-                    px[p] = (unsigned char)((c ? 140 : 40) + (p * 7 + i * 13 + s * 5) % 80);
-                snprintf(path, sizeof path, "%s/%s/%s/%02d.png", root, splits[s], classes[c], i);
-                ck_assert(stbi_write_png(path, 12, 12, 1, px, 12));
-            }
-        }
-    }
-}
-
-static void remove_tree(const char *path)
-{
-    char cmd[600];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", path);
-    ck_assert_int_eq(system(cmd), 0);
+    fixture_temp_dir(root, sizeof root);
+    fixture_image_folder(root, 24);
 }
 
 static void teardown(void)
 {
     if (root[0])
-        remove_tree(root);
+        fixture_remove_tree(root);
 }
 
 static void small_config(RunConfig *cfg, const char *name)
@@ -91,17 +65,6 @@ static void train_ok(const RunConfig *cfg, const char *resume)
     ck_assert_msg(code == VT_OK, "training failed: %s", err.message);
 }
 
-static char *read_text(const char *path)
-{
-    FILE *f = fopen(path, "rb");
-    ck_assert_msg(f != NULL, "cannot open %s", path);
-    static char buf[1 << 16];
-    size_t n = fread(buf, 1, sizeof buf - 1, f);
-    buf[n] = '\0';
-    fclose(f);
-    return buf;
-}
-
 START_TEST(test_run_writes_its_folder)
 {
     make_folder();
@@ -117,24 +80,18 @@ START_TEST(test_run_writes_its_folder)
         ck_assert_msg(access(path, R_OK) == 0, "missing %s", path);
     }
     snprintf(path, sizeof path, "%s/summary.csv", dir);
-    const char *summary = read_text(path);
+    const char *summary = fixture_read_text(path);
     const char *header = "epoch,train_loss,eval_loss,eval_top1,eval_top5,lr,img_per_sec,"
                          "epoch_seconds\n";
     ck_assert_msg(strncmp(summary, header, strlen(header)) == 0, "summary header: %.100s",
                   summary);
     /* 3 epochs of 48/8 = 6 steps: one header and three rows. */
-    int lines = 0;
-    for (const char *c = summary; *c; c++)
-        lines += *c == '\n';
-    ck_assert_int_eq(lines, 4);
+    ck_assert_int_eq(fixture_count_lines(summary), 4);
     snprintf(path, sizeof path, "%s/steps.csv", dir);
-    const char *steps = read_text(path);
+    const char *steps = fixture_read_text(path);
     header = "step,epoch,loss,lr,grad_norm,img_per_sec\n";
     ck_assert(strncmp(steps, header, strlen(header)) == 0);
-    lines = 0;
-    for (const char *c = steps; *c; c++)
-        lines += *c == '\n';
-    ck_assert_int_eq(lines, 1 + 18);
+    ck_assert_int_eq(fixture_count_lines(steps), 1 + 18);
     /* The saved config reloads to the same run. */
     RunConfig reloaded;
     VtError err;
@@ -209,11 +166,8 @@ START_TEST(test_resume_is_bit_identical)
     /* The resumed steps.csv holds each step once. */
     char path[600];
     snprintf(path, sizeof path, "%s/steps.csv", dir);
-    const char *steps = read_text(path);
-    int lines = 0;
-    for (const char *c = steps; *c; c++)
-        lines += *c == '\n';
-    ck_assert_int_eq(lines, 1 + 14);
+    const char *steps = fixture_read_text(path);
+    ck_assert_int_eq(fixture_count_lines(steps), 1 + 14);
 }
 END_TEST
 

@@ -84,6 +84,14 @@ static void dump_path(char *out, size_t size, const char *path, int img_size, bo
         snprintf(out, size, "%s-%d", path, img_size);
 }
 
+static int write_dump_header(FILE *dump, int K)
+{
+    int rc = fputs("path,label", dump);
+    for (int k = 0; k < K && rc >= 0; k++)
+        rc = fprintf(dump, ",logit_%d", k);
+    return rc < 0 ? rc : fputc('\n', dump);
+}
+
 /* Loads the trained parameters into a model at the training resolution,
  * then moves them to one at img_size (resampling what depends on the grid). */
 static VtCode load_model(Vit *m, const RunConfig *cfg, const char *checkpoint, int img_size,
@@ -142,7 +150,7 @@ static VtCode eval_at(const RunConfig *cfg, const char *checkpoint, const EvalAr
     char path[VT_PATH_MAX + 16];
     if (!code && a->dump) {
         dump_path(path, sizeof path, a->dump, img_size, a->size_count > 1);
-        if (!(dump = fopen(path, "w")))
+        if (!(dump = fopen(path, "w")) || write_dump_header(dump, cfg->model.num_classes) < 0)
             code = vt_fail(err, VT_ERR_IO, "cannot write %s: %s", path, strerror(errno));
     }
     EvalResult r;

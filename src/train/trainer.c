@@ -241,6 +241,9 @@ static VtCode end_epoch(Run *run, int64_t epoch, VtError *err)
 {
     const RunConfig *cfg = &run->cfg;
     const bool last = run->step == run->last_step;
+    /* Throughput of the training steps alone; epoch_seconds includes eval. */
+    const double img_per_sec = (double)(run->epoch_steps * cfg->train.batch_size) /
+                               (now_seconds() - run->epoch_start);
     EvalResult eval = {.loss = NAN, .top1 = NAN, .top5 = NAN};
     progress_break(&run->progress, stdout);
     if (last || (epoch + 1) % cfg->train.eval_every == 0) {
@@ -250,7 +253,6 @@ static VtCode end_epoch(Run *run, int64_t epoch, VtError *err)
     }
     const double seconds = now_seconds() - run->epoch_start;
     const double train_loss = run->epoch_loss_sum / (double)VT_MAX(run->epoch_steps, 1);
-    const double img_per_sec = (double)(run->epoch_steps * cfg->train.batch_size) / seconds;
     printf("epoch %lld: train_loss %.4f  eval_loss %.4f  top1 %.2f%%  top5 %.2f%%  %.0f img/s  "
            "%.1f s\n",
            (long long)epoch, train_loss, eval.loss, eval.top1, eval.top5, img_per_sec, seconds);

@@ -1,0 +1,29 @@
+/*
+ * fixtures.h - files the end-to-end tests share: a small generated image
+ * folder, temporary folders, reading files back.
+ */
+#ifndef VITRAIN_TESTS_FIXTURES_H
+#define VITRAIN_TESTS_FIXTURES_H
+
+#include <stddef.h>
+
+/* Creates a fresh folder under /tmp into root (size >= 64). */
+void fixture_temp_dir(char *root, size_t size);
+
+/* A 2-class ImageNet-style folder of 12x12 gray PNGs under root:
+ * {train,val}/{dark,light}/NN.png, `per_class` images each. */
+void fixture_image_folder(const char *root, int per_class);
+
+/* rm -rf */
+void fixture_remove_tree(const char *path);
+
+/* The whole file as a NUL-terminated string (static buffer, 1 MiB max). */
+const char *fixture_read_text(const char *path);
+
+/* Lines in a string. */
+int fixture_count_lines(const char *text);
+
+/* Writes text to path. */
+void fixture_write_text(const char *path, const char *text);
+
+#endif

@@ -1,0 +1,219 @@
+/*
+ * test_cli.c - the command line end to end: train, eval at several
+ * resolutions with logits, export, and the exit statuses and messages of
+ * bad invocations. Each test runs in its own process (Check forks), so
+ * stdout and stderr are redirected to files and read back.
+ */
+#include "fixtures.h"
+#include "suites.h"
+
+#include "vitrain/checkpoint.h"
+#include "vitrain/cli.h"
+#include "vitrain/trainer.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+static char root[256], out_path[512], err_path[512];
+
+static void setup(void)
+{
+    fixture_temp_dir(root, sizeof root);
+    snprintf(out_path, sizeof out_path, "%s/stdout.txt", root);
+    snprintf(err_path, sizeof err_path, "%s/stderr.txt", root);
+}
+
+static void teardown(void)
+{
+    fixture_remove_tree(root);
+}
+
+/* Runs a cli_* command on a NULL-terminated argument list, capturing its
+ * output; returns the exit status. */
+static int run(int (*cmd)(int, char **), const char *const *args)
+{
+    int argc = 0;
+    while (args[argc])
+        argc++;
+    fflush(stdout);
+    fflush(stderr);
+    ck_assert_ptr_nonnull(freopen(out_path, "w", stdout));
+    ck_assert_ptr_nonnull(freopen(err_path, "w", stderr));
+    int status = cmd(argc, (char **)args);
+    fflush(stdout);
+    fflush(stderr);
+    return status;
+}
+
+static const char *captured_stderr(void)
+{
+    return fixture_read_text(err_path);
+}
+
+static const char *captured_stdout(void)
+{
+    return fixture_read_text(out_path);
+}
+
+/* A config for a tiny run over the fixture folder, written to
+ * <root>/<name>; returns its path (valid until the next call). */
+static const char *write_config_as(const char *name, const char *extra)
+{
+    static char path[600];
+    char text[2048];
+    snprintf(path, sizeof path, "%s/%s", root, name);
+    snprintf(text, sizeof text,
+             "[data]\nroot = %s/data\nimg_size = 12\nmean = 0.5\nstd = 0.25\n"
+             "[model]\ndim = 16\ndepth = 1\nheads = 2\nmlp_dim = 32\npatch_size = 4\n"
+             "[train]\nepochs = 2\nbatch_size = 8\nthreads = 1\n"
+             "[log]\ndir = %s/runs\nname = cli\n"
+             "[optim]\nwarmup_epochs = 1\n%s",
+             root, root, extra);
+    fixture_write_text(path, text);
+    return path;
+}
+
+static const char *write_config(const char *extra)
+{
+    return write_config_as("run.ini", extra);
+}
+
+static void train_fixture_run(void)
+{
+    char data[300];
+    snprintf(data, sizeof data, "%s/data", root);
+    ck_assert_int_eq(mkdir(data, 0755), 0);
+    fixture_image_folder(data, 12);
+    const char *args[] = {"--config", write_config(""), NULL};
+    ck_assert_msg(run(cli_train, args) == EXIT_OK, "%s", captured_stderr());
+}
+
+START_TEST(test_eval_at_two_resolutions_with_logits)
+{
+    train_fixture_run();
+    char run_dir[400], dump[400], dump12[420], dump16[420];
+    snprintf(run_dir, sizeof run_dir, "%s/runs/cli", root);
+    snprintf(dump, sizeof dump, "%s/logits.csv", root);
+    const char *args[] = {"--checkpoint", run_dir, "--img-size", "12", "--img-size", "16",
+                          "--dump-logits", dump, NULL};
+    ck_assert_msg(run(cli_eval, args) == EXIT_OK, "%s", captured_stderr());
+    const char *out = captured_stdout();
+    ck_assert_msg(strncmp(out, "img_size,images,eval_loss,eval_top1,eval_top5\n12,24,", 51) == 0,
+                  "%s", out);
+    ck_assert_ptr_nonnull(strstr(out, "\n16,24,"));
+    /* One file per size: a header and one row per image, K = 2 logits. */
+    snprintf(dump12, sizeof dump12, "%s/logits-12.csv", root);
+    snprintf(dump16, sizeof dump16, "%s/logits-16.csv", root);
+    const char *rows = fixture_read_text(dump12);
+    ck_assert(strncmp(rows, "path,label,logit_0,logit_1\n\"", 28) == 0);
+    ck_assert_int_eq(fixture_count_lines(rows), 1 + 24);
+    ck_assert_int_eq(fixture_count_lines(fixture_read_text(dump16)), 1 + 24);
+}
+END_TEST
+
+START_TEST(test_export_matches_the_checkpoint)
+{
+    train_fixture_run();
+    char checkpoint[400], out[400];
+    snprintf(checkpoint, sizeof checkpoint, "%s/runs/cli/checkpoint-last", root);
+    snprintf(out, sizeof out, "%s/exported.safetensors", root);
+    const char *args[] = {"--checkpoint", checkpoint, "--out", out, NULL};
+    ck_assert_msg(run(cli_export, args) == EXIT_OK, "%s", captured_stderr());
+
+    RunConfig cfg;
+    VtError err;
+    ck_assert(cli_config_from_checkpoint(&cfg, checkpoint, &err) == VT_OK);
+    ck_assert_int_eq(cfg.model.num_classes, 2);
+    VitConfig vc;
+    ck_assert(vit_config_from_run(&vc, &cfg, cfg.data.img_size, &err) == VT_OK);
+    Vit a, b;
+    ck_assert(vit_create(&a, &vc, 1, &err) == VT_OK);
+    ck_assert(vit_create(&b, &vc, 1, &err) == VT_OK);
+    CheckpointState st;
+    ck_assert(checkpoint_load(checkpoint, &st, &a.param_list, a.params.data, NULL, NULL, &err) ==
+              VT_OK);
+    char *config_text = NULL;
+    ck_assert_msg(safetensors_load(out, &b.param_list, b.params.data, &config_text, &err) == VT_OK,
+                  "%s", err.message);
+    ck_assert(memcmp(a.params.data, b.params.data, a.param_list.total * sizeof(float)) == 0);
+    ck_assert_str_eq(config_text, st.config);
+    free(config_text);
+    free((char *)st.config);
+    vit_free(&a);
+    vit_free(&b);
+}
+END_TEST
+
+START_TEST(test_bad_invocations)
+{
+    /* Each: arguments, expected status, a fragment of the message. */
+    char bad_key[700], good[700], missing[400];
+    snprintf(missing, sizeof missing, "%s/nope.ini", root);
+    snprintf(bad_key, sizeof bad_key, "%s", write_config("[optim]\nlrr = 1\n"));
+    snprintf(good, sizeof good, "%s", write_config_as("good.ini", ""));
+    const struct {
+        const char *args[6];
+        int status;
+        const char *message;
+    } cases[] = {
+        {{"--config", bad_key, NULL}, EXIT_USAGE, "run.ini:22: unknown key 'lrr' in section [optim]"},
+        {{"--config", missing, NULL}, EXIT_IO, "nope.ini"},
+        {{"--config", bad_key, "--resume", root, NULL}, EXIT_USAGE, "exclude each other"},
+        {{NULL}, EXIT_USAGE, "give --config FILE or --resume PATH"},
+        {{"--config", good, "--set", "train.batch_size=0", NULL}, EXIT_USAGE,
+         "--set train.batch_size=0: 0 is out of range"},
+        {{"--config", good, "--set", "train.batch", NULL}, EXIT_USAGE, "train.batch"},
+        {{"--bogus", "1", NULL}, EXIT_USAGE, "unknown option '--bogus'"},
+        {{"--config", NULL}, EXIT_USAGE, "needs a value"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        int status = run(cli_train, cases[i].args);
+        const char *message = captured_stderr();
+        ck_assert_msg(status == cases[i].status, "case %zu: status %d, stderr: %s", i, status,
+                      message);
+        ck_assert_msg(strstr(message, cases[i].message) != NULL, "case %zu: stderr: %s", i,
+                      message);
+    }
+}
+END_TEST
+
+START_TEST(test_bad_data_root_fails_before_training)
+{
+    char set[400];
+    snprintf(set, sizeof set, "data.root=%s/absent", root);
+    const char *args[] = {"--config", write_config(""), "--set", set, NULL};
+    ck_assert_int_eq(run(cli_train, args), EXIT_IO);
+    ck_assert_msg(strstr(captured_stderr(), "absent") != NULL, "%s", captured_stderr());
+}
+END_TEST
+
+START_TEST(test_help_tells_and_exits_zero)
+{
+    int (*cmds[])(int, char **) = {cli_train, cli_eval, cli_export, cli_synthetic};
+    for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++) {
+        const char *args[] = {"--help", NULL};
+        ck_assert_int_eq(run(cmds[i], args), EXIT_OK);
+        ck_assert_ptr_nonnull(strstr(captured_stdout(), "usage: vitrain"));
+    }
+    const char *eval_args[] = {"--img-size", "12", NULL};
+    ck_assert_int_eq(run(cli_eval, eval_args), EXIT_USAGE);
+    ck_assert_ptr_nonnull(strstr(captured_stderr(), "--checkpoint"));
+}
+END_TEST
+
+Suite *cli_suite(void)
+{
+    Suite *s = suite_create("cli");
+    TCase *tc = tcase_with_timeout("commands", 120, NULL);
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_add_test(tc, test_eval_at_two_resolutions_with_logits);
+    tcase_add_test(tc, test_export_matches_the_checkpoint);
+    tcase_add_test(tc, test_bad_invocations);
+    tcase_add_test(tc, test_bad_data_root_fails_before_training);
+    tcase_add_test(tc, test_help_tells_and_exits_zero);
+    suite_add_tcase(s, tc);
+    return s;
+}
