@@ -743,6 +743,10 @@ START_TEST(test_validate_relations)
     parse_ok(&c, "[model]\ndim = 100\n");
     EXPECT_INVALID(&c, "model.dim 100 is not a multiple of model.heads 3");
 
+    config_defaults(&c);
+    parse_ok(&c, "[data]\npad = 29\n");
+    EXPECT_INVALID(&c, "data.pad 29 is larger than data.img_size 28");
+
     /* The preset's sizes are checked, not the fields it overrides. */
     config_defaults(&c);
     c.model.dim = 100;

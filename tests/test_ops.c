@@ -142,6 +142,10 @@ START_TEST(test_gelu_matches_erf_in_double)
             ck_assert_msg(err / fabs(ref) < 2e-6, "gelu(%g) = %.9g, expected %.9g", (double)x[i],
                           (double)y[i], ref);
     }
+    /* A NaN must come out as NaN, so that a broken step is noticed. */
+    x[0] = NAN;
+    gelu_forward(y, x, 1);
+    ck_assert(isnan(y[0]));
 }
 END_TEST
 

@@ -14,6 +14,7 @@
  * so the C locale is assumed (vitrain never calls setlocale).
  */
 #include "vitrain/config.h"
+#include "vitrain/vit.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -203,16 +204,6 @@ static const KeySpec keys[] = {
      .help = "steps between progress lines when the output is not a terminal"},
 };
 enum { KEY_COUNT = sizeof keys / sizeof keys[0] };
-
-/* The sizes a preset decides, in preset_names order after "". */
-static const struct {
-    const char *name;
-    int dim, depth, heads, mlp_dim;
-} presets[] = {
-    {"tiny", 192, 12, 3, 768},
-    {"small", 384, 12, 6, 1536},
-    {"base", 768, 12, 12, 3072},
-};
 
 /* Keys a preset decides; bit i of ModelSection.sizes_set is size_keys[i]. */
 static const char *const size_keys[] = {"dim", "depth", "heads", "mlp_dim"};
@@ -712,14 +703,16 @@ void config_model_sizes(const RunConfig *cfg, int *dim, int *depth, int *heads, 
     *depth = cfg->model.depth;
     *heads = cfg->model.heads;
     *mlp_dim = cfg->model.mlp_dim;
-    for (size_t i = 0; i < sizeof presets / sizeof presets[0]; i++) {
-        if (strcmp(cfg->model.preset, presets[i].name) == 0) {
-            *dim = presets[i].dim;
-            *depth = presets[i].depth;
-            *heads = presets[i].heads;
-            *mlp_dim = presets[i].mlp_dim;
-        }
-    }
+    if (!cfg->model.preset[0])
+        return;
+    /* The model owns the preset table; the schema only admits its names. */
+    VitConfig vc;
+    VtError err;
+    VT_ASSERT(vit_config_preset(&vc, cfg->model.preset, &err) == VT_OK);
+    *dim = vc.dim;
+    *depth = vc.depth;
+    *heads = vc.heads;
+    *mlp_dim = vc.mlp_dim;
 }
 
 /* ---- defaults -------------------------------------------------------- */
@@ -1286,6 +1279,9 @@ static VtCode validate_data(const RunConfig *cfg, VtError *err)
         code = check_order("scale", d->scale, err);
     if (!code)
         code = check_order("ratio", d->ratio, err);
+    if (!code && d->pad > d->img_size)
+        code = vt_fail(err, VT_ERR_ARGUMENT, "data.pad %d is larger than data.img_size %d",
+                       d->pad, d->img_size);
     return code;
 }
 

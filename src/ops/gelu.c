@@ -20,8 +20,11 @@
  * Written without libm calls (floorf, fminf) so that loops vectorize. */
 static inline float exp_poly(float x)
 {
-    x = x < -87.0f ? -87.0f : x;
-    x = x > 88.0f ? 88.0f : x;
+    /* Written so that NaN clamps too (every comparison with NaN is false):
+     * the conversion of k below stays defined, and GELU still returns NaN
+     * for NaN through its factor x. */
+    x = x > -87.0f ? x : -87.0f;
+    x = x < 88.0f ? x : 88.0f;
     /* k = round(x / ln 2): adding 1.5 * 2^23 pushes the fraction out. */
     const float k = (x * 1.44269504088896341f + 12582912.0f) - 12582912.0f;
     const float r = (x - k * 0.693359375f) + k * 2.12194440e-4f;
@@ -32,7 +35,7 @@ static inline float exp_poly(float x)
     p = p * r + 1.6666665459e-1f;
     p = p * r + 5.0000001201e-1f;
     p = p * r * r + r + 1.0f;
-    const union { int32_t bits; float value; } scale = {.bits = ((int32_t)k + 127) << 23};
+    const union { uint32_t bits; float value; } scale = {.bits = (uint32_t)((int32_t)k + 127) << 23};
     return p * scale.value;
 }
 
