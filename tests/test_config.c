@@ -153,7 +153,7 @@ START_TEST(test_defaults)
     ck_assert_uint_eq(c.model.sizes_set, 0);
 
     ck_assert_str_eq(c.pe.type, "absolute");
-    ck_assert(c.pe.theta == 100.0f);
+    ck_assert(c.pe.theta == 0.0f); /* the paper's base for each type */
     ck_assert_int_eq(c.pe.block_size, 8);
     ck_assert(c.pe.init_std == 0.5f);
     ck_assert(c.pe.sigma == 0.0f);

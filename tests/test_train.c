@@ -17,7 +17,7 @@ static VitConfig tiny_config(int num_classes)
 {
     return (VitConfig){.img_size = 16, .channels = 1, .patch_size = 4, .dim = 64, .depth = 2,
                        .heads = 2, .mlp_dim = 128, .num_classes = num_classes,
-                       .pe = PE_ABSOLUTE, .pool = POOL_CLS};
+                       .pe = pe_options("absolute"), .pool = POOL_CLS};
 }
 
 static TrainOptions options(int batch, int64_t steps, float lr)

@@ -1,11 +1,114 @@
 /*
- * pe.h - positional encodings: what an encoding does when the resolution
- * changes (DESIGN §4). The additive absolute encoding's forward/backward
- * are ops (ops.h: pos_embed_forward/backward); the rotary encodings plug
- * into attention through a QkRotation (attention.h).
+ * pe.h - positional encodings (DESIGN §4) behind one interface.
+ *
+ * An encoding is a PeKind: a table of functions in its own file under
+ * src/pe/, listed once in the registry (pe.c). The model calls it at fixed
+ * points:
+ *   create    registers the encoding's parameters (DESIGN §4 names/layouts)
+ *   init      overwrites them with the encoding's own initialisation
+ *   prepare   once per forward pass: everything that depends only on
+ *             positions and parameters (the rotations), shared by the batch
+ *   forward   per layer, on q and on k (B, H, N, Dh): x_n <- R(p_n) x_n
+ *   backward  per layer, on dq and on dk: dx_n <- R(p_n)^T dx_n, and
+ *             collects what the parameter gradient needs
+ *   finish    after the whole backward: parameter gradients, added into
+ *             the gradient arena
+ * The learned absolute encoding is additive instead (pos_embed, added after
+ * the CLS concat by the model); encodings without rotation leave forward
+ * NULL. Token 0 is the CLS token; token 1 + r * grid_w + c is the patch at
+ * row r, column c.
  */
 #ifndef VITRAIN_PE_H
 #define VITRAIN_PE_H
+
+#include "vitrain/attention.h"
+#include "vitrain/common.h"
+#include "vitrain/tensor.h"
+
+#include <stdbool.h>
+#include <stdint.h>
+
+enum { PE_NAME_MAX = 32, PE_MAX_PARAMS = 4 };
+
+/* The [pe] section of a config (DESIGN §4, §5). */
+typedef struct PeOptions {
+    char type[PE_NAME_MAX];  /* none, absolute, rope_axial, rope_mixed, spherical,
+                                comrope_ap, comrope_ld, liere */
+    float theta;             /* RoPE frequency base */
+    int block_size;          /* ComRoPE / LieRE block size b */
+    float init_std;          /* ComRoPE generator init std */
+    float sigma;             /* ComRoPE training position perturbation */
+    bool learned;            /* spherical: trainable frequencies */
+    bool share_layers;       /* LieRE: one generator set for every layer */
+    bool share_heads;        /* LieRE: one generator set for every head */
+} PeOptions;
+
+/* Defaults of DESIGN §4 with the given type. */
+PeOptions pe_options(const char *type);
+
+typedef struct PeGeometry {
+    int depth, heads, head_dim;
+    int grid_h, grid_w;    /* patch grid at the current resolution */
+    int grid_h0, grid_w0;  /* patch grid at the training resolution */
+} PeGeometry;
+
+/* What a pass needs to know beyond the parameters. */
+typedef struct PeStep {
+    bool train;      /* ComRoPE perturbs positions only in training */
+    int64_t step;    /* keys the perturbation */
+    uint64_t seed;
+} PeStep;
+
+typedef struct Pe Pe;
+
+typedef struct PeKind {
+    const char *name;
+    bool additive;  /* the model adds pos_embed (absolute) */
+    VtCode (*check)(const PeOptions *o, const PeGeometry *g, VtError *err);
+    void (*create)(Pe *pe, TensorList *params);
+    void (*init)(Pe *pe, float *params, uint64_t seed);           /* params: arena base */
+    void (*prepare)(Pe *pe, const float *params, const PeStep *step);
+    void (*forward)(const Pe *pe, int layer, float *x, const AttnDims *d);
+    void (*backward)(Pe *pe, int layer, float *dx, const float *x_raw, int raw_stride,
+                     const AttnDims *d);
+    void (*finish)(Pe *pe, const float *params, float *grads);     /* arena bases */
+    void (*destroy)(Pe *pe);
+} PeKind;
+
+struct Pe {
+    const PeKind *kind;
+    PeOptions opt;
+    PeGeometry geo;
+    const TensorList *list;       /* the parameter list: offsets of param[] */
+    QkRotation hook;              /* calls kind->forward/backward; ctx = this Pe */
+    int param[PE_MAX_PARAMS];     /* the encoding's tensors in the parameter list, -1 unused */
+    void *state;                  /* the kind's own */
+};
+
+/* Tensor `index` of the parameter list inside an arena (params or grads). */
+static inline float *pe_tensor(const Pe *pe, const float *arena_base, int index)
+{
+    return (float *)arena_base + pe->list->specs[index].offset;
+}
+
+/* The kind called name, or NULL. */
+const PeKind *pe_find(const char *name);
+/* Comma-separated list of every kind's name, for messages. */
+const char *pe_names(void);
+
+/* Validates the options (an unknown type or a head dim that does not fit
+ * is an error naming pe.type / pe.block_size) and registers the
+ * parameters. The Pe must not move afterwards (its hook points at it). */
+VtCode pe_create(Pe *pe, const PeOptions *o, const PeGeometry *g, TensorList *params,
+                 VtError *err);
+void pe_destroy(Pe *pe);
+/* The hook the attention calls, NULL for encodings without rotation. */
+const QkRotation *pe_rotation(const Pe *pe);
+
+/* Patch positions used by the encodings: token t >= 1 is patch
+ * (row, col) = ((t-1) / grid_w, (t-1) % grid_w). */
+static inline int pe_row(const PeGeometry *g, int token) { return (token - 1) / g->grid_w; }
+static inline int pe_col(const PeGeometry *g, int token) { return (token - 1) % g->grid_w; }
 
 /*
  * Resamples the patch part of a learned absolute position embedding from a

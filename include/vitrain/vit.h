@@ -11,16 +11,10 @@
 
 #include "vitrain/attention.h"
 #include "vitrain/common.h"
+#include "vitrain/pe.h"
 #include "vitrain/tensor.h"
 
 #include <stdbool.h>
-
-/* Positional encodings known to the engine. The rotary encodings of
- * DESIGN §4 plug in through Vit.rotation (a QkRotation). */
-typedef enum PeType {
-    PE_NONE,     /* no position information: the model is permutation-equivariant */
-    PE_ABSOLUTE  /* learned pos_embed, DESIGN §4.1 */
-} PeType;
 
 typedef enum PoolMode {
     POOL_CLS,  /* classify from the CLS token (timm's 'token') */
@@ -29,6 +23,7 @@ typedef enum PoolMode {
 
 typedef struct VitConfig {
     int img_size;     /* square images, pixels */
+    int train_img_size; /* the resolution the encoding was trained at; 0 = img_size */
     int channels;     /* C */
     int patch_size;   /* P; img_size % P == 0 */
     int dim;          /* D */
@@ -36,7 +31,7 @@ typedef struct VitConfig {
     int heads;        /* H; D % H == 0 */
     int mlp_dim;      /* F */
     int num_classes;  /* K */
-    PeType pe;
+    PeOptions pe;     /* positional encoding (pe.h, DESIGN §4) */
     PoolMode pool;
     float layer_scale_init; /* LayerScale gamma init; 0 disables ls1/ls2 */
     float drop_path;        /* stochastic depth rate of the last block (timm's drop_path_rate) */
@@ -46,9 +41,6 @@ typedef struct VitConfig {
 VtCode vit_config_preset(VitConfig *cfg, const char *preset, VtError *err);
 /* Checks sizes and their relations, naming the offending field. */
 VtCode vit_config_validate(const VitConfig *cfg, VtError *err);
-/* Parses "none" or "absolute". */
-VtCode vit_pe_parse(PeType *pe, const char *name, VtError *err);
-const char *vit_pe_name(PeType pe);
 
 /* Indices of one block's parameters in Vit.param_list (-1 when absent). */
 typedef struct VitBlockParams {
@@ -94,6 +86,7 @@ typedef struct VitGradScratch {
 typedef struct Vit {
     VitConfig cfg;
     int grid;         /* patches per side */
+    int grid0;        /* patches per side at the training resolution */
     int num_patches;  /* Np = grid^2 */
     int tokens;       /* N = Np + 1 */
     int batch_cap;    /* largest batch the activations hold */
@@ -103,7 +96,8 @@ typedef struct Vit {
     int patch_w, patch_b, cls_token, pos_embed, norm_w, norm_b, head_w, head_b;
     VitBlockParams *blocks; /* (depth) */
 
-    /* Rotary encoding hook, NULL for none/absolute (DESIGN §4). */
+    /* The positional encoding and its q/k hook (NULL when it rotates nothing). */
+    Pe pe;
     const QkRotation *rotation;
 
     TensorList act_list;

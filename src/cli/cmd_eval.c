@@ -110,7 +110,7 @@ static VtCode load_model(Vit *m, const RunConfig *cfg, const char *checkpoint, i
     if (!code) {
         free((char *)st.config);
         at = vc;
-        at.img_size = img_size;
+        at.img_size = img_size; /* train_img_size stays: the encoding extrapolates from it */
         code = vit_create(m, &at, cfg->train.batch_size, err);
     }
     if (!code)

@@ -26,7 +26,7 @@ static const char SYNTHETIC_HELP[] =
     "  --preset tiny|small|base  model size; or set each of:\n"
     "  --dim D [64]  --depth L [2]  --heads H [2]  --mlp-dim F [128]\n"
     "  --img-size S [16]  --patch-size P [4]  --channels C [1]\n"
-    "  --pe none|absolute      positional encoding [absolute]\n"
+    "  --pe TYPE               positional encoding (see configs/) [absolute]\n"
     "  --samples N [1024]  --batch N [64]  --steps N [200]\n"
     "  --lr X [0.001]  --weight-decay X [0.05]  --warmup N [10]\n"
     "  --seed N [0]  --threads N [OMP_NUM_THREADS or all cores]\n";
@@ -84,8 +84,10 @@ static int parse_option(SyntheticArgs *a, const char *name, const char *value)
         if (vit_config_preset(&a->model, value, &err))
             return cli_usage_error("%s", err.message);
     } else if (strcmp(name, "--pe") == 0) {
-        if (vit_pe_parse(&a->model.pe, value, &err))
-            return cli_usage_error("%s", err.message);
+        if (!pe_find(value))
+            return cli_usage_error("unknown encoding '%s' (expected one of %s)", value,
+                                   pe_names());
+        a->model.pe = pe_options(value);
     } else if (strcmp(name, "--task") == 0) {
         if (strcmp(value, "quadrant") && strcmp(value, "noise"))
             return cli_usage_error("unknown task '%s' (expected quadrant or noise)", value);
@@ -142,7 +144,7 @@ static int run_synthetic(SyntheticArgs *a)
     printf("model: dim %d, depth %d, heads %d, mlp %d, %d tokens, %zu parameters, pe %s, "
            "%d threads, %.1f MiB\n",
            c->dim, c->depth, c->heads, c->mlp_dim, model.tokens, vit_param_count(&model),
-           vit_pe_name(c->pe), threads, vit_memory_bytes(&model) / 1048576.0);
+           c->pe.type, threads, vit_memory_bytes(&model) / 1048576.0);
 
     const size_t image_len = (size_t)c->channels * c->img_size * c->img_size;
     float *images = vt_xmalloc((size_t)a->samples * image_len * sizeof(float));
@@ -175,10 +177,11 @@ int cli_synthetic(int argc, char **argv)
 {
     SyntheticArgs a = {
         .model = {.img_size = 16, .channels = 1, .patch_size = 4, .dim = 64, .depth = 2,
-                  .heads = 2, .mlp_dim = 128, .pe = PE_ABSOLUTE, .pool = POOL_CLS},
+                  .heads = 2, .mlp_dim = 128, .pool = POOL_CLS},
         .task = "quadrant", .samples = 1024, .batch = 64, .steps = 200, .warmup = 10,
         .lr = 1e-3f, .weight_decay = 0.05f,
     };
+    a.model.pe = pe_options("absolute");
     for (int i = 0; i < argc; i++) {
         if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
             fputs(SYNTHETIC_HELP, stdout);

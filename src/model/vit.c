@@ -133,11 +133,16 @@ VtCode vit_create(Vit *m, const VitConfig *cfg, int batch_cap, VtError *err)
         return vt_fail(err, VT_ERR_ARGUMENT, "batch size must be positive, got %d", batch_cap);
     m->cfg = *cfg;
     m->grid = cfg->img_size / cfg->patch_size;
+    m->grid0 = (cfg->train_img_size > 0 ? cfg->train_img_size : cfg->img_size) / cfg->patch_size;
     m->num_patches = m->grid * m->grid;
     m->tokens = m->num_patches + 1;
     m->batch_cap = batch_cap;
     m->blocks = vt_xcalloc((size_t)cfg->depth, sizeof *m->blocks);
-    vit_build_params(m);
+    code = vit_build_params(m, err);
+    if (code) {
+        vit_free(m);
+        return code;
+    }
     arena_create(&m->params, &m->param_list);
     arena_create(&m->grads, &m->param_list);
     plan_activations(m, batch_cap);
@@ -146,6 +151,7 @@ VtCode vit_create(Vit *m, const VitConfig *cfg, int batch_cap, VtError *err)
 
 void vit_free(Vit *m)
 {
+    pe_destroy(&m->pe);
     arena_free(&m->params);
     arena_free(&m->grads);
     arena_free(&m->acts);
@@ -259,6 +265,10 @@ const float *vit_forward(Vit *m, const float *images, int B, const VitPass *pass
     VT_ASSERT(m->params.list == &m->param_list); /* a copied Vit points at stale lists */
     const int D = c->dim, N = m->tokens, T = B * N;
     m->last_batch = B;
+    if (m->pe.kind->prepare) {
+        const PeStep step = {.train = pass->train, .step = pass->step, .seed = pass->seed};
+        m->pe.kind->prepare(&m->pe, m->params.data, &step);
+    }
 
     patch_embed_forward(m->patches, m->cols, images, param(m, m->patch_w), param(m, m->patch_b), B,
                         c->channels, c->img_size, c->img_size, c->patch_size, D);
@@ -381,4 +391,6 @@ void vit_backward(Vit *m, const int *labels, const VitPass *pass)
     patch_embed_backward(NULL, NULL, grad(m, m->patch_w), grad(m, m->patch_b), g->patches, m->cols,
                          param(m, m->patch_w), B, c->channels, c->img_size, c->img_size,
                          c->patch_size, D);
+    if (m->pe.kind->finish)
+        m->pe.kind->finish(&m->pe, m->params.data, m->grads.data);
 }

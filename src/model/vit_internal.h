@@ -7,7 +7,8 @@
 #include "vitrain/vit.h"
 
 /* Registers every parameter of m->cfg in m->param_list, timm's names and
- * order (DESIGN §2), and records their indices in m. */
-void vit_build_params(Vit *m);
+ * order (DESIGN §2), creates the positional encoding and records the
+ * indices in m. Fails when the encoding does not fit the model. */
+VtCode vit_build_params(Vit *m, VtError *err);
 
 #endif

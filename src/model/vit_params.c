@@ -33,25 +33,6 @@ VtCode vit_config_preset(VitConfig *cfg, const char *preset, VtError *err)
                    preset);
 }
 
-VtCode vit_pe_parse(PeType *pe, const char *name, VtError *err)
-{
-    if (strcmp(name, "none") == 0) {
-        *pe = PE_NONE;
-        return VT_OK;
-    }
-    if (strcmp(name, "absolute") == 0) {
-        *pe = PE_ABSOLUTE;
-        return VT_OK;
-    }
-    return vt_fail(err, VT_ERR_ARGUMENT,
-                   "unknown positional encoding '%s' (expected none or absolute)", name);
-}
-
-const char *vit_pe_name(PeType pe)
-{
-    return pe == PE_ABSOLUTE ? "absolute" : "none";
-}
-
 static VtCode check_positive(const char *field, int value, VtError *err)
 {
     if (value <= 0)
@@ -81,6 +62,9 @@ VtCode vit_config_validate(const VitConfig *cfg, VtError *err)
     if (cfg->dim % cfg->heads != 0)
         return vt_fail(err, VT_ERR_ARGUMENT, "model.heads %d does not divide model.dim %d",
                        cfg->heads, cfg->dim);
+    if (!pe_find(cfg->pe.type))
+        return vt_fail(err, VT_ERR_ARGUMENT, "pe.type: unknown encoding '%s' (expected one of %s)",
+                       cfg->pe.type, pe_names());
     if (cfg->num_classes < 2)
         return vt_fail(err, VT_ERR_ARGUMENT, "need at least 2 classes, got %d",
                        cfg->num_classes);
@@ -136,8 +120,9 @@ static void add_block(Vit *m, int i)
                                  c->layer_scale_init, "blocks.%d.ls2.gamma", i);
 }
 
-/* Registers every parameter in timm's order and naming. */
-void vit_build_params(Vit *m)
+/* Registers every parameter in timm's order and naming; the encoding's
+ * come after cls_token, where timm keeps pos_embed. */
+VtCode vit_build_params(Vit *m, VtError *err)
 {
     const VitConfig *c = &m->cfg;
     TensorList *l = &m->param_list;
@@ -148,16 +133,21 @@ void vit_build_params(Vit *m)
     m->patch_b = tensor_list_add(l, SHAPE(D), VT_TENSOR_NO_DECAY, INIT_UNIFORM_FAN,
                                  (float)(C * P * P), "patch_embed.proj.bias");
     m->cls_token = tensor_list_add(l, SHAPE(1, 1, D), VT_TENSOR_NO_DECAY, INIT_NORMAL, 1e-6f, "cls_token");
-    m->pos_embed = -1;
-    if (c->pe == PE_ABSOLUTE)
-        m->pos_embed = tensor_list_add(l, SHAPE(1, m->tokens, D), VT_TENSOR_NO_DECAY,
-                                       INIT_TRUNC_NORMAL, 0.02f, "pos_embed");
+    const PeGeometry geo = {.depth = c->depth, .heads = c->heads, .head_dim = c->dim / c->heads,
+                            .grid_h = m->grid, .grid_w = m->grid, .grid_h0 = m->grid0,
+                            .grid_w0 = m->grid0};
+    VtCode code = pe_create(&m->pe, &c->pe, &geo, l, err);
+    if (code)
+        return code;
+    m->pos_embed = m->pe.kind->additive ? m->pe.param[0] : -1;
+    m->rotation = pe_rotation(&m->pe);
     for (int i = 0; i < c->depth; i++)
         add_block(m, i);
     m->norm_w = tensor_list_add(l, SHAPE(D), VT_TENSOR_NO_DECAY, INIT_ONES, 0, "norm.weight");
     m->norm_b = tensor_list_add(l, SHAPE(D), VT_TENSOR_NO_DECAY, INIT_ZEROS, 0, "norm.bias");
     m->head_w = tensor_list_add(l, SHAPE(c->num_classes, D), 0, INIT_TRUNC_NORMAL, 0.02f, "head.weight");
     m->head_b = tensor_list_add(l, SHAPE(c->num_classes), VT_TENSOR_NO_DECAY, INIT_ZEROS, 0, "head.bias");
+    return VT_OK;
 }
 
 static void init_tensor(float *x, const TensorSpec *s, Rng *rng)
@@ -197,4 +187,6 @@ void vit_init_params(Vit *m, uint64_t seed)
         Rng rng = rng_stream(seed, RNG_INIT, name_key(spec->name), 0);
         init_tensor(arena_tensor(&m->params, t), spec, &rng);
     }
+    if (m->pe.kind->init)
+        m->pe.kind->init(&m->pe, m->params.data, seed);
 }

@@ -20,9 +20,16 @@ VtCode vit_config_from_run(VitConfig *vc, const RunConfig *cfg, int img_size, Vt
     vc->layer_scale_init = cfg->model.layer_scale;
     vc->drop_path = cfg->model.drop_path;
     vc->pool = strcmp(cfg->model.pool, "avg") == 0 ? POOL_MEAN : POOL_CLS;
-    VtCode code = vit_pe_parse(&vc->pe, cfg->pe.type, err);
-    if (code)
-        return vt_fail(err, code, "pe.type: %s", err->message);
+    vc->train_img_size = cfg->data.img_size;
+    const PeSection *p = &cfg->pe;
+    vc->pe = pe_options(p->type);
+    vc->pe.theta = p->theta;
+    vc->pe.block_size = p->block_size;
+    vc->pe.init_std = p->init_std;
+    vc->pe.sigma = p->sigma;
+    vc->pe.learned = p->learned;
+    vc->pe.share_layers = p->share_layers;
+    vc->pe.share_heads = p->share_heads;
     return vit_config_validate(vc, err);
 }
 

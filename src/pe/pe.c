@@ -1,0 +1,103 @@
+/*
+ * pe.c - the registry of positional encodings and the two that rotate
+ * nothing: none and the learned absolute pos_embed (DESIGN §4.1).
+ */
+#include "vitrain/pe.h"
+
+#include <string.h>
+
+static void absolute_create(Pe *pe, TensorList *params)
+{
+    /* (1, 1+N, D) at the current grid, trunc-normal std 0.02, no weight decay. */
+    const int64_t shape[3] = {1, 1 + (int64_t)pe->geo.grid_h * pe->geo.grid_w,
+                              (int64_t)pe->geo.heads * pe->geo.head_dim};
+    pe->param[0] = tensor_list_add(params, shape, 3, VT_TENSOR_NO_DECAY, INIT_TRUNC_NORMAL, 0.02f,
+                                   "pos_embed");
+}
+
+static const PeKind PE_NONE_KIND = {.name = "none"};
+static const PeKind PE_ABSOLUTE_KIND = {.name = "absolute", .additive = true,
+                                        .create = absolute_create};
+
+extern const PeKind PE_ROPE_AXIAL, PE_ROPE_MIXED;
+
+static const PeKind *const KINDS[] = {
+    &PE_NONE_KIND, &PE_ABSOLUTE_KIND, &PE_ROPE_AXIAL, &PE_ROPE_MIXED,
+};
+enum { KIND_COUNT = sizeof KINDS / sizeof KINDS[0] };
+
+const PeKind *pe_find(const char *name)
+{
+    for (int i = 0; i < KIND_COUNT; i++)
+        if (strcmp(KINDS[i]->name, name) == 0)
+            return KINDS[i];
+    return NULL;
+}
+
+const char *pe_names(void)
+{
+    static char names[256];
+    if (!names[0])
+        for (int i = 0; i < KIND_COUNT; i++) {
+            strcat(names, KINDS[i]->name);
+            if (i + 1 < KIND_COUNT)
+                strcat(names, ", ");
+        }
+    return names;
+}
+
+PeOptions pe_options(const char *type)
+{
+    PeOptions o = {.theta = 0.0f, .block_size = 8, .init_std = 0.5f};
+    strncpy(o.type, type, sizeof o.type - 1);
+    return o;
+}
+
+static void hook_forward(const QkRotation *self, int layer, float *x, const AttnDims *d)
+{
+    const Pe *pe = self->ctx;
+    pe->kind->forward(pe, layer, x, d);
+}
+
+static void hook_backward(const QkRotation *self, int layer, float *dx, const float *x_raw,
+                          int raw_stride, const AttnDims *d)
+{
+    Pe *pe = self->ctx;
+    pe->kind->backward(pe, layer, dx, x_raw, raw_stride, d);
+}
+
+VtCode pe_create(Pe *pe, const PeOptions *o, const PeGeometry *g, TensorList *params,
+                 VtError *err)
+{
+    memset(pe, 0, sizeof *pe);
+    for (int i = 0; i < PE_MAX_PARAMS; i++)
+        pe->param[i] = -1;
+    pe->kind = pe_find(o->type);
+    if (!pe->kind)
+        return vt_fail(err, VT_ERR_ARGUMENT, "pe.type: unknown encoding '%s' (expected one of %s)",
+                       o->type, pe_names());
+    pe->opt = *o;
+    pe->geo = *g;
+    pe->list = params;
+    if (pe->kind->check) {
+        VtCode code = pe->kind->check(o, g, err);
+        if (code)
+            return code;
+    }
+    pe->hook = (QkRotation){.forward = hook_forward, .backward = hook_backward, .ctx = pe};
+    if (pe->kind->create)
+        pe->kind->create(pe, params);
+    return VT_OK;
+}
+
+void pe_destroy(Pe *pe)
+{
+    if (pe->kind && pe->kind->destroy)
+        pe->kind->destroy(pe);
+    pe->state = NULL;
+}
+
+const QkRotation *pe_rotation(const Pe *pe)
+{
+    return pe->kind && pe->kind->forward ? &pe->hook : NULL;
+}
