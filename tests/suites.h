@@ -24,6 +24,7 @@ Suite *data_suite(void);
 Suite *checkpoint_suite(void);
 Suite *trainer_suite(void);
 Suite *cli_suite(void);
+Suite *skew_expm_suite(void);
 
 /* Creates a test case with a timeout in seconds and optional tags. */
 TCase *tcase_with_timeout(const char *name, double seconds, const char *tags);
