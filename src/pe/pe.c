@@ -19,10 +19,13 @@ static const PeKind PE_NONE_KIND = {.name = "none"};
 static const PeKind PE_ABSOLUTE_KIND = {.name = "absolute", .additive = true,
                                         .create = absolute_create};
 
-extern const PeKind PE_ROPE_AXIAL, PE_ROPE_MIXED;
+/* One line per encoding, defined in its own file under src/pe/. */
+extern const PeKind PE_ROPE_AXIAL, PE_ROPE_MIXED, PE_SPHERICAL, PE_COMROPE_AP, PE_COMROPE_LD,
+    PE_LIERE;
 
 static const PeKind *const KINDS[] = {
-    &PE_NONE_KIND, &PE_ABSOLUTE_KIND, &PE_ROPE_AXIAL, &PE_ROPE_MIXED,
+    &PE_NONE_KIND,  &PE_ABSOLUTE_KIND, &PE_ROPE_AXIAL, &PE_ROPE_MIXED,
+    &PE_SPHERICAL,  &PE_COMROPE_AP,    &PE_COMROPE_LD, &PE_LIERE,
 };
 enum { KIND_COUNT = sizeof KINDS / sizeof KINDS[0] };
 
