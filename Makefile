@@ -8,6 +8,7 @@
 #   make deps       install the Debian packages the build needs
 #   make data       prepare data/fashion-mnist from Debian's dataset-fashion-mnist
 #   make bench-loader  loader vs training throughput (quickstart config)
+#   make bench-pe   step time of every positional encoding
 #   make docs       regenerate docs/CONFIG.md from the config schema
 #   make clean      remove build/ and ./vitrain
 #
@@ -52,7 +53,7 @@ TEST_BIN := $(BUILD)/vitrain_tests
 # Check forks one child per test; a suite over the 10-minute budget is a bug.
 TEST_ENV := CK_EXCLUDE_TAGS=slow
 
-.PHONY: all test test-all sanitize debug deps data bench-loader docs clean
+.PHONY: all test test-all sanitize debug deps data bench-loader bench-pe docs clean
 
 all: vitrain
 
@@ -107,6 +108,10 @@ data:
 # Loader throughput against training throughput on the quickstart config.
 bench-loader: $(BUILD)/bench/loader_bench
 	$(BUILD)/bench/loader_bench configs/quickstart.ini
+
+# Step time of every positional encoding on the study model.
+bench-pe: $(BUILD)/bench/pe_bench
+	$(BUILD)/bench/pe_bench
 
 # The configuration reference, generated from the schema.
 docs: vitrain

@@ -204,6 +204,36 @@ START_TEST(test_help_tells_and_exits_zero)
 }
 END_TEST
 
+START_TEST(test_shipped_configs_build)
+{
+    /* Every config in configs/ loads, validates and builds its model (the
+     * encoding must fit the head size), for 10 classes. Runs from the
+     * repository root, as make test does. */
+    const char *files[] = {"quickstart", "absolute_vit_s", "rope_axial_vit_s",
+                           "rope_mixed_vit_s", "spherical_vit_s", "comrope_ap_vit_s",
+                           "comrope_ld_vit_s", "liere_vit_s", "study/fmnist_absolute",
+                           "study/fmnist_rope_axial", "study/fmnist_rope_mixed",
+                           "study/fmnist_spherical", "study/fmnist_comrope_ap",
+                           "study/fmnist_comrope_ld", "study/fmnist_liere"};
+    for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
+        char path[256];
+        snprintf(path, sizeof path, "configs/%s.ini", files[i]);
+        static RunConfig cfg;
+        VtError err;
+        config_defaults(&cfg);
+        ck_assert_msg(config_load(&cfg, path, &err) == VT_OK, "%s", err.message);
+        ck_assert_msg(config_validate(&cfg, &err) == VT_OK, "%s", err.message);
+        cfg.model.num_classes = 10;
+        VitConfig vc;
+        Vit m;
+        ck_assert_msg(vit_config_from_run(&vc, &cfg, cfg.data.img_size, &err) == VT_OK, "%s: %s",
+                      path, err.message);
+        ck_assert_msg(vit_create(&m, &vc, 1, &err) == VT_OK, "%s: %s", path, err.message);
+        vit_free(&m);
+    }
+}
+END_TEST
+
 Suite *cli_suite(void)
 {
     Suite *s = suite_create("cli");
@@ -214,6 +244,7 @@ Suite *cli_suite(void)
     tcase_add_test(tc, test_bad_invocations);
     tcase_add_test(tc, test_bad_data_root_fails_before_training);
     tcase_add_test(tc, test_help_tells_and_exits_zero);
+    tcase_add_test(tc, test_shipped_configs_build);
     suite_add_tcase(s, tc);
     return s;
 }

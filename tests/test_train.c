@@ -113,6 +113,44 @@ START_TEST(test_learns_quadrant_task)
 }
 END_TEST
 
+START_TEST(test_every_encoding_learns_quadrant_task)
+{
+    /* DESIGN §4: each encoding gives a 2-block model enough position
+     * information for the quadrant task (chance 25 %). Head width 16 fits
+     * every encoding's blocks (pairs, triplets, blocks of 8). */
+    enum { COUNT = 512, HELD_OUT = 256, LEN = 16 * 16 };
+    const char *types[] = {"absolute", "rope_axial", "rope_mixed", "spherical",
+                           "comrope_ap", "comrope_ld", "liere"};
+    float *images = malloc(COUNT * LEN * sizeof(float));
+    float *test_images = malloc(HELD_OUT * LEN * sizeof(float));
+    int *labels = malloc(COUNT * sizeof(int)), *test_labels = malloc(HELD_OUT * sizeof(int));
+    synthetic_quadrant(images, labels, COUNT, 1, 16, 51);
+    synthetic_quadrant(test_images, test_labels, HELD_OUT, 1, 16, 52);
+    for (size_t t = 0; t < sizeof types / sizeof types[0]; t++) {
+        VitConfig cfg = tiny_config(SYNTHETIC_QUADRANT_CLASSES);
+        cfg.dim = 32;
+        cfg.pe = pe_options(types[t]);
+        Vit m;
+        VtError err;
+        ck_assert_msg(vit_create(&m, &cfg, 64, &err) == VT_OK, "%s: %s", types[t], err.message);
+        vit_init_params(&m, 6);
+        TrainOptions o = options(64, 300, 2e-3f);
+        LossLog log = {0};
+        train_ok(&m, &(MemoryDataset){images, labels, COUNT}, &o, &log);
+        double loss, accuracy;
+        evaluate_in_memory(&m, &(MemoryDataset){test_images, test_labels, HELD_OUT}, &loss,
+                           &accuracy);
+        printf("quadrant task, %-10s: held-out %.1f%%\n", types[t], 100 * accuracy);
+        ck_assert_msg(accuracy > 0.8, "%s reached only %.1f%%", types[t], 100 * accuracy);
+        vit_free(&m);
+    }
+    free(images);
+    free(test_images);
+    free(labels);
+    free(test_labels);
+}
+END_TEST
+
 /* 20 steps of a small model with drop path on, at a given thread count. */
 static void run_20_steps(int threads, LossLog *log, float *final_params, size_t *n_params)
 {
@@ -199,6 +237,7 @@ Suite *train_suite(void)
     TCase *tc = tcase_with_timeout("training", 240, NULL);
     tcase_add_test(tc, test_memorizes_random_labels);
     tcase_add_test(tc, test_learns_quadrant_task);
+    tcase_add_test(tc, test_every_encoding_learns_quadrant_task);
     tcase_add_test(tc, test_same_seed_same_threads_is_bit_identical);
     tcase_add_test(tc, test_one_and_two_threads_agree);
     tcase_add_test(tc, test_non_finite_loss_stops_training);
