@@ -148,7 +148,7 @@ static const KeySpec keys[] = {
     {FIELD("pe", "type", pe.type), STRING(STR_IDENT), .def = "absolute",
      .help = "positional encoding: none, absolute or a rotary type of DESIGN 4 (the model checks the name)"},
     {FIELD("pe", "theta", pe.theta), FLOAT(0.0, INFINITY, OPEN_HI), .def = "0",
-     .help = "RoPE frequency base; 0 = the paper's (100 for rope_axial, 10 for rope_mixed)"},
+     .help = "frequency base; 0 = the paper's (100 for rope_axial and spherical, 10 for rope_mixed)"},
     {FIELD("pe", "block_size", pe.block_size), INT(1, 4096), .def = "8",
      .help = "ComRoPE / LieRE generator block size"},
     {FIELD("pe", "init_std", pe.init_std), FLOAT(0.0, INFINITY, OPEN_HI), .def = "0.5",

@@ -1,4 +1,276 @@
-/* placeholder, replaced by the spherical implementation */
+/*
+ * spherical.c - the spherical encoding of van de Geijn et al. 2025, "A
+ * Circular Argument" (DESIGN §4.4): channel triplets rotated on the sphere,
+ * yaw by the patch column, roll by the patch row.
+ *
+ * The paper leaves these points open; this is our documented reading:
+ *   - Triplet d is channels (3d, 3d+1, 3d+2), d < T = floor(Dh/3); the
+ *     Dh mod 3 channels after the last triplet are not rotated.
+ *   - R_d = Yaw(w_d x) Roll(w_d y) acting on the column vector: the roll
+ *     (row, about the first channel's axis) is applied first, then the yaw
+ *     (column, about the third channel's axis). The two generators do not
+ *     commute, so logits are not a function of the position difference
+ *     alone (not strictly relative).
+ *   - One frequency per triplet, shared by both axes, every head and every
+ *     layer: w_d = base^(-d/T), base = 100 (pe.theta > 0 overrides it, as
+ *     for the RoPE kinds).
+ *   - Positions per axis of g patches: linspace(-pi g/g0, pi g/g0, g),
+ *     computed like torch.linspace (from the start for the first half,
+ *     from the end for the second, so both ends are exact; g == 1 gives the
+ *     start). x uses the column over grid_w / grid_w0, y the row over
+ *     grid_h / grid_h0. Both ends lie on the circle's seam: at the training
+ *     grid the first and last patch of an axis get the same angle in
+ *     triplet 0 (w_0 = 1), as the linspace reading implies.
+ *   - The CLS token is not rotated.
+ *   - learned = true: freqs (2, depth, H, T), [0] yaw/x, [1] roll/y, one
+ *     pair per (layer, head, triplet), initialised to w_d, no weight decay.
+ *
+ * Rotations depend only on positions and frequencies: fixed, they are
+ * computed once in create; learned, once per pass in prepare. The learned
+ * backward collects dL/da and dL/db per (layer, head, token, triplet),
+ * summed over the batch and over q and k; finish turns them into the
+ * frequency gradient: a = fx x, b = fy y, so dfx += x da and dfy += y db.
+ */
 #include "vitrain/pe.h"
-static VtCode pending(const PeOptions *o, const PeGeometry *g, VtError *err) { (void)g; return vt_fail(err, VT_ERR_ARGUMENT, "pe.type %s is not built yet", o->type); }
-const PeKind PE_SPHERICAL = {.name = "spherical", .check = pending};
+
+#include "rotate3.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct SphState {
+    int triplets;          /* T = Dh / 3 */
+    int tokens;            /* N = 1 + patches */
+    int tables;            /* 1 fixed, depth learned */
+    float *pos_x, *pos_y;  /* (N) angle positions; 0 for CLS */
+    float *rot;            /* (tables, H, N, T, 9) row-major R_d */
+    float *dangle;         /* learned: (depth, H, N, T, 2) = (da, db) */
+} SphState;
+
+static VtCode spherical_check(const PeOptions *o, const PeGeometry *g, VtError *err)
+{
+    if (g->head_dim < 3)
+        return vt_fail(err, VT_ERR_ARGUMENT,
+                       "pe.type %s needs a head dimension of at least 3 (one channel triplet), "
+                       "model.dim / model.heads is %d",
+                       o->type, g->head_dim);
+    return VT_OK;
+}
+
+/* Point i of torch.linspace(-pi g/g0, pi g/g0, g), in double. */
+static double linspace_at(int i, int g, int g0)
+{
+    const double end = M_PI * g / g0, start = -end;
+    if (g == 1)
+        return start;
+    const double step = (end - start) / (g - 1);
+    return i < g / 2 ? start + step * i : end - step * (g - 1 - i);
+}
+
+/* w_d = base^(-d/T). */
+static double frequency(const Pe *pe, int d, int triplets)
+{
+    const double base = pe->opt.theta > 0.0f ? pe->opt.theta : 100.0;
+    return pow(base, -(double)d / triplets);
+}
+
+static SphState *state_new(Pe *pe, int tables)
+{
+    SphState *st = vt_xcalloc(1, sizeof *st);
+    const PeGeometry *g = &pe->geo;
+    st->triplets = g->head_dim / 3;
+    st->tokens = 1 + g->grid_h * g->grid_w;
+    st->tables = tables;
+    st->pos_x = vt_xcalloc((size_t)st->tokens, sizeof(float));
+    st->pos_y = vt_xcalloc((size_t)st->tokens, sizeof(float));
+    for (int n = 1; n < st->tokens; n++) {
+        st->pos_x[n] = (float)linspace_at(pe_col(g, n), g->grid_w, g->grid_w0);
+        st->pos_y[n] = (float)linspace_at(pe_row(g, n), g->grid_h, g->grid_h0);
+    }
+    const size_t entries = (size_t)tables * g->heads * st->tokens * st->triplets;
+    st->rot = vt_xmalloc(entries * ROT3 * sizeof(float));
+    pe->state = st;
+    return st;
+}
+
+static void spherical_destroy(Pe *pe)
+{
+    SphState *st = pe->state;
+    if (!st)
+        return;
+    free(st->pos_x);
+    free(st->pos_y);
+    free(st->rot);
+    free(st->dangle);
+    free(st);
+}
+
+/* Index of (table, head, token, triplet 0) in units of triplets. */
+static size_t entry_at(const SphState *st, int heads, int table, int h, int n)
+{
+    return (((size_t)table * heads + h) * st->tokens + n) * st->triplets;
+}
+
+/* Every token's R_d for one (table, head) from its frequencies fx, fy (T).
+ * CLS has position 0, so it gets the identity. */
+static void fill_head(SphState *st, int heads, int table, int h, const float *fx, const float *fy)
+{
+    for (int n = 0; n < st->tokens; n++) {
+        float *R = st->rot + entry_at(st, heads, table, h, n) * ROT3;
+        for (int d = 0; d < st->triplets; d++)
+            rotate3_matrix(R + (size_t)ROT3 * d, fx[d] * st->pos_x[n], fy[d] * st->pos_y[n]);
+    }
+}
+
+static void spherical_forward(const Pe *pe, int layer, float *x, const AttnDims *d)
+{
+    const SphState *st = pe->state;
+    const int table = st->tables == 1 ? 0 : layer;
+#pragma omp parallel for schedule(static)
+    for (int bh = 0; bh < d->B * d->H; bh++) {
+        const int h = bh % d->H;
+        for (int n = 1; n < d->N; n++)
+            rotate_triplets(x + ((size_t)bh * d->N + n) * d->Dh,
+                            st->rot + entry_at(st, d->H, table, h, n) * ROT3, st->triplets);
+    }
+}
+
+static void spherical_backward(Pe *pe, int layer, float *dx, const float *x_raw, int raw_stride,
+                               const AttnDims *d)
+{
+    SphState *st = pe->state;
+    const int table = st->tables == 1 ? 0 : layer;
+    /* One (head, token) per iteration, the batch summed inside in order:
+     * each dangle entry has one writer, whatever the thread count. */
+#pragma omp parallel for schedule(static)
+    for (int hn = 0; hn < d->H * (d->N - 1); hn++) {
+        const int h = hn / (d->N - 1), n = 1 + hn % (d->N - 1);
+        const float *R = st->rot + entry_at(st, d->H, table, h, n) * ROT3;
+        for (int b = 0; b < d->B; b++) {
+            float *g = dx + (((size_t)b * d->H + h) * d->N + n) * d->Dh;
+            if (st->dangle) {
+                const float *raw = x_raw + ((size_t)b * d->N + n) * raw_stride + h * d->Dh;
+                rotate_triplets_angle_grad(st->dangle + entry_at(st, d->H, layer, h, n) * 2, g,
+                                           raw, R, st->triplets);
+            }
+            rotate_triplets_transposed(g, R, st->triplets);
+        }
+    }
+}
+
+/* ---- fixed ----------------------------------------------------------------- */
+
+/* The fixed frequencies w (T) as the float the tables are built from. */
+static float *fixed_frequencies(const Pe *pe, int triplets)
+{
+    float *w = vt_xmalloc((size_t)triplets * sizeof(float));
+    for (int d = 0; d < triplets; d++)
+        w[d] = (float)frequency(pe, d, triplets);
+    return w;
+}
+
+static void fixed_create(Pe *pe)
+{
+    SphState *st = state_new(pe, 1);
+    float *w = fixed_frequencies(pe, st->triplets);
+    for (int h = 0; h < pe->geo.heads; h++)
+        fill_head(st, pe->geo.heads, 0, h, w, w);
+    free(w);
+}
+
+/* ---- learned --------------------------------------------------------------- */
+
+static void learned_create(Pe *pe, TensorList *params)
+{
+    const PeGeometry *g = &pe->geo;
+    SphState *st = state_new(pe, g->depth);
+    st->dangle = vt_xcalloc((size_t)g->depth * g->heads * st->tokens * st->triplets * 2,
+                            sizeof(float));
+    /* freqs (2, depth, H, T): [0] yaw (x, column), [1] roll (y, row). */
+    const int64_t shape[4] = {2, g->depth, g->heads, st->triplets};
+    pe->param[0] = tensor_list_add(params, shape, 4, VT_TENSOR_NO_DECAY, INIT_ZEROS, 0, "freqs");
+}
+
+static void spherical_create(Pe *pe, TensorList *params)
+{
+    if (pe->opt.learned)
+        learned_create(pe, params);
+    else
+        fixed_create(pe);
+}
+
+static void learned_init(Pe *pe, float *params, uint64_t seed)
+{
+    (void)seed; /* deterministic: the fixed frequencies */
+    const SphState *st = pe->state;
+    const size_t heads = (size_t)pe->geo.depth * pe->geo.heads;
+    float *f = pe_tensor(pe, params, pe->param[0]);
+    float *w = fixed_frequencies(pe, st->triplets);
+    /* Both planes (x and y), every (layer, head): the same w. */
+    for (size_t lh = 0; lh < 2 * heads; lh++)
+        memcpy(f + lh * st->triplets, w, (size_t)st->triplets * sizeof(float));
+    free(w);
+}
+
+static void learned_prepare(Pe *pe, const float *params, const PeStep *step)
+{
+    (void)step;
+    SphState *st = pe->state;
+    const PeGeometry *g = &pe->geo;
+    const size_t plane = (size_t)g->depth * g->heads * st->triplets;
+    const float *fx = pe_tensor(pe, params, pe->param[0]), *fy = fx + plane;
+#pragma omp parallel for schedule(static)
+    for (int lh = 0; lh < g->depth * g->heads; lh++)
+        fill_head(st, g->heads, lh / g->heads, lh % g->heads, fx + (size_t)lh * st->triplets,
+                  fy + (size_t)lh * st->triplets);
+    memset(st->dangle, 0, plane * st->tokens * 2 * sizeof(float));
+}
+
+static void learned_finish(Pe *pe, const float *params, float *grads)
+{
+    (void)params; /* the angles are linear in the frequencies */
+    const SphState *st = pe->state;
+    const PeGeometry *g = &pe->geo;
+    const int T = st->triplets;
+    const size_t plane = (size_t)g->depth * g->heads * T;
+    float *dfx = pe_tensor(pe, grads, pe->param[0]), *dfy = dfx + plane;
+    /* a = fx x and b = fy y: sum the angle gradients over tokens, weighted
+     * by the token's position. One (layer, head) per writer. */
+#pragma omp parallel for schedule(static)
+    for (int lh = 0; lh < g->depth * g->heads; lh++)
+        for (int n = 1; n < st->tokens; n++) {
+            const float *dab =
+                st->dangle + entry_at(st, g->heads, lh / g->heads, lh % g->heads, n) * 2;
+            for (int d = 0; d < T; d++) {
+                dfx[(size_t)lh * T + d] += st->pos_x[n] * dab[2 * d];
+                dfy[(size_t)lh * T + d] += st->pos_y[n] * dab[2 * d + 1];
+            }
+        }
+}
+
+/* Fixed and learned share one kind (pe.learned picks); the learned-only
+ * hooks return early when there is no parameter. */
+static void spherical_init(Pe *pe, float *params, uint64_t seed)
+{
+    if (pe->opt.learned)
+        learned_init(pe, params, seed);
+}
+
+static void spherical_prepare(Pe *pe, const float *params, const PeStep *step)
+{
+    if (pe->opt.learned)
+        learned_prepare(pe, params, step);
+}
+
+static void spherical_finish(Pe *pe, const float *params, float *grads)
+{
+    if (pe->opt.learned)
+        learned_finish(pe, params, grads);
+}
+
+const PeKind PE_SPHERICAL = {
+    .name = "spherical", .check = spherical_check, .create = spherical_create,
+    .init = spherical_init, .prepare = spherical_prepare, .forward = spherical_forward,
+    .backward = spherical_backward, .finish = spherical_finish, .destroy = spherical_destroy,
+};
