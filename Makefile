@@ -53,7 +53,7 @@ TEST_BIN := $(BUILD)/vitrain_tests
 # Check forks one child per test; a suite over the 10-minute budget is a bug.
 TEST_ENV := CK_EXCLUDE_TAGS=slow
 
-.PHONY: all test test-all sanitize debug deps data bench-loader bench-pe docs clean
+.PHONY: all test test-all test-torch sanitize debug deps data bench-loader bench-pe docs clean
 
 all: vitrain
 
@@ -90,6 +90,10 @@ test: $(TEST_BIN)
 
 test-all: $(TEST_BIN)
 	$(TEST_BIN)
+
+# Logits against an independent PyTorch ViT (tests/torch/), every encoding.
+test-torch: vitrain
+	./scripts/test_torch.sh
 
 sanitize:
 	$(MAKE) MODE=sanitize build/sanitize/vitrain_tests
