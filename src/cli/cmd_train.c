@@ -33,6 +33,7 @@ typedef struct TrainArgs {
     const char *resume;
     const char *sets[MAX_SETS];
     int set_count;
+    char threads_set[64];  /* --threads N as "train.threads=N" */
 } TrainArgs;
 
 static int parse_args(TrainArgs *a, int argc, char **argv)
@@ -46,7 +47,6 @@ static int parse_args(TrainArgs *a, int argc, char **argv)
         if (i + 1 >= argc)
             return cli_usage_error("option %s needs a value", opt);
         const char *value = argv[++i];
-        static char thread_set[64];
         if (strcmp(opt, "--config") == 0) {
             a->config = value;
         } else if (strcmp(opt, "--resume") == 0) {
@@ -55,8 +55,8 @@ static int parse_args(TrainArgs *a, int argc, char **argv)
             if (a->set_count == MAX_SETS)
                 return cli_usage_error("more than %d --set options", MAX_SETS);
             if (opt[2] == 't') {
-                snprintf(thread_set, sizeof thread_set, "train.threads=%s", value);
-                value = thread_set;
+                snprintf(a->threads_set, sizeof a->threads_set, "train.threads=%s", value);
+                value = a->threads_set;
             }
             a->sets[a->set_count++] = value;
         } else {
