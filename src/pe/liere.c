@@ -1,4 +1,172 @@
-/* placeholder, replaced by the liere implementation */
+/*
+ * liere.c - LieRE (Ostmeier et al., ICML 2025; DESIGN §4.6): learned
+ * rotations R = exp(p_row A_row + p_col A_col) of consecutive channel
+ * blocks, A skew-symmetric and trained freely. The two generators of a
+ * block do not commute in general, so LieRE is not strictly relative.
+ *
+ * Parameter position_encoder.generator_raw_params (2, Ld, Kh, b, b), init
+ * U[0, 2 pi), no weight decay: [0] the row generators, [1] the column ones.
+ * Only the strict upper triangle is used, A = U - U^T with U = triu(raw, 1),
+ * so entries on and below the diagonal get zero gradient.
+ *   Kh = H * Dh/b blocks, block k = h Dh/b + j of head h; Kh = Dh/b with
+ *        pe.share_heads (block j serves every head);
+ *   Ld = depth, one generator set per layer (the paper's method; the
+ *        released code reuses layer 0's set in every layer); Ld = 1 with
+ *        pe.share_layers. Shared sets shrink the tensor rather than
+ *        leaving unused slots, so a checkpoint holds only what is trained.
+ * b = pe.block_size (8 by default, LieRE_8); b = Dh is the dense LieRE.
+ *
+ * Positions per axis: linspace(0, g/g0, g) at a grid of g patches trained
+ * at g0, i.e. linspace(0, 1, g0) at the training grid and a range that
+ * grows with the grid beyond it (extrapolation), computed like
+ * torch.linspace. The CLS token gets the identity.
+ *
+ * Gradients: the engine (block_rotary.h) gives dG per (layer, head, token,
+ * block); G = p_row A_row + p_col A_col, so dA_a = sum_t p_a(t) dG_t over
+ * tokens in order, and d raw = (dA - dA^T) on the strict upper triangle.
+ */
 #include "vitrain/pe.h"
-static VtCode pending(const PeOptions *o, const PeGeometry *g, VtError *err) { (void)g; return vt_fail(err, VT_ERR_ARGUMENT, "pe.type %s is not built yet", o->type); }
-const PeKind PE_LIERE = {.name = "liere", .check = pending};
+#include "vitrain/rng.h"
+
+#include "block_rotary.h"
+
+#include <math.h>
+#include <stdlib.h>
+
+typedef struct Liere {
+    BlockRotary br;
+    int raw;        /* index of generator_raw_params */
+    double *pos;    /* (N, 2) (row, col); CLS unused */
+} Liere;
+
+static VtCode liere_check(const PeOptions *o, const PeGeometry *g, VtError *err)
+{
+    return br_check(o, g, 1, err);
+}
+
+static void liere_create(Pe *pe, TensorList *params)
+{
+    const PeGeometry *g = &pe->geo;
+    const int b = pe->opt.block_size, K = g->head_dim / b;
+    Liere *st = vt_xcalloc(1, sizeof *st);
+    const int layers = pe->opt.share_layers ? 1 : g->depth;
+    const int heads = pe->opt.share_heads ? 1 : g->heads;
+    br_init(&st->br, g, b, layers, heads, 1);
+    const int64_t shape[5] = {2, layers, (int64_t)heads * K, b, b};
+    st->raw = tensor_list_add(params, shape, 5, VT_TENSOR_NO_DECAY, INIT_ZEROS, 0,
+                              "position_encoder.generator_raw_params");
+    pe->param[0] = st->raw;
+    /* Positions depend on the grid only: fixed for the life of the Pe. */
+    st->pos = vt_xcalloc((size_t)st->br.tokens * 2, sizeof(double));
+    for (int t = 1; t < st->br.tokens; t++) {
+        st->pos[2 * t] = br_linspace(0.0, (double)g->grid_h / g->grid_h0, g->grid_h, pe_row(g, t));
+        st->pos[2 * t + 1] =
+            br_linspace(0.0, (double)g->grid_w / g->grid_w0, g->grid_w, pe_col(g, t));
+    }
+    pe->state = st;
+}
+
+static void liere_init(Pe *pe, float *params, uint64_t seed)
+{
+    const Liere *st = pe->state;
+    Rng rng = rng_stream(seed, RNG_INIT, 0x6c696572 /* "lier" */, 0);
+    float *raw = pe_tensor(pe, params, st->raw);
+    for (size_t i = 0; i < pe->list->specs[st->raw].numel; i++)
+        raw[i] = (float)(2.0 * M_PI * rng_uniform_double(&rng));
+}
+
+static void liere_destroy(Pe *pe)
+{
+    Liere *st = pe->state;
+    if (!st)
+        return;
+    br_free(&st->br);
+    free(st->pos);
+    free(st);
+}
+
+/* raw[axis] of table (layer, head), block (b, b). */
+static const float *raw_block(const Pe *pe, const float *base, int axis, int layer, int head,
+                              int block)
+{
+    const BlockRotary *br = &((const Liere *)pe->state)->br;
+    const size_t bb = (size_t)br->b * br->b, per_layer = (size_t)br->heads * br->blocks;
+    const size_t k = (size_t)head * br->blocks + block;
+    return pe_tensor(pe, base, ((const Liere *)pe->state)->raw) +
+           (((size_t)axis * br->layers + layer) * per_layer + k) * bb;
+}
+
+/* G = p_row A_row + p_col A_col, A = U - U^T, U = triu(raw, 1). */
+static void generator(const Pe *pe, const float *params, int layer, int head, int token, int block,
+                      double *G)
+{
+    const Liere *st = pe->state;
+    const int b = st->br.b;
+    const double pr = st->pos[2 * token], pc = st->pos[2 * token + 1];
+    const float *ur = raw_block(pe, params, 0, layer, head, block);
+    const float *uc = raw_block(pe, params, 1, layer, head, block);
+    for (int r = 0; r < b; r++) {
+        G[r * b + r] = 0.0;
+        for (int c = r + 1; c < b; c++) {
+            const double a = pr * ur[r * b + c] + pc * uc[r * b + c];
+            G[r * b + c] = a;
+            G[c * b + r] = -a;
+        }
+    }
+}
+
+static void liere_prepare(Pe *pe, const float *params, const PeStep *step)
+{
+    (void)step; /* no perturbation: positions are fixed */
+    br_prepare(&((Liere *)pe->state)->br, pe, params, generator);
+}
+
+static void liere_forward(const Pe *pe, int layer, float *x, const AttnDims *d)
+{
+    br_forward(&((const Liere *)pe->state)->br, layer, x, d);
+}
+
+static void liere_backward(Pe *pe, int layer, float *dx, const float *x_raw, int raw_stride,
+                           const AttnDims *d)
+{
+    br_backward(&((Liere *)pe->state)->br, layer, dx, x_raw, raw_stride, d);
+}
+
+/* d raw[axis] += (dA - dA^T) on the strict upper triangle, with
+ * dA = sum_t p_axis(t) dG_t. */
+static void raw_grad(const Pe *pe, float *grads, int layer, int head, int block)
+{
+    const Liere *st = pe->state;
+    const BlockRotary *br = &st->br;
+    const int b = br->b;
+    for (int axis = 0; axis < 2; axis++) {
+        double dA[BR_MAX_BLOCK * BR_MAX_BLOCK] = {0};
+        for (int t = br->first_token; t < br->tokens; t++) {
+            const double p = st->pos[2 * t + axis];
+            const float *dG = br->grad + br_at(br, layer, head, t, block);
+            for (int e = 0; e < b * b; e++)
+                dA[e] += p * dG[e];
+        }
+        float *d = (float *)raw_block(pe, grads, axis, layer, head, block);
+        for (int r = 0; r < b; r++)
+            for (int c = r + 1; c < b; c++)
+                d[r * b + c] += (float)(dA[r * b + c] - dA[c * b + r]);
+    }
+}
+
+static void liere_finish(Pe *pe, const float *params, float *grads)
+{
+    BlockRotary *br = &((Liere *)pe->state)->br;
+    br_finish(br, pe, params, generator);
+    const int per_layer = br->heads * br->blocks;
+    /* One parameter block per iteration, tokens summed in order. */
+#pragma omp parallel for schedule(static)
+    for (int i = 0; i < br->layers * per_layer; i++)
+        raw_grad(pe, grads, i / per_layer, i % per_layer / br->blocks, i % br->blocks);
+}
+
+const PeKind PE_LIERE = {
+    .name = "liere", .check = liere_check, .create = liere_create, .init = liere_init,
+    .prepare = liere_prepare, .forward = liere_forward, .backward = liere_backward,
+    .finish = liere_finish, .destroy = liere_destroy,
+};

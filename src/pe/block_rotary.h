@@ -1,0 +1,89 @@
+/*
+ * block_rotary.h - the engine shared by the block-rotation encodings,
+ * ComRoPE (DESIGN §4.5) and LieRE (§4.6): each head's channels
+ * [j b, (j+1) b) are rotated by R = exp(G), G a b x b skew-symmetric
+ * generator that depends on (layer, head, block j, token) and on the
+ * encoding's parameters; channels after the last whole block are left alone.
+ *
+ * The encoding supplies G through a callback; the engine does the rest:
+ *   br_prepare   R = exp(G) for every (layer, head, token, block), in double,
+ *                stored as float, once per pass (the batch shares them,
+ *                §4.7); resets dR
+ *   br_forward   y = R x per block, in parallel over (batch, head)
+ *   br_backward  dx = R^T dy and dR += dy x^T, dR summed over the batch and
+ *                over q and k; one writer per (table head, token)
+ *   br_finish    dG = skew_expm_backward(G, dR) per item, written over dR;
+ *                the encoding then chains dG to its parameters
+ * Results never depend on the thread count: every item is computed by one
+ * thread from its own inputs, and every sum runs in a fixed order.
+ *
+ * Tables: an encoding that shares generators across layers or heads (LieRE's
+ * options) asks for 1 layer or 1 head table; every layer / head then reads
+ * table 0, and the backward sums their dR into it (layers run one after the
+ * other, heads inside one writer's loop), so the exp and its backward run
+ * once per distinct rotation.
+ */
+#ifndef VITRAIN_PE_BLOCK_ROTARY_H
+#define VITRAIN_PE_BLOCK_ROTARY_H
+
+#include "vitrain/pe.h"
+#include "vitrain/skew_expm.h"
+
+#include <stddef.h>
+
+/* §4.7: the exponential is specified (and tested) up to b = 64. */
+enum { BR_MAX_BLOCK = 64 };
+
+/* Writes the generator G (b, b) of table (layer, head), token, block. Called
+ * from several threads at once, so it may only read shared state. */
+typedef void (*BrGenerator)(const Pe *pe, const float *params, int layer, int head, int token,
+                            int block, double *G);
+
+typedef struct BrScratch {
+    SkewExpmWork *work;
+    double *g, *r, *dr, *dg;  /* (b, b) each */
+} BrScratch;
+
+typedef struct BlockRotary {
+    int b;            /* block size */
+    int blocks;       /* K = Dh / b rotated blocks per head */
+    int layers;       /* layer tables: depth, or 1 when layers share */
+    int heads;        /* head tables: H, or 1 when heads share */
+    int tokens;       /* N = 1 + patches at the current grid */
+    int first_token;  /* tokens below it are not rotated (LieRE's CLS) */
+    float *rot;       /* (layers, heads, N, K, b, b) R = exp(G), row-major */
+    float *rot_t;     /* the same R stored transposed, so that both y = R x and
+                         dx = R^T dy run as vectorisable column sweeps */
+    float *grad;      /* same shape: dL/dR while backward runs, dL/dG after br_finish */
+    BrScratch *scratch;  /* one per thread */
+    int threads;
+} BlockRotary;
+
+/* Checks 2 <= b <= BR_MAX_BLOCK and Dh % (pair_multiple * b) == 0, with
+ * messages naming pe.block_size and the head dimension. pair_multiple is 1,
+ * or 2 for ComRoPE-AP, whose blocks alternate between the two axes. */
+VtCode br_check(const PeOptions *o, const PeGeometry *g, int pair_multiple, VtError *err);
+
+/* Allocates everything the passes need (nothing is allocated later). */
+void br_init(BlockRotary *br, const PeGeometry *g, int b, int layers, int heads, int first_token);
+void br_free(BlockRotary *br);
+
+/* Offset of table (layer, head), token, block in rot / rot_t / grad, in floats. */
+static inline size_t br_at(const BlockRotary *br, int layer, int head, int token, int block)
+{
+    return ((((size_t)layer * br->heads + head) * br->tokens + token) * br->blocks + block) *
+           br->b * br->b;
+}
+
+void br_prepare(BlockRotary *br, const Pe *pe, const float *params, BrGenerator generator);
+void br_forward(const BlockRotary *br, int layer, float *x /* (B, H, N, Dh) */, const AttnDims *d);
+void br_backward(BlockRotary *br, int layer, float *dx /* (B, H, N, Dh) */,
+                 const float *x_raw /* rows of raw_stride */, int raw_stride, const AttnDims *d);
+/* Turns grad from dL/dR into dL/dG for every rotated item. */
+void br_finish(BlockRotary *br, const Pe *pe, const float *params, BrGenerator generator);
+
+/* torch.linspace(start, end, count)[i] in double (from the nearer end, so
+ * both ends are exact; count 1 gives start). */
+double br_linspace(double start, double end, int count, int i);
+
+#endif
