@@ -76,40 +76,69 @@ START_TEST(test_memorizes_random_labels)
 }
 END_TEST
 
+/* Train and held-out sets of the quadrant task at 16 px. */
+typedef struct QuadrantTask {
+    MemoryDataset train, held_out;
+    float *images, *test_images;
+    int *labels, *test_labels;
+} QuadrantTask;
+
+static void quadrant_task(QuadrantTask *q, int count, int held_out, uint64_t seed)
+{
+    const size_t len = 16 * 16;
+    q->images = malloc((size_t)count * len * sizeof(float));
+    q->test_images = malloc((size_t)held_out * len * sizeof(float));
+    q->labels = malloc((size_t)count * sizeof(int));
+    q->test_labels = malloc((size_t)held_out * sizeof(int));
+    synthetic_quadrant(q->images, q->labels, count, 1, 16, seed);
+    synthetic_quadrant(q->test_images, q->test_labels, held_out, 1, 16, seed + 1);
+    q->train = (MemoryDataset){q->images, q->labels, count};
+    q->held_out = (MemoryDataset){q->test_images, q->test_labels, held_out};
+}
+
+static void quadrant_task_free(QuadrantTask *q)
+{
+    free(q->images);
+    free(q->test_images);
+    free(q->labels);
+    free(q->test_labels);
+}
+
+/* Trains a fresh model of cfg on the task; returns held-out accuracy. */
+static double train_on_quadrants(const VitConfig *cfg, const QuadrantTask *q, int64_t steps,
+                                 uint64_t init_seed, LossLog *log)
+{
+    Vit m;
+    VtError err;
+    ck_assert_msg(vit_create(&m, cfg, 64, &err) == VT_OK, "%s: %s", cfg->pe.type, err.message);
+    vit_init_params(&m, init_seed);
+    TrainOptions o = options(64, steps, 2e-3f);
+    train_ok(&m, &q->train, &o, log);
+    double loss, accuracy;
+    evaluate_in_memory(&m, &q->held_out, &loss, &accuracy);
+    vit_free(&m);
+    return accuracy;
+}
+
 START_TEST(test_learns_quadrant_task)
 {
     /* The label is where a square sits: only learnable with the position
      * information the absolute encoding gives. Chance is 25 %. */
-    enum { COUNT = 1024, HELD_OUT = 512, LEN = 16 * 16 };
+    QuadrantTask q;
+    quadrant_task(&q, 1024, 512, 21);
     VitConfig cfg = tiny_config(SYNTHETIC_QUADRANT_CLASSES);
-    float *images = malloc(COUNT * LEN * sizeof(float));
-    float *test_images = malloc(HELD_OUT * LEN * sizeof(float));
-    int *labels = malloc(COUNT * sizeof(int)), *test_labels = malloc(HELD_OUT * sizeof(int));
-    synthetic_quadrant(images, labels, COUNT, 1, 16, 21);
-    synthetic_quadrant(test_images, test_labels, HELD_OUT, 1, 16, 22);
-    Vit m;
-    VtError err;
-    ck_assert(vit_create(&m, &cfg, 64, &err) == VT_OK);
-    vit_init_params(&m, 2);
-    TrainOptions o = options(64, 400, 2e-3f);
     LossLog log = {0};
-    train_ok(&m, &(MemoryDataset){images, labels, COUNT}, &o, &log);
+    double accuracy = train_on_quadrants(&cfg, &q, 400, 2, &log);
     double first = 0, last = 0;
     for (int i = 0; i < 10; i++) {
         first += log.losses[i] / 10;
         last += log.losses[log.count - 10 + i] / 10;
     }
-    double loss, accuracy;
-    evaluate_in_memory(&m, &(MemoryDataset){test_images, test_labels, HELD_OUT}, &loss, &accuracy);
     printf("quadrant: mean loss of the first 10 steps %.4f, last 10 %.4f; held-out %.1f%%\n",
            first, last, 100 * accuracy);
     ck_assert_double_lt(last, 0.5 * first);
     ck_assert_double_gt(accuracy, 0.9);
-    vit_free(&m);
-    free(images);
-    free(test_images);
-    free(labels);
-    free(test_labels);
+    quadrant_task_free(&q);
 }
 END_TEST
 
@@ -118,36 +147,20 @@ START_TEST(test_every_encoding_learns_quadrant_task)
     /* DESIGN §4: each encoding gives a 2-block model enough position
      * information for the quadrant task (chance 25 %). Head width 16 fits
      * every encoding's blocks (pairs, triplets, blocks of 8). */
-    enum { COUNT = 512, HELD_OUT = 256, LEN = 16 * 16 };
     const char *types[] = {"absolute", "rope_axial", "rope_mixed", "spherical",
                            "comrope_ap", "comrope_ld", "liere"};
-    float *images = malloc(COUNT * LEN * sizeof(float));
-    float *test_images = malloc(HELD_OUT * LEN * sizeof(float));
-    int *labels = malloc(COUNT * sizeof(int)), *test_labels = malloc(HELD_OUT * sizeof(int));
-    synthetic_quadrant(images, labels, COUNT, 1, 16, 51);
-    synthetic_quadrant(test_images, test_labels, HELD_OUT, 1, 16, 52);
+    QuadrantTask q;
+    quadrant_task(&q, 512, 256, 51);
     for (size_t t = 0; t < sizeof types / sizeof types[0]; t++) {
         VitConfig cfg = tiny_config(SYNTHETIC_QUADRANT_CLASSES);
         cfg.dim = 32;
         cfg.pe = pe_options(types[t]);
-        Vit m;
-        VtError err;
-        ck_assert_msg(vit_create(&m, &cfg, 64, &err) == VT_OK, "%s: %s", types[t], err.message);
-        vit_init_params(&m, 6);
-        TrainOptions o = options(64, 300, 2e-3f);
         LossLog log = {0};
-        train_ok(&m, &(MemoryDataset){images, labels, COUNT}, &o, &log);
-        double loss, accuracy;
-        evaluate_in_memory(&m, &(MemoryDataset){test_images, test_labels, HELD_OUT}, &loss,
-                           &accuracy);
+        double accuracy = train_on_quadrants(&cfg, &q, 300, 6, &log);
         printf("quadrant task, %-10s: held-out %.1f%%\n", types[t], 100 * accuracy);
         ck_assert_msg(accuracy > 0.8, "%s reached only %.1f%%", types[t], 100 * accuracy);
-        vit_free(&m);
     }
-    free(images);
-    free(test_images);
-    free(labels);
-    free(test_labels);
+    quadrant_task_free(&q);
 }
 END_TEST
 
