@@ -32,7 +32,9 @@ static const char USAGE[] =
     "  2  bad command line or configuration\n"
     "  3  bad input data (images, folders, checkpoint contents)\n"
     "  4  a file or folder could not be read or written\n"
-    "  5  not enough memory\n";
+    "  5  not enough memory\n"
+    "  130  interrupted by SIGINT or SIGTERM: the current step finished and\n"
+    "       checkpoint-last was written; continue with --resume RUN_DIR\n";
 
 int main(int argc, char **argv)
 {

@@ -11,10 +11,12 @@
 #include "vitrain/trainer.h"
 
 #include <math.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 static char root[256];
@@ -171,6 +173,123 @@ START_TEST(test_resume_is_bit_identical)
 }
 END_TEST
 
+/* The bytes of a file (static buffer). */
+static size_t read_bytes(const char *path, unsigned char *buf, size_t cap)
+{
+    FILE *f = fopen(path, "rb");
+    ck_assert_msg(f != NULL, "cannot open %s", path);
+    size_t n = fread(buf, 1, cap, f);
+    fclose(f);
+    return n;
+}
+
+/* Lines of a file, 0 if it does not exist yet. */
+static int file_lines(const char *path)
+{
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return 0;
+    int lines = 0, c;
+    while ((c = fgetc(f)) != EOF)
+        lines += c == '\n';
+    fclose(f);
+    return lines;
+}
+
+START_TEST(test_signal_then_resume_is_bit_identical)
+{
+    /* A child trains; after a random number of steps (different on every
+     * run of the test) it gets SIGINT, finishes its step, writes
+     * checkpoint-last and stops with VT_ERR_INTERRUPTED. Resuming must end
+     * exactly where an uninterrupted run ends. */
+    make_folder();
+    RunConfig cfg;
+    VtError err;
+    small_config(&cfg, "interrupted");
+    ck_assert(config_set(&cfg, "train.epochs=40", &err) == VT_OK);
+    ck_assert(config_set(&cfg, "optim.warmup_epochs=2", &err) == VT_OK);
+    char dir[512], steps[600], checkpoint[600];
+    run_dir(dir, sizeof dir, "interrupted");
+    snprintf(steps, sizeof steps, "%s/steps.csv", dir);
+    snprintf(checkpoint, sizeof checkpoint, "%s/checkpoint-last", dir);
+
+    const int stop_after = 3 + (int)(getpid() % 40);
+    pid_t child = fork();
+    ck_assert_int_ge(child, 0);
+    if (child == 0) {
+        VtCode code = train_run(&cfg, dir, NULL, &err);
+        _exit(code == VT_ERR_INTERRUPTED ? 42 : 1);
+    }
+    while (file_lines(steps) < 1 + stop_after)
+        usleep(1000);
+    ck_assert_int_eq(kill(child, SIGINT), 0);
+    int status;
+    ck_assert_int_eq(waitpid(child, &status, 0), child);
+    ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 42,
+                  "the run did not stop on SIGINT (status %d)", status);
+    int done = file_lines(steps) - 1;
+    printf("interrupted after step %d of 240 (asked after %d)\n", done, stop_after);
+    ck_assert_int_lt(done, 240);
+
+    train_ok(&cfg, checkpoint);
+    RunConfig straight;
+    small_config(&straight, "uninterrupted");
+    ck_assert(config_set(&straight, "train.epochs=40", &err) == VT_OK);
+    ck_assert(config_set(&straight, "optim.warmup_epochs=2", &err) == VT_OK);
+    train_ok(&straight, NULL);
+    size_t na, nb;
+    float *a = checkpoint_params("uninterrupted", &na), *b = checkpoint_params("interrupted", &nb);
+    ck_assert_uint_eq(na, nb);
+    ck_assert_msg(memcmp(a, b, na * sizeof(float)) == 0, "resumed parameters differ");
+    ck_assert_int_eq(file_lines(steps), 1 + 240);
+    free(a);
+    free(b);
+}
+END_TEST
+
+START_TEST(test_nan_stops_and_keeps_the_checkpoint)
+{
+    /* A NaN planted in one weight of checkpoint-last (checksum intact):
+     * resuming stops at once, naming the step and the tensor, and
+     * checkpoint-last is left as it was. */
+    make_folder();
+    RunConfig cfg;
+    VtError err;
+    small_config(&cfg, "nan");
+    ck_assert(config_set(&cfg, "train.max_steps=7", &err) == VT_OK);
+    train_ok(&cfg, NULL);
+    char dir[512], path[600];
+    run_dir(dir, sizeof dir, "nan");
+    snprintf(path, sizeof path, "%s/checkpoint-last", dir);
+
+    VitConfig vc;
+    Vit m;
+    cfg.model.num_classes = 2;
+    ck_assert(vit_config_from_run(&vc, &cfg, cfg.data.img_size, &err) == VT_OK);
+    ck_assert(vit_create(&m, &vc, 1, &err) == VT_OK);
+    float *mom = calloc(m.param_list.total, sizeof(float));
+    float *vel = calloc(m.param_list.total, sizeof(float));
+    CheckpointState st;
+    ck_assert(checkpoint_load(path, &st, &m.param_list, m.params.data, mom, vel, &err) == VT_OK);
+    int t = tensor_list_find(&m.param_list, "blocks.1.attn.proj.weight");
+    arena_tensor(&m.params, t)[3] = NAN;
+    ck_assert(checkpoint_save(path, &st, &m.param_list, m.params.data, mom, vel, &err) == VT_OK);
+    static unsigned char before[1 << 20], after[1 << 20];
+    size_t n_before = read_bytes(path, before, sizeof before);
+
+    ck_assert(config_set(&cfg, "train.max_steps=14", &err) == VT_OK);
+    ck_assert_int_eq(train_run(&cfg, dir, path, &err), VT_ERR_NUMERIC);
+    ck_assert_msg(strstr(err.message, "step 7") && strstr(err.message, "blocks.1.attn.proj.weight"),
+                  "message: %s", err.message);
+    ck_assert_uint_eq(read_bytes(path, after, sizeof after), n_before);
+    ck_assert(memcmp(before, after, n_before) == 0);
+    free((char *)st.config);
+    free(mom);
+    free(vel);
+    vit_free(&m);
+}
+END_TEST
+
 Suite *trainer_suite(void)
 {
     Suite *s = suite_create("trainer");
@@ -178,6 +297,8 @@ Suite *trainer_suite(void)
     tcase_add_checked_fixture(tc, NULL, teardown);
     tcase_add_test(tc, test_run_writes_its_folder);
     tcase_add_test(tc, test_resume_is_bit_identical);
+    tcase_add_test(tc, test_signal_then_resume_is_bit_identical);
+    tcase_add_test(tc, test_nan_stops_and_keeps_the_checkpoint);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -18,7 +18,8 @@ enum {
     EXIT_USAGE = 2,    /* bad command line or configuration */
     EXIT_DATA = 3,     /* bad input data: images, folders, checkpoint contents */
     EXIT_IO = 4,       /* a file or folder could not be read or written */
-    EXIT_NOMEM = 5     /* not enough memory */
+    EXIT_NOMEM = 5,    /* not enough memory */
+    EXIT_INTERRUPTED = 130 /* SIGINT/SIGTERM: checkpoint written, resume with --resume */
 };
 
 int cli_train(int argc, char **argv);     /* --config FILE / --resume PATH */

@@ -29,7 +29,8 @@ typedef enum VtCode {
     VT_ERR_IO,        /* a file could not be read or written */
     VT_ERR_DATA,      /* an input file has bad content */
     VT_ERR_NOMEM,     /* an allocation failed */
-    VT_ERR_NUMERIC    /* a non-finite loss or gradient */
+    VT_ERR_NUMERIC,   /* a non-finite loss or gradient */
+    VT_ERR_INTERRUPTED /* stopped by SIGINT/SIGTERM after saving a checkpoint */
 } VtCode;
 
 enum { VT_ERROR_MESSAGE_MAX = 1024 };

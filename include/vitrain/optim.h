@@ -50,4 +50,12 @@ double grad_global_norm(AdamW *opt, const Arena *grads);
  * arena is left unchanged). Returns the gradient norm before clipping. */
 double adamw_step(AdamW *opt, Arena *params, Arena *grads, float lr);
 
+/* adamw_step with the gradient norm already known (grad_global_norm), so a
+ * caller can refuse a non-finite gradient before any parameter changes. */
+void adamw_apply(AdamW *opt, Arena *params, Arena *grads, float lr, double norm);
+
+/* Index of the first tensor of the arena holding a NaN or an infinity, -1
+ * if none: names the culprit of a numerical fault. */
+int arena_first_non_finite(const Arena *arena);
+
 #endif

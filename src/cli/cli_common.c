@@ -21,6 +21,7 @@ int cli_report(VtCode code, const char *message)
     case VT_ERR_DATA: return EXIT_DATA;
     case VT_ERR_IO: return EXIT_IO;
     case VT_ERR_NOMEM: return EXIT_NOMEM;
+    case VT_ERR_INTERRUPTED: return EXIT_INTERRUPTED;
     }
     return EXIT_USAGE;
 }

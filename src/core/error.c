@@ -34,6 +34,7 @@ const char *vt_code_name(VtCode code)
     case VT_ERR_DATA: return "bad data";
     case VT_ERR_NOMEM: return "out of memory";
     case VT_ERR_NUMERIC: return "numerical fault";
+    case VT_ERR_INTERRUPTED: return "interrupted";
     }
     return "unknown error";
 }

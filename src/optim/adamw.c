@@ -70,8 +70,26 @@ static void adamw_update_tensor(float *p, const float *g, float *m, float *v, si
 
 double adamw_step(AdamW *opt, Arena *params, Arena *grads, float lr)
 {
-    const AdamWConfig *c = &opt->cfg;
     double norm = grad_global_norm(opt, grads);
+    adamw_apply(opt, params, grads, lr, norm);
+    return norm;
+}
+
+int arena_first_non_finite(const Arena *arena)
+{
+    const TensorList *list = arena->list;
+    for (int t = 0; t < list->count; t++) {
+        const float *x = arena->data + list->specs[t].offset;
+        for (size_t i = 0; i < list->specs[t].numel; i++)
+            if (!isfinite(x[i]))
+                return t;
+    }
+    return -1;
+}
+
+void adamw_apply(AdamW *opt, Arena *params, Arena *grads, float lr, double norm)
+{
+    const AdamWConfig *c = &opt->cfg;
     /* torch.nn.utils.clip_grad_norm_: scale by max_norm / (norm + 1e-6) when above. */
     float grad_scale = 1.0f;
     if (c->clip_grad > 0.0f && norm > c->clip_grad)
@@ -89,5 +107,4 @@ double adamw_step(AdamW *opt, Arena *params, Arena *grads, float lr)
                             opt->m.data + s->offset, opt->v.data + s->offset, s->numel, lr, wd,
                             grad_scale, c, step, inv_sqrt_bias2);
     }
-    return norm;
 }

@@ -81,12 +81,14 @@ VtCode train_in_memory(Vit *m, const MemoryDataset *data, const TrainOptions *op
         }
         vit_backward(m, labels, &pass);
         float lr = lr_at_step(&opts->schedule, step);
-        double norm = adamw_step(&opt, &m->params, &m->grads, lr);
+        double norm = grad_global_norm(&opt, &m->grads);
         if (!isfinite(norm)) {
-            code = vt_fail(err, VT_ERR_NUMERIC, "step %lld: the gradient norm is %g",
-                           (long long)step, norm);
+            int t = arena_first_non_finite(&m->grads);
+            code = vt_fail(err, VT_ERR_NUMERIC, "step %lld: the gradient of %s is not finite",
+                           (long long)step, t >= 0 ? m->param_list.specs[t].name : "?");
             break;
         }
+        adamw_apply(&opt, &m->params, &m->grads, lr, norm);
         StepStats stats = {.step = step, .epoch = epoch, .loss = loss, .grad_norm = norm,
                            .lr = lr, .batch = B,
                            .correct = count_correct(m->logits, labels, B, c->num_classes)};

@@ -10,6 +10,7 @@
 #include "vitrain/trainer.h"
 
 #include "vitrain/checkpoint.h"
+#include "vitrain/interrupt.h"
 #include "vitrain/metrics.h"
 #include "vitrain/optim.h"
 #include "vitrain/parallel.h"
@@ -272,6 +273,27 @@ static VtCode end_epoch(Run *run, int64_t epoch, VtError *err)
     return code;
 }
 
+/* A non-finite loss or gradient: name the step and the first tensor of
+ * `suspects` (the parameters for a loss, the gradients for a gradient) that
+ * holds a NaN or an infinity. checkpoint-last keeps the last good state. */
+static VtCode numerical_fault(Run *run, const char *what, double value, const Arena *suspects,
+                              VtError *err)
+{
+    progress_break(&run->progress, stdout);
+    const int t = arena_first_non_finite(suspects);
+    const char *kind = suspects == &run->model.grads ? "gradient" : "parameter";
+    if (t >= 0)
+        return vt_fail(err, VT_ERR_NUMERIC,
+                       "step %lld: the %s is %g; first non-finite %s: %s; checkpoint-last in %s "
+                       "holds the last good state",
+                       (long long)run->step, what, value, kind,
+                       run->model.param_list.specs[t].name, run->dir);
+    return vt_fail(err, VT_ERR_NUMERIC,
+                   "step %lld: the %s is %g (every %s is finite: the activations overflowed); "
+                   "checkpoint-last in %s holds the last good state",
+                   (long long)run->step, what, value, kind, run->dir);
+}
+
 static VtCode train_step(Run *run, const Batch *b, VtError *err)
 {
     const RunConfig *cfg = &run->cfg;
@@ -283,13 +305,14 @@ static VtCode train_step(Run *run, const Batch *b, VtError *err)
     arena_zero(&run->model.grads);
     double loss = vit_forward_loss(&run->model, b->images, b->labels, b->size, &pass);
     if (!isfinite(loss))
-        return vt_fail(err, VT_ERR_NUMERIC, "step %lld: the loss is %g", (long long)step, loss);
+        return numerical_fault(run, "loss", loss, &run->model.params, err);
     vit_backward(&run->model, b->labels, &pass);
     const float lr = lr_at_step(&run->schedule, step);
-    const double norm = adamw_step(&run->opt, &run->model.params, &run->model.grads, lr);
+    /* Checked before the update: a bad step never reaches the parameters. */
+    const double norm = grad_global_norm(&run->opt, &run->model.grads);
     if (!isfinite(norm))
-        return vt_fail(err, VT_ERR_NUMERIC, "step %lld: the gradient norm is %g",
-                       (long long)step, norm);
+        return numerical_fault(run, "gradient norm", norm, &run->model.grads, err);
+    adamw_apply(&run->opt, &run->model.params, &run->model.grads, lr, norm);
     run->step++;
     run->last_lr = lr;
     run->epoch_loss_sum += loss;
@@ -301,6 +324,19 @@ static VtCode train_step(Run *run, const Batch *b, VtError *err)
                                            img_per_sec};
     progress_step(&run->progress, stdout, epoch, step, run->last_step, loss, lr, img_per_sec);
     return csv_row(&run->steps, row, STEP_COLUMN_COUNT, err);
+}
+
+/* SIGINT/SIGTERM: the step in progress has finished; save it and stop. */
+static VtCode stop_on_signal(Run *run, VtError *err)
+{
+    progress_break(&run->progress, stdout);
+    VtCode code = save_checkpoint(run, "checkpoint-last", err);
+    if (code)
+        return code;
+    return vt_fail(err, VT_ERR_INTERRUPTED,
+                   "stopped by signal %d after step %lld; checkpoint-last is written: continue "
+                   "with --resume %s",
+                   interrupt_signal(), (long long)run->step, run->dir);
 }
 
 static VtCode train_loop(Run *run, VtError *err)
@@ -317,6 +353,8 @@ static VtCode train_loop(Run *run, VtError *err)
         code = train_step(run, &b, err);
         if (!code && (run->step % run->steps_per_epoch == 0 || run->step == run->last_step))
             code = end_epoch(run, (run->step - 1) / run->steps_per_epoch, err);
+        if (!code && interrupt_requested() && run->step < run->last_step)
+            code = stop_on_signal(run, err);
     }
     progress_break(&run->progress, stdout);
     return code;
@@ -388,6 +426,7 @@ VtCode train_run(const RunConfig *cfg, const char *run_dir, const char *resume_c
     run->best_top1 = -1.0;
     snprintf(run->dir, sizeof run->dir, "%s", run_dir);
     threads_setup(cfg->train.threads);
+    interrupt_install();
 
     VtCode code = prepare_run_dir(run, resume_checkpoint != NULL, err);
     if (!code)
@@ -410,5 +449,6 @@ VtCode train_run(const RunConfig *cfg, const char *run_dir, const char *resume_c
         code = finish(run, start, err);
     close_run(run);
     free(run);
+    interrupt_uninstall();
     return code;
 }
