@@ -192,6 +192,23 @@ START_TEST(test_model_rejects_bad_sizes)
 }
 END_TEST
 
+START_TEST(test_model_too_big_for_memory_is_refused)
+{
+    /* 32768 wide, 256 blocks: about 1.3 TB of parameters. The plan is
+     * refused with the numbers before anything that size is allocated. */
+    VitConfig cfg = small_config("absolute", POOL_CLS);
+    cfg.dim = 32768;
+    cfg.heads = 64;
+    cfg.mlp_dim = 131072;
+    cfg.depth = 256;
+    Vit m;
+    VtError err;
+    ck_assert_int_eq(vit_create(&m, &cfg, 64, &err), VT_ERR_NOMEM);
+    ck_assert_msg(strstr(err.message, "GiB") && strstr(err.message, "available"), "%s",
+                  err.message);
+}
+END_TEST
+
 /* ---- invariances ------------------------------------------------------------ */
 
 /* Moves patch (gy, gx) of every image to patch perm[gy * g + gx]. */
@@ -325,6 +342,7 @@ Suite *model_suite(void)
     tcase_add_test(tc, test_model_timm_names);
     tcase_add_test(tc, test_model_tiny_matches_timm_parameter_count);
     tcase_add_test(tc, test_model_rejects_bad_sizes);
+    tcase_add_test(tc, test_model_too_big_for_memory_is_refused);
     tcase_add_test(tc, test_model_without_pe_ignores_patch_order);
     tcase_add_test(tc, test_model_samples_are_independent_in_a_batch);
     tcase_add_test(tc, test_pos_embed_resample_hand_computed);

@@ -1,11 +1,13 @@
 /*
- * error.c - the VtError helpers and the always-on assertion.
+ * error.c - the VtError helpers, the always-on assertion, and the
+ * allocation helpers with the memory check they rely on.
  */
 #include "vitrain/common.h"
 
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <unistd.h>
 
 VtCode vt_fail(VtError *err, VtCode code, const char *fmt, ...)
 {
@@ -43,6 +45,23 @@ _Noreturn void vt_assert_fail(const char *expr, const char *file, int line)
 {
     fprintf(stderr, "vitrain: internal error at %s:%d: assertion '%s' failed\n", file, line, expr);
     abort();
+}
+
+uint64_t vt_memory_available(void)
+{
+    FILE *f = fopen("/proc/meminfo", "r");
+    if (f) {
+        char line[256];
+        unsigned long long kib;
+        while (fgets(line, sizeof line, f))
+            if (sscanf(line, "MemAvailable: %llu kB", &kib) == 1) {
+                fclose(f);
+                return (uint64_t)kib * 1024;
+            }
+        fclose(f);
+    }
+    long pages = sysconf(_SC_AVPHYS_PAGES), size = sysconf(_SC_PAGESIZE);
+    return pages > 0 && size > 0 ? (uint64_t)pages * (uint64_t)size : 0;
 }
 
 void *vt_xmalloc(size_t bytes)

@@ -26,14 +26,32 @@
  * once the arena exists. */
 typedef struct ActPlan {
     TensorList *list;
-    float **slots[512];
-    int indices[512];
-    int count;
+    float ***slots;  /* (capacity) where each buffer's pointer goes */
+    int *indices;    /* (capacity) its tensor in list */
+    int count, capacity;
 } ActPlan;
+
+/* Room for the global buffers and every block's (VitBlockActs). */
+static ActPlan *act_plan_new(TensorList *list, int depth)
+{
+    ActPlan *p = vt_xcalloc(1, sizeof *p);
+    p->list = list;
+    p->capacity = 64 + (depth + 1) * (int)(sizeof(VitBlockActs) / sizeof(float *) + 1);
+    p->slots = vt_xcalloc((size_t)p->capacity, sizeof *p->slots);
+    p->indices = vt_xcalloc((size_t)p->capacity, sizeof *p->indices);
+    return p;
+}
+
+static void act_plan_free(ActPlan *p)
+{
+    free(p->slots);
+    free(p->indices);
+    free(p);
+}
 
 static void plan(ActPlan *p, float **slot, int64_t numel, const char *name_fmt, ...)
 {
-    VT_ASSERT(p->count < (int)(sizeof p->slots / sizeof p->slots[0]));
+    VT_ASSERT(p->count < p->capacity);
     char name[VT_TENSOR_NAME_MAX];
     va_list args;
     va_start(args, name_fmt);
@@ -90,14 +108,13 @@ static void plan_grads(ActPlan *p, VitGradScratch *g, int64_t B, const Vit *m)
     plan(p, &g->logits, B * K, "grad.logits");
 }
 
-static void plan_activations(Vit *m, int64_t B)
+static ActPlan *plan_activations(Vit *m, int64_t B)
 {
     const VitConfig *c = &m->cfg;
     const int64_t N = m->tokens, D = c->dim, T = B * N, Np = m->num_patches;
     const int64_t patch_len = (int64_t)c->channels * c->patch_size * c->patch_size;
-    ActPlan *p = vt_xcalloc(1, sizeof *p);
-    p->list = &m->act_list;
     tensor_list_init(&m->act_list);
+    ActPlan *p = act_plan_new(&m->act_list, c->depth);
 
     m->stream = vt_xcalloc((size_t)c->depth + 1, sizeof *m->stream);
     m->block_acts = vt_xcalloc((size_t)c->depth, sizeof *m->block_acts);
@@ -116,11 +133,38 @@ static void plan_activations(Vit *m, int64_t B)
     plan(p, &m->probs, B * c->num_classes, "probs");
     plan(p, &m->losses, B, "losses");
     plan_grads(p, &m->grad, B, m);
+    return p;
+}
 
+/* Allocates the planned activations and binds every named pointer. */
+static void bind_activations(Vit *m, ActPlan *p)
+{
     arena_create(&m->acts, &m->act_list);
     for (int i = 0; i < p->count; i++)
         *p->slots[i] = arena_tensor(&m->acts, p->indices[i]);
-    free(p);
+    act_plan_free(p);
+}
+
+static double gib(size_t floats)
+{
+    return (double)floats * sizeof(float) / (1024.0 * 1024.0 * 1024.0);
+}
+
+/* Refuses a plan that cannot fit, before anything big is allocated:
+ * parameters, gradients, the two AdamW moments and the activations. */
+static VtCode check_memory(const Vit *m, VtError *err)
+{
+    const size_t params = m->param_list.total, acts = m->act_list.total;
+    const size_t planned = 4 * params + acts;
+    const uint64_t available = vt_memory_available();
+    if (available == 0 || (double)planned * sizeof(float) <= (double)available)
+        return VT_OK;
+    return vt_fail(err, VT_ERR_NOMEM,
+                   "training this model needs %.2f GiB (parameters, gradients and AdamW moments "
+                   "4 x %.2f GiB, activations for batch %d %.2f GiB) but %.2f GiB of memory is "
+                   "available; use a smaller model or train.batch_size",
+                   gib(planned), gib(params), m->batch_cap, gib(acts),
+                   (double)available / (1024.0 * 1024.0 * 1024.0));
 }
 
 VtCode vit_create(Vit *m, const VitConfig *cfg, int batch_cap, VtError *err)
@@ -143,9 +187,16 @@ VtCode vit_create(Vit *m, const VitConfig *cfg, int batch_cap, VtError *err)
         vit_free(m);
         return code;
     }
+    ActPlan *plan = plan_activations(m, batch_cap);
+    code = check_memory(m, err);
+    if (code) {
+        act_plan_free(plan);
+        vit_free(m);
+        return code;
+    }
     arena_create(&m->params, &m->param_list);
     arena_create(&m->grads, &m->param_list);
-    plan_activations(m, batch_cap);
+    bind_activations(m, plan);
     return VT_OK;
 }
 
