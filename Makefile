@@ -12,7 +12,7 @@
 #   make docs       regenerate docs/CONFIG.md from the config schema
 #   make clean      remove build/ and ./vitrain
 #
-# WERROR=1 turns warnings into errors (CI does). Never -Ofast/-ffast-math:
+# WERROR=1 turns warnings into errors (CI does). No fast-math style flags:
 # they fold isnan() away and change results between builds.
 
 CC ?= cc
