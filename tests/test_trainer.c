@@ -247,25 +247,23 @@ START_TEST(test_signal_then_resume_is_bit_identical)
 }
 END_TEST
 
-START_TEST(test_nan_stops_and_keeps_the_checkpoint)
+/* Trains 7 steps of run `name`, then plants a NaN in one weight of its
+ * checkpoint-last (checksum recomputed); returns the checkpoint's path. */
+static const char *run_with_planted_nan(RunConfig *cfg, const char *name)
 {
-    /* A NaN planted in one weight of checkpoint-last (checksum intact):
-     * resuming stops at once, naming the step and the tensor, and
-     * checkpoint-last is left as it was. */
-    make_folder();
-    RunConfig cfg;
+    static char path[600];
     VtError err;
-    small_config(&cfg, "nan");
-    ck_assert(config_set(&cfg, "train.max_steps=7", &err) == VT_OK);
-    train_ok(&cfg, NULL);
-    char dir[512], path[600];
-    run_dir(dir, sizeof dir, "nan");
+    small_config(cfg, name);
+    ck_assert(config_set(cfg, "train.max_steps=7", &err) == VT_OK);
+    train_ok(cfg, NULL);
+    char dir[512];
+    run_dir(dir, sizeof dir, name);
     snprintf(path, sizeof path, "%s/checkpoint-last", dir);
 
     VitConfig vc;
     Vit m;
-    cfg.model.num_classes = 2;
-    ck_assert(vit_config_from_run(&vc, &cfg, cfg.data.img_size, &err) == VT_OK);
+    cfg->model.num_classes = 2;
+    ck_assert(vit_config_from_run(&vc, cfg, cfg->data.img_size, &err) == VT_OK);
     ck_assert(vit_create(&m, &vc, 1, &err) == VT_OK);
     float *mom = calloc(m.param_list.total, sizeof(float));
     float *vel = calloc(m.param_list.total, sizeof(float));
@@ -274,19 +272,55 @@ START_TEST(test_nan_stops_and_keeps_the_checkpoint)
     int t = tensor_list_find(&m.param_list, "blocks.1.attn.proj.weight");
     arena_tensor(&m.params, t)[3] = NAN;
     ck_assert(checkpoint_save(path, &st, &m.param_list, m.params.data, mom, vel, &err) == VT_OK);
+    free((char *)st.config);
+    free(mom);
+    free(vel);
+    vit_free(&m);
+    ck_assert(config_set(cfg, "train.max_steps=30", &err) == VT_OK);
+    return path;
+}
+
+START_TEST(test_nan_stops_and_keeps_the_checkpoint)
+{
+    /* Resuming from a checkpoint with a NaN weight stops at once, naming
+     * the step and the tensor, and checkpoint-last is left as it was. */
+    make_folder();
+    RunConfig cfg;
+    VtError err;
+    const char *path = run_with_planted_nan(&cfg, "nan");
     static unsigned char before[1 << 20], after[1 << 20];
     size_t n_before = read_bytes(path, before, sizeof before);
-
-    ck_assert(config_set(&cfg, "train.max_steps=14", &err) == VT_OK);
+    char dir[512];
+    run_dir(dir, sizeof dir, "nan");
     ck_assert_int_eq(train_run(&cfg, dir, path, &err), VT_ERR_NUMERIC);
     ck_assert_msg(strstr(err.message, "step 7") && strstr(err.message, "blocks.1.attn.proj.weight"),
                   "message: %s", err.message);
     ck_assert_uint_eq(read_bytes(path, after, sizeof after), n_before);
     ck_assert(memcmp(before, after, n_before) == 0);
-    free((char *)st.config);
-    free(mom);
-    free(vel);
-    vit_free(&m);
+}
+END_TEST
+
+START_TEST(test_nan_skip_step_goes_on_then_gives_up)
+{
+    /* Under on_nan = skip_step each bad step is left out and logged; with
+     * a broken weight every step is bad, so after 10 in a row the run
+     * stops, still naming the tensor. */
+    make_folder();
+    RunConfig cfg;
+    VtError err;
+    const char *path = run_with_planted_nan(&cfg, "skip");
+    ck_assert(config_set(&cfg, "train.on_nan=skip_step", &err) == VT_OK);
+    /* No evaluation in between: with the broken weight it would fail first. */
+    ck_assert(config_set(&cfg, "train.eval_every=100", &err) == VT_OK);
+    char dir[512], steps[600];
+    run_dir(dir, sizeof dir, "skip");
+    ck_assert_int_eq(train_run(&cfg, dir, path, &err), VT_ERR_NUMERIC);
+    ck_assert_msg(strstr(err.message, "10 steps in a row") &&
+                      strstr(err.message, "blocks.1.attn.proj.weight"),
+                  "message: %s", err.message);
+    /* Steps 7..15 were skipped and logged; the 10th stopped the run. */
+    snprintf(steps, sizeof steps, "%s/steps.csv", dir);
+    ck_assert_int_eq(file_lines(steps), 1 + 7 + 9);
 }
 END_TEST
 
@@ -299,6 +333,7 @@ Suite *trainer_suite(void)
     tcase_add_test(tc, test_resume_is_bit_identical);
     tcase_add_test(tc, test_signal_then_resume_is_bit_identical);
     tcase_add_test(tc, test_nan_stops_and_keeps_the_checkpoint);
+    tcase_add_test(tc, test_nan_skip_step_goes_on_then_gives_up);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -33,6 +33,11 @@ typedef enum BadImagePolicy {
     BAD_IMAGE_SKIP    /* leave the image out, report how many were skipped */
 } BadImagePolicy;
 
+typedef enum NanPolicy {
+    NAN_STOP,       /* stop the run, naming the step and the tensor */
+    NAN_SKIP_STEP   /* leave the parameters as they are and go on (10 in a row stop) */
+} NanPolicy;
+
 typedef enum CacheMode {
     CACHE_MEMORY,  /* decoded images in RAM */
     CACHE_FILE,    /* decoded images in a file under the run folder, memory-mapped */
@@ -103,6 +108,7 @@ typedef struct TrainSection {
     float smoothing;               /* smoothing: label smoothing */
     int eval_every;                /* eval_every: evaluate every N epochs (and at the end) */
     int threads;                   /* threads: 0 = OMP_NUM_THREADS or all cores */
+    NanPolicy on_nan;              /* on_nan: stop | skip_step */
 } TrainSection;
 
 typedef struct LogSection {

@@ -82,6 +82,7 @@ typedef struct KeySpec {
 #define ENUM(list) .type = T_ENUM, .choices = (list)
 
 static const char *const bad_image_names[] = {"error", "skip", NULL};      /* BadImagePolicy */
+static const char *const nan_names[] = {"stop", "skip_step", NULL};        /* NanPolicy */
 static const char *const cache_names[] = {"memory", "file", "auto", NULL}; /* CacheMode */
 static const char *const preset_names[] = {"", "tiny", "small", "base", NULL};
 static const char *const pool_names[] = {"token", "avg", NULL};
@@ -195,6 +196,9 @@ static const KeySpec keys[] = {
      .help = "evaluate every N epochs, and after the last"},
     {FIELD("train", "threads", train.threads), INT(0, 4096), .def = "0",
      .help = "worker threads, 0 = OMP_NUM_THREADS or all cores"},
+
+    {FIELD("train", "on_nan", train.on_nan), ENUM(nan_names), .def = "stop",
+     .help = "a non-finite loss or gradient: stop names the step and tensor; skip_step leaves the parameters unchanged and goes on (10 in a row stop)"},
 
     {FIELD("log", "name", log.name), STRING(STR_RUN_NAME), .def = "default",
      .help = "run name: the run folder is <dir>/<name>"},

@@ -43,6 +43,7 @@ typedef struct Run {
     Progress progress;
     int64_t steps_per_epoch, total_steps, last_step;
     int64_t step;          /* steps completed */
+    int64_t skipped, skipped_in_a_row; /* steps left out under train.on_nan = skip_step */
     double best_top1;
     /* Running totals of the current epoch. */
     double epoch_loss_sum, epoch_start;
@@ -294,6 +295,26 @@ static VtCode numerical_fault(Run *run, const char *what, double value, const Ar
                    (long long)run->step, what, value, kind, run->dir);
 }
 
+/* train.on_nan = skip_step: the batch is consumed, the parameters and the
+ * optimizer are left as they are. Ten in a row mean the state itself is
+ * broken: then the run stops as under on_nan = stop. */
+static VtCode skip_step(Run *run, const char *what, double value, const Arena *suspects,
+                        VtError *err)
+{
+    enum { MAX_IN_A_ROW = 10 };
+    run->skipped++;
+    if (++run->skipped_in_a_row >= MAX_IN_A_ROW) {
+        VtError fault;
+        VtCode code = numerical_fault(run, what, value, suspects, &fault);
+        return vt_fail(err, code, "%d steps in a row were skipped (train.on_nan = skip_step); %s",
+                       MAX_IN_A_ROW, fault.message);
+    }
+    progress_break(&run->progress, stdout);
+    fprintf(stderr, "vitrain: step %lld: the %s is %g; step skipped (%lld so far)\n",
+            (long long)run->step, what, value, (long long)run->skipped);
+    return VT_OK;
+}
+
 static VtCode train_step(Run *run, const Batch *b, VtError *err)
 {
     const RunConfig *cfg = &run->cfg;
@@ -304,15 +325,28 @@ static VtCode train_step(Run *run, const Batch *b, VtError *err)
                           .smoothing = cfg->train.smoothing};
     arena_zero(&run->model.grads);
     double loss = vit_forward_loss(&run->model, b->images, b->labels, b->size, &pass);
-    if (!isfinite(loss))
-        return numerical_fault(run, "loss", loss, &run->model.params, err);
-    vit_backward(&run->model, b->labels, &pass);
     const float lr = lr_at_step(&run->schedule, step);
-    /* Checked before the update: a bad step never reaches the parameters. */
-    const double norm = grad_global_norm(&run->opt, &run->model.grads);
-    if (!isfinite(norm))
-        return numerical_fault(run, "gradient norm", norm, &run->model.grads, err);
-    adamw_apply(&run->opt, &run->model.params, &run->model.grads, lr, norm);
+    double norm = NAN;
+    if (!isfinite(loss)) {
+        if (cfg->train.on_nan == NAN_STOP)
+            return numerical_fault(run, "loss", loss, &run->model.params, err);
+    } else {
+        vit_backward(&run->model, b->labels, &pass);
+        /* Checked before the update: a bad step never reaches the parameters. */
+        norm = grad_global_norm(&run->opt, &run->model.grads);
+        if (!isfinite(norm) && cfg->train.on_nan == NAN_STOP)
+            return numerical_fault(run, "gradient norm", norm, &run->model.grads, err);
+    }
+    if (isfinite(loss) && isfinite(norm)) {
+        adamw_apply(&run->opt, &run->model.params, &run->model.grads, lr, norm);
+        run->skipped_in_a_row = 0;
+    } else {
+        VtCode code = isfinite(loss)
+                          ? skip_step(run, "gradient norm", norm, &run->model.grads, err)
+                          : skip_step(run, "loss", loss, &run->model.params, err);
+        if (code)
+            return code;
+    }
     run->step++;
     run->last_lr = lr;
     run->epoch_loss_sum += loss;
