@@ -47,7 +47,7 @@ typedef struct Run {
     double best_top1;
     /* Running totals of the current epoch. */
     double epoch_loss_sum, epoch_start;
-    int64_t epoch_steps;
+    int64_t epoch_steps, epoch_loss_steps; /* all steps / those with a finite loss */
     float last_lr;
 } Run;
 
@@ -254,7 +254,8 @@ static VtCode end_epoch(Run *run, int64_t epoch, VtError *err)
             return code;
     }
     const double seconds = now_seconds() - run->epoch_start;
-    const double train_loss = run->epoch_loss_sum / (double)VT_MAX(run->epoch_steps, 1);
+    const double train_loss =
+        run->epoch_loss_steps ? run->epoch_loss_sum / (double)run->epoch_loss_steps : NAN;
     printf("epoch %lld: train_loss %.4f  eval_loss %.4f  top1 %.2f%%  top5 %.2f%%  %.0f img/s  "
            "%.1f s\n",
            (long long)epoch, train_loss, eval.loss, eval.top1, eval.top5, img_per_sec, seconds);
@@ -269,7 +270,7 @@ static VtCode end_epoch(Run *run, int64_t epoch, VtError *err)
     if (!code && best)
         code = save_checkpoint(run, "checkpoint-best", err);
     run->epoch_loss_sum = 0.0;
-    run->epoch_steps = 0;
+    run->epoch_steps = run->epoch_loss_steps = 0;
     run->epoch_start = now_seconds();
     return code;
 }
@@ -349,8 +350,11 @@ static VtCode train_step(Run *run, const Batch *b, VtError *err)
     }
     run->step++;
     run->last_lr = lr;
-    run->epoch_loss_sum += loss;
     run->epoch_steps++;
+    if (isfinite(loss)) {
+        run->epoch_loss_sum += loss;
+        run->epoch_loss_steps++;
+    }
 
     const double img_per_sec = b->size / (now_seconds() - t0);
     const int64_t epoch = step / run->steps_per_epoch;
