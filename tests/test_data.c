@@ -114,15 +114,21 @@ static void write_flat(const char *path, int w, int h, uint8_t v)
     free(px);
 }
 
-/* A PNG of random bytes (incompressible, so that truncation bites). */
-static void write_noise(const char *path, int w, int h, int n, uint64_t seed)
+/* An image of random bytes (incompressible, so that truncation bites) in
+ * format fmt (see write_image). */
+static void write_noise_as(const char *path, char fmt, int w, int h, int n, uint64_t seed)
 {
     uint8_t *px = malloc((size_t)w * h * n);
     Rng rng = rng_stream(seed, RNG_TEST, 0, 0);
     for (int i = 0; i < w * h * n; i++)
         px[i] = (uint8_t)rng_below(&rng, 256);
-    write_image(path, 'p', w, h, n, px);
+    write_image(path, fmt, w, h, n, px);
     free(px);
+}
+
+static void write_noise(const char *path, int w, int h, int n, uint64_t seed)
+{
+    write_noise_as(path, 'p', w, h, n, seed);
 }
 
 static DatasetOptions dopts(int C, int side)
@@ -576,6 +582,62 @@ static void make_truncated(const char *path)
     write_bytes(path, buf, n / 2);
 }
 
+/* Cuts the file to 60 % of its length. */
+static void cut_file(const char *path)
+{
+    FILE *f = fopen(path, "rb");
+    uint8_t buf[16384];
+    size_t n = fread(buf, 1, sizeof buf, f);
+    fclose(f);
+    ck_assert_uint_gt(n, 100);
+    ck_assert_uint_lt(n, sizeof buf);
+    write_bytes(path, buf, n * 6 / 10);
+}
+
+static void make_cut_bmp(const char *path)
+{
+    write_noise_as(path, 'b', 24, 24, 3, 7);
+    cut_file(path);
+}
+
+static void make_cut_jpeg(const char *path)
+{
+    write_noise_as(path, 'j', 24, 24, 3, 7);
+    cut_file(path);
+}
+
+static void make_cut_rle_tga(const char *path)
+{
+    write_noise_as(path, 't', 24, 24, 3, 7); /* stb writes run-length packets */
+    cut_file(path);
+}
+
+static void make_cut_raw_tga(const char *path)
+{
+    stbi_write_tga_with_rle = 0;
+    write_noise_as(path, 't', 24, 24, 1, 7);
+    stbi_write_tga_with_rle = 1;
+    cut_file(path);
+}
+
+/* A 4 x 4 P5 (with a comment in its header) holding 8 of its 16 pixels. */
+static void make_cut_pgm(const char *path)
+{
+    const char b[] = "P5\n# comment\n4 4\n255\n01234567";
+    write_bytes(path, b, sizeof b - 1);
+}
+
+static void make_cut_ppm(const char *path)
+{
+    const char b[] = "P6 2 2 255 0123456789";
+    write_bytes(path, b, sizeof b - 1);
+}
+
+static void make_cut_gif(const char *path)
+{
+    write_bytes(path, TINY_GIF, sizeof TINY_GIF - 2);
+}
+
 static void make_empty(const char *path)
 {
     write_bytes(path, "", 0);
@@ -667,6 +729,14 @@ typedef struct BadCase {
 static const BadCase BAD[] = {
     {"corrupt.png", make_corrupt, "unknown image type", 0},
     {"truncated.png", make_truncated, "cannot decode, truncated or corrupt (stb_image: ", 0},
+    {"cut.bmp", make_cut_bmp, "truncated BMP: the header declares 1782 bytes, the file has 1069",
+     0},
+    {"cut.jpg", make_cut_jpeg, "cannot decode, truncated or corrupt (stb_image: ", 0},
+    {"cut-rle.tga", make_cut_rle_tga, "truncated TGA: the header declares ", 0},
+    {"cut-raw.tga", make_cut_raw_tga, "truncated TGA: the header declares 594 bytes", 0},
+    {"cut.pgm", make_cut_pgm, "truncated PGM: the header declares 37 bytes, the file has 29", 0},
+    {"cut.ppm", make_cut_ppm, "truncated PPM: the header declares 23 bytes, the file has 21", 0},
+    {"cut.gif", make_cut_gif, "truncated GIF: the file (41 bytes) does not end with the trailer", 0},
     {"empty.jpg", make_empty, "empty file", 0},
     {"folder.png", make_folder, "is a folder", 0},
     {"locked.png", make_unreadable, NULL, EACCES},

@@ -39,10 +39,12 @@
 #include "vitrain/data.h"
 
 #include "augment.h"
+#include "image_length.h"
 
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -429,20 +431,53 @@ static void convert(uint8_t *out, const uint8_t *in, size_t pixels, int n, int C
         convert_pixel(out + i * C, in + i * n, n, C);
 }
 
-/* Decodes it->path into dst (it->h, it->w, C). */
-static void decode(Item *it, uint8_t *dst, int C)
+/* The whole file in memory (malloc'd), or NULL with it marked bad. */
+static uint8_t *item_read_all(Item *it, size_t *size)
 {
     FILE *f = item_open(it);
     if (!f)
-        return;
-    int w = 0, h = 0, n = 0;
-    uint8_t *px = stbi_load_from_file(f, &w, &h, &n, 0);
+        return NULL;
+    uint8_t *bytes = NULL;
+    long length = fseek(f, 0, SEEK_END) == 0 ? ftell(f) : -1;
+    if (length <= 0 || length > INT_MAX || fseek(f, 0, SEEK_SET) != 0)
+        item_bad(it, VT_ERR_DATA, "cannot read: unexpected length %ld", length);
+    else if (!(bytes = malloc((size_t)length)))
+        item_bad(it, VT_ERR_NOMEM, "out of memory reading %ld bytes", length);
+    else if (fread(bytes, 1, (size_t)length, f) != (size_t)length) {
+        item_bad(it, VT_ERR_IO, "changed while being read");
+        free(bytes);
+        bytes = NULL;
+    }
     fclose(f);
-    if (!px) {
+    *size = (size_t)length;
+    return bytes;
+}
+
+/* Decoded pixels (stbi_image_free them), or NULL with it marked bad. */
+static uint8_t *item_decode(Item *it, int *w, int *h, int *n)
+{
+    size_t size;
+    uint8_t *bytes = item_read_all(it, &size);
+    if (!bytes)
+        return NULL;
+    char why[REASON_MAX];
+    uint8_t *px = NULL;
+    if (image_truncated(bytes, size, why, sizeof why))
+        item_bad(it, VT_ERR_DATA, "%s", why);
+    else if (!(px = stbi_load_from_memory(bytes, (int)size, w, h, n, 0)))
         item_bad(it, VT_ERR_DATA, "cannot decode, truncated or corrupt (stb_image: %s)",
                  stbi_reason());
+    free(bytes);
+    return px;
+}
+
+/* Decodes it->path into dst (it->h, it->w, C). */
+static void decode(Item *it, uint8_t *dst, int C)
+{
+    int w = 0, h = 0, n = 0;
+    uint8_t *px = item_decode(it, &w, &h, &n);
+    if (!px)
         return;
-    }
     if (w != it->src_w || h != it->src_h || n < 1 || n > 4) {
         item_bad(it, VT_ERR_DATA, "changed while being read");
     } else if (it->h == h && it->w == w) {
