@@ -23,7 +23,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 /* ---- helpers ------------------------------------------------------------ */
@@ -641,23 +645,221 @@ START_TEST(test_atomic_missing_folder)
 }
 END_TEST
 
-/* Permissions do not stop root, so this one only runs as another user. */
+/* Permissions do not stop root: as root the save runs in a child that
+ * has become the user nobody first; its code and message come back through
+ * a pipe. */
 START_TEST(test_atomic_read_only_folder)
 {
-    if (geteuid() == 0)
-        return;
     Saved s;
     save_base(&s, "ck", 1);
     char dir[600], path[700];
     tmp_path(dir, sizeof dir, "ro");
     ck_assert_int_eq(mkdir(dir, 0555), 0);
+    ck_assert_int_eq(chmod(tmpdir, 0755), 0);
     snprintf(path, sizeof path, "%s/ck", dir);
+    int fds[2];
+    ck_assert_int_eq(pipe(fds), 0);
+    pid_t pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        if (geteuid() == 0 && (setgid(65534) != 0 || setuid(65534) != 0))
+            _exit(2);
+        VtError err = {0};
+        err.code = checkpoint_save(path, &s.state, &s.list, s.params.data, s.m.data, s.v.data,
+                                   &err);
+        _exit(write(fds[1], &err, sizeof err) == (ssize_t)sizeof err ? 0 : 3);
+    }
+    close(fds[1]);
     VtError err;
-    VtCode code = checkpoint_save(path, &s.state, &s.list, s.params.data, s.m.data, s.v.data,
-                                  &err);
-    ck_assert_int_eq(code, VT_ERR_IO);
-    ck_assert(strstr(err.message, strerror(EACCES)) != NULL);
+    ck_assert_int_eq(read(fds[0], &err, sizeof err), (ssize_t)sizeof err);
+    close(fds[0]);
+    int status;
+    ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+    ck_assert_int_eq(err.code, VT_ERR_IO);
+    char want[1024];
+    snprintf(want, sizeof want, "cannot write %s: %s", path, strerror(EACCES));
+    ck_assert_str_eq(err.message, want);
     saved_free(&s);
+}
+END_TEST
+
+/* Every write of the file may fail: a file-size limit (RLIMIT_FSIZE, which
+ * binds root too) makes the kernel refuse the write that crosses it, at
+ * every point of the file in turn. Each save must fail with the reason and
+ * leave the previous checkpoint byte for byte and no temporary file; at the
+ * full size the same save succeeds, so the sweep covered the whole file. */
+START_TEST(test_atomic_write_fails_at_every_point)
+{
+    Saved a, b;
+    save_base(&a, "checkpoint-last", 1);
+    save_base(&b, "scratch", 5);
+    size_t old_size, new_size;
+    unsigned char *old_bytes = read_all(a.path, &old_size);
+    free(read_all(b.path, &new_size));
+    ck_assert_int_eq(unlink(b.path), 0);
+
+    signal(SIGXFSZ, SIG_IGN); /* the write returns EFBIG instead of killing us */
+    struct rlimit unlimited;
+    ck_assert_int_eq(getrlimit(RLIMIT_FSIZE, &unlimited), 0);
+    char want[1024];
+    snprintf(want, sizeof want, "cannot write %s: %s", a.path, strerror(EFBIG));
+    int failures = 0;
+    for (size_t limit = 0; limit <= new_size; limit += limit + 97 < new_size ? 97 : 1) {
+        struct rlimit capped = {.rlim_cur = limit, .rlim_max = unlimited.rlim_max};
+        ck_assert_int_eq(setrlimit(RLIMIT_FSIZE, &capped), 0);
+        VtError err;
+        VtCode code = checkpoint_save(a.path, &b.state, &b.list, b.params.data, b.m.data,
+                                      b.v.data, &err);
+        ck_assert_int_eq(setrlimit(RLIMIT_FSIZE, &unlimited), 0);
+        if (limit == new_size) {
+            ck_assert_msg(code == VT_OK, "save at the full size: %s", err.message);
+            break;
+        }
+        ck_assert_msg(code == VT_ERR_IO, "limit %zu: code %d", limit, code);
+        ck_assert_str_eq(err.message, want);
+        size_t size;
+        unsigned char *now = read_all(a.path, &size);
+        ck_assert_msg(size == old_size && memcmp(now, old_bytes, size) == 0,
+                      "limit %zu changed the old checkpoint", limit);
+        free(now);
+        ck_assert_int_eq(count_entries(), 1);
+        failures++;
+    }
+    ck_assert_int_gt(failures, 20);
+    ck_assert_int_eq(try_load(a.path, MODEL_BASE, &(VtError){0}), VT_OK);
+    free(old_bytes);
+    saved_free(&a);
+    saved_free(&b);
+}
+END_TEST
+
+/* A checkpoint of 3 x 8 MiB, so that a kill lands inside its write. */
+typedef struct Big {
+    TensorList list;
+    Arena params, m, v;
+} Big;
+
+static void big_create(Big *g, unsigned salt)
+{
+    tensor_list_init(&g->list);
+    add(&g->list, "cls_token", 3, 1, 1, 8);
+    add(&g->list, "blocks.0.mlp.fc1.weight", 2, 2048, 1024, 0);
+    arena_create(&g->params, &g->list);
+    arena_create(&g->m, &g->list);
+    arena_create(&g->v, &g->list);
+    fill(g->params.data, &g->list, salt);
+    fill(g->m.data, &g->list, salt + 1);
+    fill(g->v.data, &g->list, salt + 2);
+}
+
+static void big_free(Big *g)
+{
+    arena_free(&g->params);
+    arena_free(&g->m);
+    arena_free(&g->v);
+    tensor_list_free(&g->list);
+}
+
+static void big_save(const Big *g, const char *path, int64_t step)
+{
+    CheckpointState st = {.step = step, .best_top1 = -1, .config = CONFIG};
+    VtError err;
+    VtCode code = checkpoint_save(path, &st, &g->list, g->params.data, g->m.data, g->v.data,
+                                  &err);
+    ck_assert_msg(code == VT_OK, "save: %s", err.message);
+}
+
+/* The step of the checkpoint at path, which must load and hold exactly
+ * the tensors of `a` (step 1) or `b` (step 2). */
+static int64_t big_load_step(const char *path, const Big *a, const Big *b)
+{
+    Big got;
+    big_create(&got, 0);
+    CheckpointState st;
+    VtError err;
+    VtCode code = checkpoint_load(path, &st, &got.list, got.params.data, got.m.data, got.v.data,
+                                  &err);
+    ck_assert_msg(code == VT_OK, "after the kill: %s", err.message);
+    const Big *want = st.step == 1 ? a : b;
+    ck_assert(st.step == 1 || st.step == 2);
+    assert_same(got.params.data, want->params.data, &got.list);
+    assert_same(got.m.data, want->m.data, &got.list);
+    assert_same(got.v.data, want->v.data, &got.list);
+    free((char *)st.config);
+    big_free(&got);
+    return st.step;
+}
+
+/* Removes the temporary files a killed writer left; returns how many. */
+static int remove_temporaries(void)
+{
+    DIR *d = opendir(tmpdir);
+    ck_assert_ptr_nonnull(d);
+    int n = 0;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL)
+        if (strstr(e->d_name, ".tmp.")) {
+            char p[600];
+            tmp_path(p, sizeof p, e->d_name);
+            ck_assert_int_eq(unlink(p), 0);
+            n++;
+        }
+    closedir(d);
+    return n;
+}
+
+static double seconds_now(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+/* kill -9 of a process overwriting checkpoint-last (step 1) with step 2, at
+ * KILLS points spread over the time a save takes: afterwards the file
+ * always loads and holds all of step 1 or all of step 2. The test insists
+ * that some kills landed inside the write (a temporary file was left), or
+ * it would prove nothing. */
+START_TEST(test_kill_during_write_never_corrupts)
+{
+    enum { KILLS = 12 };
+    Big a, b;
+    big_create(&a, 1);
+    big_create(&b, 2);
+    char path[600], probe[600];
+    tmp_path(path, sizeof path, "checkpoint-last");
+    tmp_path(probe, sizeof probe, "probe");
+    double t0 = seconds_now();
+    big_save(&b, probe, 2);
+    const double save_seconds = seconds_now() - t0;
+    ck_assert_int_eq(unlink(probe), 0);
+
+    int old = 0, new = 0, inside = 0;
+    for (int k = 0; k < KILLS; k++) {
+        big_save(&a, path, 1);
+        pid_t pid = fork();
+        ck_assert_int_ge(pid, 0);
+        if (pid == 0) {
+            big_save(&b, path, 2);
+            _exit(0);
+        }
+        const double delay = save_seconds * 1.2 * (k + 0.5) / KILLS;
+        nanosleep(&(struct timespec){.tv_sec = (time_t)delay,
+                                     .tv_nsec = (long)((delay - (double)(time_t)delay) * 1e9)},
+                  NULL);
+        kill(pid, SIGKILL);
+        int status;
+        ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+        if (big_load_step(path, &a, &b) == 1)
+            old++;
+        else
+            new++;
+        inside += remove_temporaries() > 0;
+    }
+    ck_assert_int_eq(old + new, KILLS);
+    ck_assert_msg(inside >= 1, "no kill landed inside a write (save takes %.3f s)", save_seconds);
+    big_free(&a);
+    big_free(&b);
 }
 END_TEST
 
@@ -1113,6 +1315,8 @@ Suite *checkpoint_suite(void)
     tcase_add_test(atomic, test_atomic_missing_folder);
     tcase_add_test(atomic, test_atomic_read_only_folder);
     tcase_add_test(atomic, test_atomic_rename_fails);
+    tcase_add_test(atomic, test_atomic_write_fails_at_every_point);
+    tcase_add_test(atomic, test_kill_during_write_never_corrupts);
     suite_add_tcase(s, atomic);
 
     TCase *st = tcase_with_timeout("safetensors", 30, NULL);
