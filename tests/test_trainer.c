@@ -6,6 +6,7 @@
 #include "fixtures.h"
 #include "suites.h"
 
+#include "../src/train/fault_injection.h"
 #include "vitrain/checkpoint.h"
 #include "vitrain/config.h"
 #include "vitrain/trainer.h"
@@ -75,7 +76,7 @@ START_TEST(test_run_writes_its_folder)
     train_ok(&cfg, NULL);
     char dir[512], path[600];
     run_dir(dir, sizeof dir, "basic");
-    const char *files[] = {"config.ini", "steps.csv", "summary.csv", "checkpoint-last",
+    const char *files[] = {"config.ini", "steps.csv", "timing.csv", "summary.csv", "checkpoint-last",
                            "checkpoint-best", "model.safetensors", "report.md"};
     for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
         snprintf(path, sizeof path, "%s/%s", dir, files[i]);
@@ -91,9 +92,14 @@ START_TEST(test_run_writes_its_folder)
     ck_assert_int_eq(fixture_count_lines(summary), 4);
     snprintf(path, sizeof path, "%s/steps.csv", dir);
     const char *steps = fixture_read_text(path);
-    header = "step,epoch,loss,lr,grad_norm,img_per_sec\n";
+    header = "step,epoch,loss,lr,grad_norm\n";
     ck_assert(strncmp(steps, header, strlen(header)) == 0);
     ck_assert_int_eq(fixture_count_lines(steps), 1 + 18);
+    snprintf(path, sizeof path, "%s/timing.csv", dir);
+    const char *timing = fixture_read_text(path);
+    header = "step,seconds,img_per_sec\n";
+    ck_assert(strncmp(timing, header, strlen(header)) == 0);
+    ck_assert_int_eq(fixture_count_lines(timing), 1 + 18);
     /* The saved config reloads to the same run. */
     RunConfig reloaded;
     VtError err;
@@ -154,10 +160,17 @@ START_TEST(test_resume_is_bit_identical)
     ck_assert(config_set(&part, "model.drop_path=0.2", &err) == VT_OK);
     train_ok(&part, NULL);
     ck_assert(config_set(&part, "train.max_steps=14", &err) == VT_OK);
-    char dir[512], checkpoint[600];
+    char dir[512], checkpoint[600], stale[700], kept[700];
     run_dir(dir, sizeof dir, "part");
     snprintf(checkpoint, sizeof checkpoint, "%s/checkpoint-last", dir);
+    /* What a write killed midway leaves is removed; other files stay. */
+    snprintf(stale, sizeof stale, "%s/checkpoint-last.tmp.4242", dir);
+    snprintf(kept, sizeof kept, "%s/notes.tmp.txt", dir);
+    fixture_write_text(stale, "half a checkpoint");
+    fixture_write_text(kept, "mine");
     train_ok(&part, checkpoint);
+    ck_assert_int_eq(access(stale, F_OK), -1);
+    ck_assert_int_eq(access(kept, F_OK), 0);
 
     size_t na, nb;
     float *a = checkpoint_params("straight", &na), *b = checkpoint_params("part", &nb);
@@ -170,6 +183,31 @@ START_TEST(test_resume_is_bit_identical)
     snprintf(path, sizeof path, "%s/steps.csv", dir);
     const char *steps = fixture_read_text(path);
     ck_assert_int_eq(fixture_count_lines(steps), 1 + 14);
+    snprintf(path, sizeof path, "%s/timing.csv", dir);
+    ck_assert_int_eq(fixture_count_lines(fixture_read_text(path)), 1 + 14);
+}
+END_TEST
+
+/* Same config, seed and threads: the same steps.csv, byte for byte (drop
+ * path and flips on, so every random stream is in play). */
+START_TEST(test_rerun_writes_the_same_steps_csv)
+{
+    make_folder();
+    RunConfig a, b;
+    VtError err;
+    small_config(&a, "first");
+    small_config(&b, "second");
+    ck_assert(config_set(&a, "model.drop_path=0.2", &err) == VT_OK);
+    ck_assert(config_set(&b, "model.drop_path=0.2", &err) == VT_OK);
+    train_ok(&a, NULL);
+    train_ok(&b, NULL);
+    char path[600];
+    snprintf(path, sizeof path, "%s/runs/first/steps.csv", root);
+    char *first = strdup(fixture_read_text(path));
+    snprintf(path, sizeof path, "%s/runs/second/steps.csv", root);
+    ck_assert_int_eq(fixture_count_lines(first), 1 + 18);
+    ck_assert_str_eq(fixture_read_text(path), first);
+    free(first);
 }
 END_TEST
 
@@ -324,6 +362,51 @@ START_TEST(test_nan_skip_step_goes_on_then_gives_up)
 }
 END_TEST
 
+static int64_t poisoned_step;
+
+static double poison_one_step(int64_t step, double loss)
+{
+    return step == poisoned_step ? NAN : loss;
+}
+
+/* A transient fault under on_nan = skip_step: the bad step changes
+ * nothing (4 steps with the last one poisoned == 3 clean steps, bit for
+ * bit), and a run with a bad step in its middle goes on to the end. */
+START_TEST(test_skip_step_survives_a_transient_fault)
+{
+    make_folder();
+    RunConfig clean, last, middle;
+    VtError err;
+    small_config(&clean, "clean");
+    ck_assert(config_set(&clean, "train.max_steps=3", &err) == VT_OK);
+    train_ok(&clean, NULL);
+
+    small_config(&last, "last");
+    ck_assert(config_set(&last, "train.max_steps=4", &err) == VT_OK);
+    ck_assert(config_set(&last, "train.on_nan=skip_step", &err) == VT_OK);
+    trainer_loss_hook = poison_one_step;
+    poisoned_step = 3;
+    train_ok(&last, NULL);
+    size_t na, nb;
+    float *a = checkpoint_params("clean", &na), *b = checkpoint_params("last", &nb);
+    ck_assert_uint_eq(na, nb);
+    ck_assert_msg(memcmp(a, b, na * sizeof(float)) == 0, "a skipped step changed parameters");
+    free(a);
+    free(b);
+
+    small_config(&middle, "middle");
+    ck_assert(config_set(&middle, "train.on_nan=skip_step", &err) == VT_OK);
+    poisoned_step = 7;
+    train_ok(&middle, NULL);
+    char path[600];
+    snprintf(path, sizeof path, "%s/runs/middle/steps.csv", root);
+    const char *steps = fixture_read_text(path);
+    ck_assert_int_eq(fixture_count_lines(steps), 1 + 18);
+    ck_assert_ptr_nonnull(strstr(steps, "\n7,1,nan,"));
+    trainer_loss_hook = NULL;
+}
+END_TEST
+
 Suite *trainer_suite(void)
 {
     Suite *s = suite_create("trainer");
@@ -334,6 +417,8 @@ Suite *trainer_suite(void)
     tcase_add_test(tc, test_signal_then_resume_is_bit_identical);
     tcase_add_test(tc, test_nan_stops_and_keeps_the_checkpoint);
     tcase_add_test(tc, test_nan_skip_step_goes_on_then_gives_up);
+    tcase_add_test(tc, test_rerun_writes_the_same_steps_csv);
+    tcase_add_test(tc, test_skip_step_survives_a_transient_fault);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -9,25 +9,34 @@
  */
 #include "vitrain/trainer.h"
 
+#include "fault_injection.h"
+
 #include "vitrain/checkpoint.h"
 #include "vitrain/interrupt.h"
 #include "vitrain/metrics.h"
 #include "vitrain/optim.h"
 #include "vitrain/parallel.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
-static const char *const STEP_COLUMNS[] = {"step", "epoch", "loss", "lr", "grad_norm",
-                                           "img_per_sec"};
+/* steps.csv holds what the seed determines, so two runs with the same
+ * config and thread count write the same bytes; wall-clock numbers go to
+ * timing.csv. */
+static const char *const STEP_COLUMNS[] = {"step", "epoch", "loss", "lr", "grad_norm"};
+static const char *const TIMING_COLUMNS[] = {"step", "seconds", "img_per_sec"};
 static const char *const SUMMARY_COLUMNS[] = {"epoch",     "train_loss", "eval_loss",
                                               "eval_top1", "eval_top5",  "lr",
                                               "img_per_sec", "epoch_seconds"};
-enum { STEP_COLUMN_COUNT = 6, SUMMARY_COLUMN_COUNT = 8 };
+enum { STEP_COLUMN_COUNT = 5, TIMING_COLUMN_COUNT = 3, SUMMARY_COLUMN_COUNT = 8 };
+
+double (*trainer_loss_hook)(int64_t step, double loss);
 
 /* Everything a run holds while it trains. */
 typedef struct Run {
@@ -39,7 +48,7 @@ typedef struct Run {
     AdamW opt;
     LrSchedule schedule;
     Loader *train_loader;
-    CsvLog steps, summary;
+    CsvLog steps, timing, summary;
     Progress progress;
     int64_t steps_per_epoch, total_steps, last_step;
     int64_t step;          /* steps completed */
@@ -98,6 +107,35 @@ static VtCode write_config(Run *run, VtError *err)
     return VT_OK;
 }
 
+static bool all_digits(const char *s)
+{
+    if (!*s)
+        return false;
+    for (; *s; s++)
+        if (*s < '0' || *s > '9')
+            return false;
+    return true;
+}
+
+/* A write killed midway leaves <file>.tmp.<pid> behind (the old <file> is
+ * intact, see binfile.c). A run folder serves one run at a time, so any
+ * such file is stale when a run starts in it. */
+static void remove_stale_temporaries(const char *dir)
+{
+    DIR *d = opendir(dir);
+    if (!d)
+        return;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        const char *tag = strstr(e->d_name, ".tmp.");
+        char path[VT_PATH_MAX + 300];
+        snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+        if (tag && all_digits(tag + 5) && unlink(path) == 0)
+            printf("removed %s, left by an interrupted write\n", path);
+    }
+    closedir(d);
+}
+
 /* Creates the run folder and writes config.ini: a folder that cannot be
  * written fails here, before any data is decoded. */
 static VtCode prepare_run_dir(Run *run, bool resuming, VtError *err)
@@ -106,6 +144,7 @@ static VtCode prepare_run_dir(Run *run, bool resuming, VtError *err)
     VtCode code = make_dirs(run->dir, err);
     if (code)
         return code;
+    remove_stale_temporaries(run->dir);
     run_path(path, sizeof path, run, "checkpoint-last");
     if (!resuming && file_exists(path))
         return vt_fail(err, VT_ERR_ARGUMENT,
@@ -197,6 +236,9 @@ static VtCode resume_from(Run *run, const char *checkpoint, VtError *err)
     char path[VT_PATH_MAX + 32];
     run_path(path, sizeof path, run, "steps.csv");
     code = csv_truncate_after(path, (double)run->step - 1, err);
+    run_path(path, sizeof path, run, "timing.csv");
+    if (!code)
+        code = csv_truncate_after(path, (double)run->step - 1, err);
     run_path(path, sizeof path, run, "summary.csv");
     if (!code)
         code = csv_truncate_after(path, (double)(run->step / run->steps_per_epoch) - 1, err);
@@ -208,6 +250,9 @@ static VtCode open_logs(Run *run, VtError *err)
     char path[VT_PATH_MAX + 32];
     run_path(path, sizeof path, run, "steps.csv");
     VtCode code = csv_open(&run->steps, path, STEP_COLUMNS, STEP_COLUMN_COUNT, err);
+    run_path(path, sizeof path, run, "timing.csv");
+    if (!code)
+        code = csv_open(&run->timing, path, TIMING_COLUMNS, TIMING_COLUMN_COUNT, err);
     run_path(path, sizeof path, run, "summary.csv");
     if (!code)
         code = csv_open(&run->summary, path, SUMMARY_COLUMNS, SUMMARY_COLUMN_COUNT, err);
@@ -326,6 +371,8 @@ static VtCode train_step(Run *run, const Batch *b, VtError *err)
                           .smoothing = cfg->train.smoothing};
     arena_zero(&run->model.grads);
     double loss = vit_forward_loss(&run->model, b->images, b->labels, b->size, &pass);
+    if (trainer_loss_hook)
+        loss = trainer_loss_hook(step, loss);
     const float lr = lr_at_step(&run->schedule, step);
     double norm = NAN;
     if (!isfinite(loss)) {
@@ -356,12 +403,13 @@ static VtCode train_step(Run *run, const Batch *b, VtError *err)
         run->epoch_loss_steps++;
     }
 
-    const double img_per_sec = b->size / (now_seconds() - t0);
+    const double seconds = now_seconds() - t0, img_per_sec = b->size / seconds;
     const int64_t epoch = step / run->steps_per_epoch;
-    const double row[STEP_COLUMN_COUNT] = {(double)step, (double)epoch, loss, lr, norm,
-                                           img_per_sec};
+    const double row[STEP_COLUMN_COUNT] = {(double)step, (double)epoch, loss, lr, norm};
+    const double timing[TIMING_COLUMN_COUNT] = {(double)step, seconds, img_per_sec};
     progress_step(&run->progress, stdout, epoch, step, run->last_step, loss, lr, img_per_sec);
-    return csv_row(&run->steps, row, STEP_COLUMN_COUNT, err);
+    VtCode code = csv_row(&run->steps, row, STEP_COLUMN_COUNT, err);
+    return code ? code : csv_row(&run->timing, timing, TIMING_COLUMN_COUNT, err);
 }
 
 /* SIGINT/SIGTERM: the step in progress has finished; save it and stop. */
@@ -445,6 +493,7 @@ static void close_run(Run *run)
     if (run->train_loader)
         loader_destroy(run->train_loader);
     csv_close(&run->steps, &ignored);
+    csv_close(&run->timing, &ignored);
     csv_close(&run->summary, &ignored);
     if (run->model.params.data) {
         adamw_free(&run->opt);
