@@ -77,3 +77,19 @@ void fixture_write_text(const char *path, const char *text)
     ck_assert(fputs(text, f) >= 0);
     ck_assert(fclose(f) == 0);
 }
+
+int fixture_run_cli(int (*cmd)(int, char **), const char *const *args, const char *out_path,
+                    const char *err_path)
+{
+    int argc = 0;
+    while (args[argc])
+        argc++;
+    fflush(stdout);
+    fflush(stderr);
+    ck_assert_ptr_nonnull(freopen(out_path, "w", stdout));
+    ck_assert_ptr_nonnull(freopen(err_path, "w", stderr));
+    int status = cmd(argc, (char **)args);
+    fflush(stdout);
+    fflush(stderr);
+    return status;
+}

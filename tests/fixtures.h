@@ -26,4 +26,10 @@ int fixture_count_lines(const char *text);
 /* Writes text to path. */
 void fixture_write_text(const char *path, const char *text);
 
+/* Runs a cli_* command on a NULL-terminated argument list in this
+ * process, with stdout and stderr redirected to the two files; returns its
+ * exit status. */
+int fixture_run_cli(int (*cmd)(int, char **), const char *const *args, const char *out_path,
+                    const char *err_path);
+
 #endif

@@ -31,21 +31,9 @@ static void teardown(void)
     fixture_remove_tree(root);
 }
 
-/* Runs a cli_* command on a NULL-terminated argument list, capturing its
- * output; returns the exit status. */
 static int run(int (*cmd)(int, char **), const char *const *args)
 {
-    int argc = 0;
-    while (args[argc])
-        argc++;
-    fflush(stdout);
-    fflush(stderr);
-    ck_assert_ptr_nonnull(freopen(out_path, "w", stdout));
-    ck_assert_ptr_nonnull(freopen(err_path, "w", stderr));
-    int status = cmd(argc, (char **)args);
-    fflush(stdout);
-    fflush(stderr);
-    return status;
+    return fixture_run_cli(cmd, args, out_path, err_path);
 }
 
 static const char *captured_stderr(void)

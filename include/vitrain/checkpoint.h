@@ -77,4 +77,8 @@ VtCode safetensors_save(const char *path, const TensorList *list, const float *p
 VtCode safetensors_load(const char *path, const TensorList *list, float *params,
                         char **config_text, VtError *err);
 
+/* Reads only __metadata__.config (malloc'ed, caller frees), validating the
+ * header as safetensors_load does; a file without one is VT_ERR_DATA. */
+VtCode safetensors_read_config(const char *path, char **config_text, VtError *err);
+
 #endif

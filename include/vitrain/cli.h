@@ -8,6 +8,7 @@
 
 #include "vitrain/common.h"
 #include "vitrain/config.h"
+#include "vitrain/tensor.h"
 
 #include <stdio.h>
 
@@ -37,8 +38,13 @@ int cli_usage_error(const char *fmt, ...)
     ;
 /* Resolves a run folder to its checkpoint-last (a file is kept as is). */
 void cli_checkpoint_path(char *out, size_t size, const char *run_dir_or_file);
-/* Rebuilds the RunConfig saved in a checkpoint. */
+/* Model files are checkpoints, or safetensors exports (named *.safetensors)
+ * whose __metadata__ holds the config. */
+bool cli_is_safetensors(const char *path);
+/* Rebuilds the RunConfig saved in a checkpoint or safetensors export. */
 VtCode cli_config_from_checkpoint(RunConfig *cfg, const char *checkpoint, VtError *err);
+/* Loads the parameters of either kind of model file. */
+VtCode cli_load_params(const char *path, const TensorList *list, float *params, VtError *err);
 /* Parses an integer option value in [min, max]. */
 bool cli_parse_int(const char *text, long min, long max, long *out);
 

@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <stdarg.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/stat.h>
 
 int cli_report(VtCode code, const char *message)
@@ -57,10 +58,29 @@ void cli_checkpoint_path(char *out, size_t size, const char *run_dir_or_file)
         snprintf(out, size, "%s", run_dir_or_file);
 }
 
+bool cli_is_safetensors(const char *path)
+{
+    static const char ext[] = ".safetensors";
+    size_t n = strlen(path), e = sizeof ext - 1;
+    return n > e && strcmp(path + n - e, ext) == 0;
+}
+
+VtCode cli_load_params(const char *path, const TensorList *list, float *params, VtError *err)
+{
+    if (cli_is_safetensors(path))
+        return safetensors_load(path, list, params, NULL, err);
+    CheckpointState st;
+    VtCode code = checkpoint_load(path, &st, list, params, NULL, NULL, err);
+    if (!code)
+        free((char *)st.config);
+    return code;
+}
+
 VtCode cli_config_from_checkpoint(RunConfig *cfg, const char *checkpoint, VtError *err)
 {
     char *text = NULL;
-    VtCode code = checkpoint_read_config(checkpoint, &text, err);
+    VtCode code = cli_is_safetensors(checkpoint) ? safetensors_read_config(checkpoint, &text, err)
+                                                 : checkpoint_read_config(checkpoint, &text, err);
     if (code)
         return code;
     config_defaults(cfg);

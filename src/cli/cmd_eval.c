@@ -16,7 +16,8 @@ static const char EVAL_HELP[] =
     "usage: vitrain eval --checkpoint FILE [--data DIR] [--img-size N]...\n"
     "                    [--dump-logits FILE] [--threads N]\n"
     "\n"
-    "Evaluates the checkpoint (a file, or a run folder for its checkpoint-last) on\n"
+    "Evaluates the checkpoint (a file, a run folder for its checkpoint-last, or a\n"
+    "model.safetensors written by training or export) on\n"
     "DIR/val (default: the data.root it was trained on), with the eval transform of\n"
     "its config: resize to N / crop_pct, center crop N. Prints CSV to stdout:\n"
     "  img_size,images,eval_loss,eval_top1,eval_top5\n"
@@ -104,11 +105,8 @@ static VtCode load_model(Vit *m, const RunConfig *cfg, const char *checkpoint, i
         code = vit_create(&trained, &vc, 1, err);
     if (code)
         return code;
-    CheckpointState st;
-    code = checkpoint_load(checkpoint, &st, &trained.param_list, trained.params.data, NULL,
-                           NULL, err);
+    code = cli_load_params(checkpoint, &trained.param_list, trained.params.data, err);
     if (!code) {
-        free((char *)st.config);
         at = vc;
         at.img_size = img_size; /* train_img_size stays: the encoding extrapolates from it */
         code = vit_create(m, &at, cfg->train.batch_size, err);

@@ -39,7 +39,7 @@
 #include "vitrain/data.h"
 
 #include "augment.h"
-#include "image_length.h"
+#include "image_integrity.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -462,7 +462,7 @@ static uint8_t *item_decode(Item *it, int *w, int *h, int *n)
         return NULL;
     char why[REASON_MAX];
     uint8_t *px = NULL;
-    if (image_truncated(bytes, size, why, sizeof why))
+    if (image_damaged(bytes, size, why, sizeof why))
         item_bad(it, VT_ERR_DATA, "%s", why);
     else if (!(px = stbi_load_from_memory(bytes, (int)size, w, h, n, 0)))
         item_bad(it, VT_ERR_DATA, "cannot decode, truncated or corrupt (stb_image: %s)",

@@ -1,7 +1,7 @@
 /*
  * binfile.h - private helpers of the io module for binary files: atomic
- * replacement of a file, little-endian encoding of integers and floats, and
- * CRC-32. Shared by checkpoint.c and safetensors.c; not a public interface.
+ * replacement of a file, little-endian encoding of integers and floats (and
+ * CRC-32 from core). Shared by checkpoint.c and safetensors.c; not a public interface.
  *
  * Atomic replacement: the content is written to `<path>.tmp.<pid>` in the
  * target's folder; every write, the flush, fsync and close are checked; the
@@ -13,14 +13,10 @@
 #define VITRAIN_IO_BINFILE_H
 
 #include "vitrain/common.h"
+#include "vitrain/crc32.h"
 
 #include <stdbool.h>
 #include <stdio.h>
-
-/* CRC-32 (IEEE 802.3, reflected, as zlib's crc32): start from 0, feed the
- * bytes in any number of pieces. crc32_update(0, "123456789", 9) is
- * 0xCBF43926. */
-uint32_t crc32_update(uint32_t crc, const void *data, size_t bytes);
 
 /* Little-endian integers in memory. */
 void le_put_u32(unsigned char *p, uint32_t x);

@@ -14,6 +14,7 @@
  * so the C locale is assumed (vitrain never calls setlocale).
  */
 #include "vitrain/config.h"
+#include "vitrain/utf8.h"
 #include "vitrain/vit.h"
 
 #include <ctype.h>
@@ -882,6 +883,12 @@ static VtCode take_line(Parser *p, const char *text, size_t n, char *buf, VtErro
         n--; /* CRLF */
     if (memchr(text, '\0', n))
         return parse_fail(p, err, "NUL byte in the line");
+    long bad = utf8_invalid_at(text, n);
+    if (bad >= 0) {
+        snprintf(p->why, WHY_MAX, "byte %ld of the line is not UTF-8 (config text is stored as "
+                 "UTF-8 in checkpoints and exports)", bad + 1);
+        return parse_fail(p, err, p->why);
+    }
     if (n > LINE_MAX_BYTES) {
         snprintf(p->why, WHY_MAX, "line is longer than %d bytes", LINE_MAX_BYTES);
         return parse_fail(p, err, p->why);
@@ -1017,6 +1024,11 @@ VtCode config_set(RunConfig *cfg, const char *assignment, VtError *err)
     if (n > LINE_MAX_BYTES)
         return vt_fail(err, VT_ERR_ARGUMENT, "--set %.*s...: longer than %d bytes", SHOWN_MAX,
                        assignment, LINE_MAX_BYTES);
+    long bad = utf8_invalid_at(assignment, n);
+    if (bad >= 0)
+        return vt_fail(err, VT_ERR_ARGUMENT,
+                       "--set: byte %ld is not UTF-8 (config text is stored as UTF-8 in "
+                       "checkpoints and exports)", bad + 1);
     char *buf = vt_xmalloc(n + 1);
     char *why = vt_xmalloc(WHY_MAX);
     RunConfig *work = vt_xmalloc(sizeof *work);

@@ -19,6 +19,7 @@
  * the file size before it is used.
  */
 #include "vitrain/checkpoint.h"
+#include "vitrain/utf8.h"
 
 #include "binfile.h"
 
@@ -26,32 +27,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-
-/* Length of the valid UTF-8 sequence at s (n bytes available), 0 if the
- * bytes there are not one (overlong forms and surrogates included). */
-static size_t utf8_sequence(const unsigned char *s, size_t n)
-{
-    unsigned c = s[0];
-    size_t len = c < 0x80 ? 1 : c >= 0xC2 && c <= 0xDF ? 2 : c >= 0xE0 && c <= 0xEF ? 3
-                                                        : c >= 0xF0 && c <= 0xF4 ? 4 : 0;
-    if (len == 0 || len > n)
-        return 0;
-    unsigned lo = 0x80, hi = 0xBF; /* allowed range of the second byte */
-    if (c == 0xE0)
-        lo = 0xA0;
-    else if (c == 0xED)
-        hi = 0x9F;
-    else if (c == 0xF0)
-        lo = 0x90;
-    else if (c == 0xF4)
-        hi = 0x8F;
-    if (len > 1 && (s[1] < lo || s[1] > hi))
-        return 0;
-    for (size_t i = 2; i < len; i++)
-        if (s[i] < 0x80 || s[i] > 0xBF)
-            return 0;
-    return len;
-}
 
 /* ---- save -------------------------------------------------------------- */
 
@@ -154,25 +129,11 @@ static void write_safetensors(OutStream *out, void *ctx)
     }
 }
 
-/* Offset of the first byte of s that is not valid UTF-8, or -1. */
-static long invalid_utf8_at(const char *s)
-{
-    const unsigned char *u = (const unsigned char *)s;
-    size_t n = strlen(s), i = 0;
-    while (i < n) {
-        size_t len = utf8_sequence(u + i, n - i);
-        if (len == 0)
-            return (long)i;
-        i += len;
-    }
-    return -1;
-}
-
 VtCode safetensors_save(const char *path, const TensorList *list, const float *params,
                         const char *config_text, VtError *err)
 {
     VT_ASSERT(path && list && params);
-    long bad = config_text ? invalid_utf8_at(config_text) : -1;
+    long bad = config_text ? utf8_invalid_at(config_text, strlen(config_text)) : -1;
     if (bad >= 0)
         return vt_fail(err, VT_ERR_ARGUMENT,
                        "cannot write %s: the config text is not valid UTF-8 at byte %ld "
@@ -657,5 +618,30 @@ VtCode safetensors_load(const char *path, const TensorList *list, float *params,
         return vt_fail(err, VT_ERR_IO, "cannot read %s: %s", path, strerror(errno));
     VtCode code = load_file(path, file, list, params, config_text, err);
     fclose(file);
+    return code;
+}
+
+VtCode safetensors_read_config(const char *path, char **config_text, VtError *err)
+{
+    FILE *file = fopen(path, "rb");
+    if (!file)
+        return vt_fail(err, VT_ERR_IO, "cannot read %s: %s", path, strerror(errno));
+    struct stat st;
+    Header h = {0};
+    uint64_t data_start;
+    VtCode code = fstat(fileno(file), &st) != 0
+                      ? vt_fail(err, VT_ERR_IO, "cannot read %s: %s", path, strerror(errno))
+                      : read_header(path, file, (uint64_t)st.st_size, &h, &data_start, err);
+    fclose(file);
+    if (!code && !h.config)
+        code = vt_fail(err, VT_ERR_DATA,
+                       "safetensors %s has no vitrain config in __metadata__, so the model "
+                       "cannot be rebuilt from it",
+                       path);
+    if (!code) {
+        *config_text = h.config;
+        h.config = NULL;
+    }
+    header_free(&h);
     return code;
 }

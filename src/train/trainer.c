@@ -190,6 +190,37 @@ static VtCode open_data(Run *run, VtError *err)
     return VT_OK;
 }
 
+/* Builds the model once before the run folder is touched and any image is
+ * decoded, so that a bad encoding option, a model too big for memory, or a
+ * checkpoint to resume that does not fit the model (another shape after
+ * --set, a damaged file) fails in a moment and changes nothing. Without a
+ * checkpoint the parameters are never touched, so their pages are never
+ * faulted in. */
+static VtCode check_model(const Run *run, const char *resume_checkpoint, VtError *err)
+{
+    RunConfig *cfg = vt_xmalloc(sizeof *cfg);
+    *cfg = run->cfg;
+    if (cfg->model.num_classes == 0)
+        cfg->model.num_classes = 2; /* the data decides later; the count hardly weighs */
+    VitConfig vc;
+    Vit probe;
+    VtCode code = vit_config_from_run(&vc, cfg, cfg->data.img_size, err);
+    if (!code)
+        code = vit_create(&probe, &vc, cfg->train.batch_size, err);
+    free(cfg);
+    if (code)
+        return code;
+    CheckpointState st;
+    if (resume_checkpoint) {
+        code = checkpoint_load(resume_checkpoint, &st, &probe.param_list, probe.params.data,
+                               NULL, NULL, err);
+        if (!code)
+            free((char *)st.config);
+    }
+    vit_free(&probe);
+    return code;
+}
+
 static VtCode build_model(Run *run, VtError *err)
 {
     const RunConfig *cfg = &run->cfg;
@@ -515,7 +546,9 @@ VtCode train_run(const RunConfig *cfg, const char *run_dir, const char *resume_c
     threads_setup(cfg->train.threads);
     interrupt_install();
 
-    VtCode code = prepare_run_dir(run, resume_checkpoint != NULL, err);
+    VtCode code = check_model(run, resume_checkpoint, err);
+    if (!code)
+        code = prepare_run_dir(run, resume_checkpoint != NULL, err);
     if (!code)
         code = open_data(run, err);
     if (!code)

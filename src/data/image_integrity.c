@@ -1,14 +1,22 @@
 /*
- * image_length.c - declared versus actual length of BMP, TGA, PGM/PPM and
- * GIF files (see image_length.h). Layouts: the BMP file and info headers
+ * image_integrity.c - whole-file checks before decoding (see
+ * image_integrity.h). Layouts: the PNG chunk list (length, type, data,
+ * CRC-32 of type and data), the BMP file and info headers
  * (BITMAPCOREHEADER and BITMAPINFOHEADER and later), the TGA 18-byte header
  * with its run-length packets, the Netpbm P5/P6 header, the GIF trailer
  * byte 0x3B.
  */
-#include "image_length.h"
+#include "image_integrity.h"
+
+#include "vitrain/crc32.h"
 
 #include <stdio.h>
 #include <string.h>
+
+static uint32_t u32be(const uint8_t *p)
+{
+    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
 
 static uint32_t u16le(const uint8_t *p)
 {
@@ -27,6 +35,40 @@ static bool too_short(const char *format, uint64_t declared, size_t size, char *
         return false;
     snprintf(why, why_size, "truncated %s: the header declares %llu bytes, the file has %zu",
              format, (unsigned long long)declared, size);
+    return true;
+}
+
+/* ---- PNG ---------------------------------------------------------------- */
+
+/* Walks the chunks up to IEND, checking that each fits in the file and
+ * that the CRC of each critical chunk (IHDR, PLTE, IDAT, ...: an upper-case
+ * first letter) matches. Like libpng, a damaged ancillary chunk (text,
+ * gamma, ...) is let through: the pixels do not depend on it. */
+static bool png_damaged(const uint8_t *b, size_t size, char *why, size_t why_size)
+{
+    size_t at = 8;
+    while (at + 12 <= size) {
+        const uint32_t length = u32be(b + at);
+        const uint8_t *type = b + at + 4;
+        if (length > size - at - 12)
+            break;
+        const uint32_t stored = u32be(b + at + 8 + length);
+        const bool critical = type[0] >= 'A' && type[0] <= 'Z';
+        if (critical && crc32_update(0, type, 4 + (size_t)length) != stored) {
+            char name[5];
+            for (int i = 0; i < 4; i++)
+                name[i] = type[i] >= 0x20 && type[i] < 0x7F ? (char)type[i] : '?';
+            name[4] = '\0';
+            snprintf(why, why_size, "corrupt PNG: the checksum of the %s chunk at byte %zu "
+                     "does not match", name, at);
+            return true;
+        }
+        if (memcmp(type, "IEND", 4) == 0)
+            return false;
+        at += 12 + (size_t)length;
+    }
+    snprintf(why, why_size, "truncated PNG: the file (%zu bytes) ends before the IEND chunk",
+             size);
     return true;
 }
 
@@ -156,7 +198,7 @@ static bool gif_truncated(const uint8_t *b, size_t size, char *why, size_t why_s
     return true;
 }
 
-bool image_truncated(const uint8_t *bytes, size_t size, char *why, size_t why_size)
+bool image_damaged(const uint8_t *bytes, size_t size, char *why, size_t why_size)
 {
     if (size >= 2 && bytes[0] == 'B' && bytes[1] == 'M')
         return bmp_truncated(bytes, size, why, why_size);
@@ -164,8 +206,11 @@ bool image_truncated(const uint8_t *bytes, size_t size, char *why, size_t why_si
         return pnm_truncated(bytes, size, why, why_size);
     if (size >= 6 && memcmp(bytes, "GIF8", 4) == 0)
         return gif_truncated(bytes, size, why, why_size);
-    static const uint8_t png[4] = {0x89, 'P', 'N', 'G'}, jpeg[2] = {0xFF, 0xD8};
-    if ((size >= 4 && memcmp(bytes, png, 4) == 0) || (size >= 2 && memcmp(bytes, jpeg, 2) == 0))
-        return false; /* stb_image finds these short itself */
+    static const uint8_t png[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
+    if (size >= 8 && memcmp(bytes, png, 8) == 0)
+        return png_damaged(bytes, size, why, why_size);
+    static const uint8_t jpeg[2] = {0xFF, 0xD8};
+    if (size >= 2 && memcmp(bytes, jpeg, 2) == 0)
+        return false; /* stb_image finds a short JPEG itself */
     return tga_truncated(bytes, size, why, why_size);
 }
