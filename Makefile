@@ -12,6 +12,7 @@
 #   make docs       regenerate docs/CONFIG.md from the config schema
 #   make fuzz       libFuzzer harnesses (clang), each run FUZZ_SECONDS (60)
 #   make fuzz-regress  run the harnesses once over their corpus and crashes
+#   make valgrind   a short training, eval and export under valgrind memcheck
 #   make clean      remove build/ and ./vitrain
 #
 # WERROR=1 turns warnings into errors (CI does). No fast-math style flags:
@@ -36,6 +37,8 @@ endif
 
 OPT_release := -O3 -march=native
 OPT_debug := -O0 -g3
+# valgrind cannot execute AVX-512; AVX2 it can.
+OPT_valgrind := -O1 -g -march=x86-64-v3
 OPT_sanitize := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined \
                 -fno-sanitize-recover=undefined
 
@@ -55,7 +58,7 @@ TEST_BIN := $(BUILD)/vitrain_tests
 # Check forks one child per test; a suite over the 10-minute budget is a bug.
 TEST_ENV := CK_EXCLUDE_TAGS=slow
 
-.PHONY: all test test-all test-torch sanitize debug deps data bench-loader bench-pe docs clean \
+.PHONY: all test test-all test-torch sanitize debug valgrind deps data bench-loader bench-pe docs clean \
         fuzz fuzz-build fuzz-regress
 
 all: vitrain
@@ -105,6 +108,10 @@ sanitize:
 
 debug:
 	$(MAKE) MODE=debug build/debug/vitrain
+
+valgrind:
+	$(MAKE) MODE=valgrind build/valgrind/vitrain
+	./scripts/valgrind.sh
 
 deps:
 	./scripts/install_deps.sh
