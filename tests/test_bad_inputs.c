@@ -114,7 +114,7 @@ static int corpus_entries(const char *dir, const char *suffix, char names[][128]
         if (len <= s || strcmp(e->d_name + len - s, suffix) != 0)
             continue;
         if (names && n < cap)
-            snprintf(names[n], 128, "%s", e->d_name);
+            snprintf(names[n], 128, "%.127s", e->d_name);
         n++;
     }
     closedir(d);
