@@ -485,6 +485,26 @@ START_TEST(test_disk_full_mid_run_keeps_the_checkpoint)
 }
 END_TEST
 
+/* A full disk when the run folder is prepared: /dev/full stands in for
+ * config.ini, the first file written. */
+START_TEST(test_full_disk_at_the_start)
+{
+    if (access("/dev/full", W_OK) != 0)
+        return; /* not on this system: the file-size limit test covers the rest */
+    char dir[400], config[500];
+    snprintf(dir, sizeof dir, "%s/runs/run", root);
+    snprintf(config, sizeof config, "%s/config.ini", dir);
+    char runs[400];
+    snprintf(runs, sizeof runs, "%s/runs", root);
+    ck_assert_int_eq(mkdir(runs, 0755), 0);
+    ck_assert_int_eq(mkdir(dir, 0755), 0);
+    ck_assert_int_eq(symlink("/dev/full", config), 0);
+    char fragment[600];
+    snprintf(fragment, sizeof fragment, "cannot write %s: %s", config, strerror(ENOSPC));
+    expect_failure(train(""), EXIT_IO, fragment);
+}
+END_TEST
+
 static int file_lines(const char *path)
 {
     FILE *f = fopen(path, "r");
@@ -560,6 +580,7 @@ Suite *bad_inputs_suite(void)
     tcase_add_checked_fixture(storage, setup, teardown);
     tcase_add_test(storage, test_output_folder_not_writable);
     tcase_add_test(storage, test_disk_full_mid_run_keeps_the_checkpoint);
+    tcase_add_test(storage, test_full_disk_at_the_start);
     tcase_add_test(storage, test_data_vanishing_mid_run);
     suite_add_tcase(s, storage);
     return s;
