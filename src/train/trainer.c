@@ -613,8 +613,8 @@ VtCode train_run(const RunConfig *cfg, const char *run_dir, const char *resume_c
         code = dist_agree(resume_from(run, resume_checkpoint, err), err);
     if (!code)
         code = dist_agree(open_logs(run, err), err);
-    if (!code)
-        code = train_loop(run, err);
+    if (!code) /* a stop on a signal reaches every rank: one of them says so */
+        code = dist_agree(train_loop(run, err), err);
     if (!code)
         code = dist_agree(finish(run, start, err), err);
     close_run(run);
