@@ -72,7 +72,9 @@ static int dispatch(int argc, char **argv)
 int main(int argc, char **argv)
 {
     /* Under mpirun every rank runs the same command (dist.h). */
-    dist_init(&argc, &argv);
+    VtError err;
+    if (dist_init(&argc, &argv, &err))
+        return cli_report(err.code, err.message);
     const int status = dispatch(argc, argv);
     dist_finalize();
     return status;

@@ -26,8 +26,10 @@
 #include <stdint.h>
 
 /* Starts MPI (with threads funneled through the main thread) when built
- * with it; call once, before anything else, from main. */
-void dist_init(int *argc, char ***argv);
+ * with it; call once, before anything else, from main. A build without MPI
+ * started by mpirun as one of several ranks fails (VT_ERR_ARGUMENT, naming
+ * make MPI=1) rather than train the same run several times over. */
+VtCode dist_init(int *argc, char ***argv, VtError *err);
 /* Ends MPI; call once before exiting normally. */
 void dist_finalize(void);
 

@@ -11,6 +11,7 @@
 
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #ifdef VT_MPI
@@ -49,8 +50,9 @@ enum { BUCKET_FLOATS = 1 << 22 };
 
 static int world_rank, world_size = 1, node_size = 1;
 
-void dist_init(int *argc, char ***argv)
+VtCode dist_init(int *argc, char ***argv, VtError *err)
 {
+    (void)err;
     int provided;
     /* Only the main thread calls MPI; OpenMP and the loader thread never do. */
     MPI_Init_thread(argc, argv, MPI_THREAD_FUNNELED, &provided);
@@ -60,6 +62,7 @@ void dist_init(int *argc, char ***argv)
     MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, world_rank, MPI_INFO_NULL, &node);
     MPI_Comm_size(node, &node_size);
     MPI_Comm_free(&node);
+    return VT_OK;
 }
 
 void dist_finalize(void)
@@ -156,10 +159,21 @@ VtCode dist_check_identical(const float *data, size_t count, const char *what, u
 
 #else /* a single process */
 
-void dist_init(int *argc, char ***argv)
+VtCode dist_init(int *argc, char ***argv, VtError *err)
 {
     (void)argc;
     (void)argv;
+    /* Set by Open MPI's and MPICH's (Hydra) launchers for every rank. */
+    const char *vars[] = {"OMPI_COMM_WORLD_SIZE", "PMI_SIZE"};
+    for (size_t i = 0; i < sizeof vars / sizeof vars[0]; i++) {
+        const char *ranks = getenv(vars[i]);
+        if (ranks && atoi(ranks) > 1)
+            return vt_fail(err, VT_ERR_ARGUMENT,
+                           "this vitrain was built without MPI, but mpirun started it as one of "
+                           "%s ranks (%s): build it with 'make MPI=1'",
+                           ranks, vars[i]);
+    }
+    return VT_OK;
 }
 
 void dist_finalize(void)
