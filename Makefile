@@ -9,6 +9,9 @@
 #   make data       prepare data/fashion-mnist from Debian's dataset-fashion-mnist
 #   make bench-loader  loader vs training throughput (quickstart config)
 #   make bench-pe   step time of every positional encoding
+#   make MPI=1      ./vitrain with MPI data parallelism (mpicc; objects in build/mpi)
+#   make test-mpi   1 process against mpirun -np 2: losses, parameters, resume, failures
+#   make bench-mpi  images/s of 1 and 2 ranks, and the communication share of a step
 #   make docs       regenerate docs/CONFIG.md from the config schema
 #   make fuzz       libFuzzer harnesses (clang), each run FUZZ_SECONDS (60)
 #   make fuzz-regress  run the harnesses once over their corpus and crashes
@@ -21,6 +24,20 @@
 CC ?= cc
 MODE ?= release
 BUILD := build/$(MODE)
+
+# MPI=1: the same sources through mpicc with -DVT_MPI (src/dist/dist.c
+# speaks MPI), in their own object folder so the two builds never mix.
+MPI ?= 0
+MPICC ?= mpicc
+MPI_HELP := Open MPI is missing (mpicc, mpirun): install it with \
+            'make deps MPI=1' (Debian: libopenmpi-dev openmpi-bin)
+ifeq ($(MPI),1)
+ifeq ($(shell command -v $(MPICC) 2>/dev/null),)
+$(error $(MPI_HELP))
+endif
+CC := $(MPICC)
+BUILD := build/mpi$(if $(filter release,$(MODE)),,-$(MODE))
+endif
 
 PKGS_LIBS := openblas stb
 PKGS_TEST := check
@@ -42,7 +59,7 @@ OPT_valgrind := -O1 -g -march=x86-64-v3
 OPT_sanitize := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined \
                 -fno-sanitize-recover=undefined
 
-CPPFLAGS := -Iinclude -D_DEFAULT_SOURCE $(LIB_CFLAGS)
+CPPFLAGS := -Iinclude -D_DEFAULT_SOURCE $(LIB_CFLAGS) $(if $(filter 1,$(MPI)),-DVT_MPI)
 CFLAGS := -std=c11 $(OPT_$(MODE)) -fopenmp $(WARNINGS)
 LDFLAGS := -fopenmp $(filter -fsanitize=%,$(OPT_$(MODE)))
 LDLIBS := $(LIB_LIBS) -lpthread -lm
@@ -58,13 +75,16 @@ TEST_BIN := $(BUILD)/vitrain_tests
 # Check forks one child per test; a suite over the 10-minute budget is a bug.
 TEST_ENV := CK_EXCLUDE_TAGS=slow
 
-.PHONY: all test test-all test-torch sanitize debug valgrind deps data bench-loader bench-pe docs clean \
-        fuzz fuzz-build fuzz-regress
+.PHONY: all test test-all test-torch sanitize debug valgrind deps data bench-loader bench-pe docs \
+        clean fuzz fuzz-build fuzz-regress test-mpi bench-mpi mpi-tools FORCE
 
 all: vitrain
 
-vitrain: $(BIN)
-	cp $< $@
+FORCE:
+
+# Copied every time: ./vitrain is whichever build (MPI or not) ran last.
+vitrain: $(BIN) FORCE
+	cp $(BIN) $@
 
 $(BIN): $(BUILD)/src/main.o $(LIB)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
@@ -114,7 +134,7 @@ valgrind:
 	./scripts/valgrind.sh
 
 deps:
-	./scripts/install_deps.sh
+	./scripts/install_deps.sh $(if $(filter 1,$(MPI)),libopenmpi-dev openmpi-bin)
 
 data:
 	./scripts/prepare_fashion_mnist.sh
@@ -126,6 +146,24 @@ bench-loader: $(BUILD)/bench/loader_bench
 # Step time of every positional encoding on the study model.
 bench-pe: $(BUILD)/bench/pe_bench
 	$(BUILD)/bench/pe_bench
+
+# MPI data parallelism (tests/mpi/): the MPI binary and the test helper,
+# built in build/mpi; without Open MPI both targets say how to install it.
+MPI_CHECK = command -v $(MPICC) >/dev/null 2>&1 && command -v mpirun >/dev/null 2>&1 || \
+            { echo "make: $(MPI_HELP)" >&2; exit 2; }
+
+mpi-tools:
+	@$(MPI_CHECK)
+	$(MAKE) MPI=1 build/mpi/vitrain build/mpi/tests/mpi/mpi_check
+
+test-mpi: mpi-tools
+	./tests/mpi/run.sh build/mpi
+
+bench-mpi: mpi-tools
+	./bench/mpi_bench.sh build/mpi
+
+$(BUILD)/tests/mpi/mpi_check: $(BUILD)/tests/mpi/mpi_check.o $(LIB)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
 # The configuration reference, generated from the schema.
 docs: vitrain

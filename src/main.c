@@ -3,6 +3,7 @@
  * The only file that exits; the commands live in src/cli/.
  */
 #include "vitrain/cli.h"
+#include "vitrain/dist.h"
 
 #include <string.h>
 
@@ -36,7 +37,7 @@ static const char USAGE[] =
     "  130  interrupted by SIGINT or SIGTERM: the current step finished and\n"
     "       checkpoint-last was written; continue with --resume RUN_DIR\n";
 
-int main(int argc, char **argv)
+static int dispatch(int argc, char **argv)
 {
     if (argc < 2) {
         fputs(USAGE, stderr);
@@ -66,4 +67,15 @@ int main(int argc, char **argv)
     if (cmd[0] == '-')
         return cli_train(argc - 1, argv + 1);
     return cli_usage_error("unknown command '%s'", cmd);
+}
+
+int main(int argc, char **argv)
+{
+    /* Under mpirun every rank runs the same command (dist.h). */
+    VtError err;
+    if (dist_init(&argc, &argv, &err))
+        return cli_report(err.code, err.message);
+    const int status = dispatch(argc, argv);
+    dist_finalize();
+    return status;
 }

@@ -1281,6 +1281,69 @@ START_TEST(test_loader_determinism)
 }
 END_TEST
 
+START_TEST(test_loader_shards)
+{
+    /* Two shards (data-parallel ranks) of a global batch of 4: shard r
+     * delivers samples [2r, 2r + 2) of every batch the unsharded loader
+     * delivers, augmented alike; an eval split of 10 is cut 5 + 5. A
+     * batch that does not split is refused. */
+    char *root;
+    Dataset ds;
+    open_noise_set(&ds, &root, 10, 7, 7);
+    LoaderOptions o = lopts(4, 6, true);
+    o.random_resized_crop = true;
+    o.hflip = 0.5f;
+    const size_t len = 36;
+    enum { STEPS = 5 };
+    Loader *whole = make_loader(&ds, &o), *part[2];
+    for (int r = 0; r < 2; r++) {
+        LoaderOptions so = o;
+        so.shard = r;
+        so.shards = 2;
+        part[r] = make_loader(&ds, &so);
+    }
+    for (int s = 0; s < STEPS; s++) {
+        Batch w, b;
+        ck_assert(loader_next(whole, &w));
+        for (int r = 0; r < 2; r++) {
+            ck_assert(loader_next(part[r], &b));
+            ck_assert_int_eq(b.size, 2);
+            ck_assert_int_eq(b.first, 2 * r);
+            ck_assert_int_eq(b.step, w.step);
+            ck_assert_int_eq(memcmp(b.indices, w.indices + 2 * r, 2 * sizeof(int)), 0);
+            ck_assert_int_eq(memcmp(b.images, w.images + 2 * r * len, 2 * len * sizeof(float)),
+                             0);
+        }
+    }
+    loader_destroy(whole);
+    for (int r = 0; r < 2; r++)
+        loader_destroy(part[r]);
+
+    LoaderOptions eo = lopts(4, 6, false);
+    eo.shards = 2;
+    int next = 0;
+    for (int r = 0; r < 2; r++) {
+        eo.shard = r;
+        Loader *ld = make_loader(&ds, &eo);
+        ck_assert_int_eq(loader_batches_per_epoch(ld), 3); /* 5 images in 2s */
+        Batch b;
+        while (loader_next(ld, &b))
+            for (int i = 0; i < b.size; i++)
+                ck_assert_int_eq(b.indices[i], next++);
+        ck_assert_int_eq(next, 5 * (r + 1));
+        loader_destroy(ld);
+    }
+
+    o.shards = 3;
+    Loader *ld = NULL;
+    VtError err;
+    ck_assert_int_eq(loader_create(&ld, &ds, &o, &err), VT_ERR_ARGUMENT);
+    ck_assert_ptr_nonnull(strstr(err.message, "not a multiple of the 3 ranks"));
+    dataset_close(&ds);
+    remove_root(root);
+}
+END_TEST
+
 START_TEST(test_loader_eval_covers_all)
 {
     char *root;
@@ -1405,6 +1468,7 @@ Suite *data_suite(void)
     TCase *loader = tcase_with_timeout("loader", 30, NULL);
     tcase_add_test(loader, test_loader_determinism);
     tcase_add_test(loader, test_loader_eval_covers_all);
+    tcase_add_test(loader, test_loader_shards);
     tcase_add_test(loader, test_loader_destroy_midstream);
     tcase_add_test(loader, test_loader_errors);
     suite_add_tcase(s, loader);

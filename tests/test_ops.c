@@ -378,8 +378,8 @@ START_TEST(test_drop_path_scales)
      * (seed, step, slot) gives the same masks. */
     enum { B = 20000 };
     float *s1 = gc_zeros(B), *s2 = gc_zeros(B);
-    drop_path_scales(s1, 7, 3, 1, 0.25f, B);
-    drop_path_scales(s2, 7, 3, 1, 0.25f, B);
+    drop_path_scales(s1, 7, 3, 1, 0.25f, 0, B);
+    drop_path_scales(s2, 7, 3, 1, 0.25f, 0, B);
     int kept = 0;
     for (int b = 0; b < B; b++) {
         ck_assert(s1[b] == 0.0f || s1[b] == 1.0f / 0.75f);
@@ -388,7 +388,10 @@ START_TEST(test_drop_path_scales)
     }
     /* Binomial(20000, 0.75): std 61, so 5 std is 306 samples. */
     ck_assert_int_lt(abs(kept - 15000), 306);
-    drop_path_scales(s2, 7, 4, 1, 0.25f, B);
+    /* A slice of the batch (a data-parallel rank's) gets the slice's scales. */
+    drop_path_scales(s2, 7, 3, 1, 0.25f, 5000, 100);
+    ck_assert(memcmp(s1 + 5000, s2, 100 * sizeof(float)) == 0);
+    drop_path_scales(s2, 7, 4, 1, 0.25f, 0, B);
     ck_assert(memcmp(s1, s2, B * sizeof(float)) != 0);
 }
 END_TEST

@@ -28,7 +28,9 @@ int cli_eval(int argc, char **argv);
 int cli_export(int argc, char **argv);
 int cli_synthetic(int argc, char **argv);
 
-/* Prints "vitrain: MESSAGE" and returns the exit status for code. */
+/* Prints "vitrain: MESSAGE" ("vitrain: rank R: MESSAGE" with several MPI
+ * ranks; nothing for an empty message, which another rank reports) and
+ * returns the exit status for code. */
 int cli_report(VtCode code, const char *message);
 /* Prints "vitrain: ..." plus a pointer to --help; returns EXIT_USAGE. */
 int cli_usage_error(const char *fmt, ...)

@@ -82,13 +82,17 @@ typedef struct LoaderOptions {
     float mean[VT_MAX_CHANNELS], std[VT_MAX_CHANNELS];
     int prefetch;                /* batches prepared ahead (>= 1); one more slot is
                                   * the batch the caller holds */
+    /* Data-parallel sharding (dist.h): this loader delivers part `shard` of
+     * `shards` (0 or 1: everything). */
+    int shard, shards;
 } LoaderOptions;
 
 typedef struct Batch {
     float *images;     /* (B, C, S, S) normalized */
     int *labels;       /* (B) */
     int *indices;      /* (B) dataset indices */
-    int size;          /* B: batch_size, or less for the last eval batch */
+    int size;          /* B: batch_size / shards, or less for the last eval batch */
+    int first;         /* training: position of images[0] in the global batch */
     int64_t step;      /* training: global step; eval: batch number */
     int64_t epoch;
 } Batch;
@@ -105,6 +109,12 @@ typedef struct Loader Loader;
  * (seed, step), never on timing, threads or the batch position: a resumed
  * run sees the same batches. Eval loaders deliver every sample once, in
  * dataset order, the last batch possibly partial; Batch.epoch is 0.
+ * Sharded (shards > 1), a training loader delivers samples
+ * [shard * B/shards, (shard + 1) * B/shards) of each global batch of B
+ * (B % shards == 0, else VT_ERR_ARGUMENT), exactly as the unsharded one
+ * prepares them; an eval loader delivers the contiguous part
+ * [shard * count/shards, (shard + 1) * count/shards) of the split, in
+ * batches of B/shards, and nothing when that part is empty.
  * Errors: bad options (VT_ERR_ARGUMENT), a training set smaller than one
  * batch (VT_ERR_DATA). One background pthread prepares the batches; it never
  * uses OpenMP. ds must outlive the loader. Memory: prefetch + 1 slots of
@@ -113,7 +123,8 @@ VtCode loader_create(Loader **out, const Dataset *ds, const LoaderOptions *opts,
 /* The next batch; valid until the following call. Returns false when an
  * eval loader is exhausted. */
 bool loader_next(Loader *ld, Batch *batch);
-/* Training: full batches per epoch (count / B); eval: ceil(count / B). */
+/* Training: full batches per epoch (count / B); eval: the batches of this
+ * shard, ceil(count / B) unsharded. */
 int64_t loader_batches_per_epoch(const Loader *ld);
 /* Stops the background thread (also mid-stream) and frees the loader. */
 void loader_destroy(Loader *ld);

@@ -85,9 +85,11 @@ void layerscale_backward(float *dx /* (T, D) */, float *dgamma /* (D) */,
                          const float *gamma /* (D) */, int T, int D);
 
 /* ---- drop path (stochastic depth): y = x * scale[b] ----------------------
- * scale[b] is 0 for a dropped sample and 1/keep_prob for a kept one. */
+ * scale[b] is 0 for a dropped sample and 1/keep_prob for a kept one. The
+ * scales are those of samples [first, first + B) of the global batch, so a
+ * data-parallel rank holding that slice drops what one process would. */
 void drop_path_scales(float *scale /* (B) */, uint64_t seed, int64_t step, int slot,
-                      float drop_prob, int B);
+                      float drop_prob, int first, int B);
 void drop_path_forward(float *y /* (B, L) */, const float *x /* (B, L) */,
                        const float *scale /* (B) */, int B, int64_t L);
 void drop_path_backward(float *dx /* (B, L) */, const float *dy /* (B, L) */,

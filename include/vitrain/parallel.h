@@ -15,6 +15,8 @@
  * (OMP_NUM_THREADS, else the number of cores). Returns the count in use. */
 int threads_setup(int n);
 int threads_count(void);
+/* Processors this process may run on (its CPU affinity). */
+int threads_cores(void);
 
 /* Row-major C = alpha * op(A) op(B) + beta * C with op(A) (M,K), op(B) (K,N),
  * C (M,N); trans_a / trans_b select op(X) = X^T. Leading dimensions are the

@@ -34,12 +34,17 @@ typedef struct EvalResult {
     int img_size;
     int count;
     double loss, top1, top5;  /* top-k in percent; k = min(5, K) for top5 */
+    /* The sums behind them, which shards of a split add up. */
+    double loss_sum;
+    int64_t top1_hits, top5_hits;
 } EvalResult;
 
 /* Evaluates m over every batch of an eval loader. When dump is not NULL,
  * writes one CSV row per image: path,label,logit_0,...,logit_{K-1}. */
 VtCode evaluate(Vit *m, Loader *ld, const Dataset *ds, FILE *dump, EvalResult *result,
                 VtError *err);
+/* loss, top1 and top5 from count and the sums (NaN for no images). */
+void evaluate_finish(EvalResult *result);
 
 /* Trains the run cfg describes into run_dir. resume_checkpoint: NULL for a
  * new run (run_dir must not hold one already), else the checkpoint to

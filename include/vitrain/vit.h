@@ -120,6 +120,8 @@ typedef struct Vit {
 typedef struct VitPass {
     bool train;         /* drop path active */
     int64_t step;       /* keys the drop-path masks */
+    int batch_first;    /* position of this batch's first sample in the global
+                         * batch (a data-parallel shard), for the masks */
     uint64_t seed;
     float smoothing;    /* label smoothing of the loss */
 } VitPass;

@@ -5,6 +5,7 @@
 #include "vitrain/cli.h"
 
 #include "vitrain/checkpoint.h"
+#include "vitrain/dist.h"
 
 #include <errno.h>
 #include <stdarg.h>
@@ -14,7 +15,11 @@
 
 int cli_report(VtCode code, const char *message)
 {
-    fprintf(stderr, "vitrain: %s\n", message);
+    /* An empty message: another rank reports this failure (dist_agree). */
+    if (message[0] && dist_size() > 1)
+        fprintf(stderr, "vitrain: rank %d: %s\n", dist_rank(), message);
+    else if (message[0])
+        fprintf(stderr, "vitrain: %s\n", message);
     switch (code) {
     case VT_OK: return EXIT_OK;
     case VT_ERR_NUMERIC: return EXIT_NUMERIC;

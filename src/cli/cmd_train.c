@@ -2,6 +2,7 @@
  * cmd_train.c - `vitrain --config FILE` and `vitrain --resume PATH`.
  */
 #include "vitrain/cli.h"
+#include "vitrain/dist.h"
 #include "vitrain/trainer.h"
 
 #include <libgen.h>
@@ -97,6 +98,9 @@ int cli_train(int argc, char **argv)
         code = config_set(&cfg, a.sets[i], &err);
     if (!code)
         code = config_validate(&cfg, &err);
+    /* Under mpirun: one message for a config every rank rejects, and no rank
+     * left training alone when only some can read it. */
+    code = dist_agree(code, &err);
     if (code)
         return cli_report(code, err.message);
     if (!a.resume &&

@@ -22,6 +22,11 @@ int threads_count(void)
     return omp_get_max_threads();
 }
 
+int threads_cores(void)
+{
+    return omp_get_num_procs();
+}
+
 void blas_sgemm(bool trans_a, bool trans_b, int M, int N, int K,
                 float alpha, const float *A, int lda, const float *B, int ldb,
                 float beta, float *C, int ldc)

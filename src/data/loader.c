@@ -31,6 +31,9 @@ struct Loader {
     LoaderOptions o;
     AugmentParams aug;
     int64_t bpe;              /* batches per epoch */
+    int shards;               /* >= 1 */
+    int local;                /* samples per delivered batch: batch_size / shards */
+    int eval_begin, eval_end; /* eval: this shard's dataset indices */
     int64_t end;              /* batches in the stream (INT64_MAX for training) */
     int nslots;
     Batch *slots;             /* (nslots) */
@@ -76,23 +79,25 @@ static void put_sample(Loader *ld, Batch *b, int i, int idx, int64_t epoch)
     b->indices[i] = idx;
 }
 
-/* Batch k of the stream into b. */
+/* Batch k of the stream into b: this shard's part of the global batch. */
 static void fill(Loader *ld, Batch *b, int64_t k)
 {
-    const int B = ld->o.batch_size;
+    const int B = ld->o.batch_size, local = ld->local;
     if (ld->o.train) {
         const int64_t step = ld->o.start_step + k, epoch = step / ld->bpe;
-        const int64_t first = (step % ld->bpe) * B;
+        b->first = (ld->shards > 1 ? ld->o.shard : 0) * local;
+        const int64_t first = (step % ld->bpe) * B + b->first;
         epoch_order(ld, epoch);
-        b->size = B;
+        b->size = local;
         b->step = step;
         b->epoch = epoch;
-        for (int i = 0; i < B; i++)
+        for (int i = 0; i < local; i++)
             put_sample(ld, b, i, ld->order[first + i], epoch);
     } else {
-        const int64_t first = k * B;
-        const int size = (int)VT_MIN((int64_t)B, ld->ds->count - first);
+        const int64_t first = ld->eval_begin + k * local;
+        const int size = (int)VT_MIN((int64_t)local, ld->eval_end - first);
         b->size = size;
+        b->first = 0;
         b->step = k;
         b->epoch = 0;
         for (int i = 0; i < size; i++)
@@ -160,6 +165,14 @@ static VtCode check_geometry(const LoaderOptions *o, int C, VtError *err)
         return vt_fail(err, VT_ERR_ARGUMENT,
                        "loader: batch_size %d, img_size %d and prefetch %d must be >= 1",
                        o->batch_size, o->img_size, o->prefetch);
+    if (o->shards > 1 && (o->shard < 0 || o->shard >= o->shards))
+        return vt_fail(err, VT_ERR_ARGUMENT, "loader: shard %d is not in [0, %d)", o->shard,
+                       o->shards);
+    if (o->shards > 1 && o->batch_size % o->shards != 0)
+        return vt_fail(err, VT_ERR_ARGUMENT,
+                       "train.batch_size %d is not a multiple of the %d ranks: every rank "
+                       "takes an equal part of each global batch",
+                       o->batch_size, o->shards);
     if (!(o->crop_pct > 0.0f && o->crop_pct <= 1.0f))
         return vt_fail(err, VT_ERR_ARGUMENT, "loader: crop_pct %g must be in (0, 1]",
                        (double)o->crop_pct);
@@ -211,7 +224,7 @@ static VtCode alloc_scratch(Loader *ld, VtError *err)
 
 static void alloc_slots(Loader *ld)
 {
-    const size_t B = (size_t)ld->o.batch_size;
+    const size_t B = (size_t)ld->local;
     const size_t len = (size_t)ld->aug.C * ld->aug.S * ld->aug.S;
     ld->nslots = ld->o.prefetch + 1;
     ld->slots = vt_xcalloc((size_t)ld->nslots, sizeof *ld->slots);
@@ -246,7 +259,13 @@ static Loader *new_loader(const Dataset *ds, const LoaderOptions *o)
     augment_params_init(&ld->aug, o->img_size, ds->channels, o->train, o->random_resized_crop,
                         o->scale, o->ratio, o->pad, o->hflip, o->crop_pct, o->mean, o->std);
     const int64_t B = o->batch_size;
-    ld->bpe = o->train ? ds->count / B : (ds->count + B - 1) / B;
+    ld->shards = VT_MAX(o->shards, 1);
+    ld->local = o->batch_size / ld->shards;
+    const int shard = ld->shards > 1 ? o->shard : 0;
+    ld->eval_begin = (int)((int64_t)ds->count * shard / ld->shards);
+    ld->eval_end = (int)((int64_t)ds->count * (shard + 1) / ld->shards);
+    const int64_t part = ld->eval_end - ld->eval_begin;
+    ld->bpe = o->train ? ds->count / B : (part + ld->local - 1) / ld->local;
     ld->end = o->train ? INT64_MAX : ld->bpe;
     ld->order_epoch = -1;
     pthread_mutex_init(&ld->mu, NULL);

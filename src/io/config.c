@@ -196,7 +196,8 @@ static const KeySpec keys[] = {
     {FIELD("train", "eval_every", train.eval_every), INT(1, 1000000), .def = "1",
      .help = "evaluate every N epochs, and after the last"},
     {FIELD("train", "threads", train.threads), INT(0, 4096), .def = "0",
-     .help = "worker threads, 0 = OMP_NUM_THREADS or all cores"},
+     .help = "worker threads (per MPI rank), 0 = OMP_NUM_THREADS, else the cores split "
+             "among the ranks on the machine"},
 
     {FIELD("train", "on_nan", train.on_nan), ENUM(nan_names), .def = "stop",
      .help = "a non-finite loss or gradient: stop names the step and tensor; skip_step leaves the parameters unchanged and goes on (10 in a row stop)"},

@@ -288,8 +288,8 @@ static void block_forward(Vit *m, int l, int B, const VitPass *pass)
     const float rate = c->depth > 1 ? c->drop_path * (float)l / (float)(c->depth - 1) : c->drop_path;
     const bool drop = pass->train && rate > 0.0f;
     if (drop) {
-        drop_path_scales(a->drop1, pass->seed, pass->step, 2 * l, rate, B);
-        drop_path_scales(a->drop2, pass->seed, pass->step, 2 * l + 1, rate, B);
+        drop_path_scales(a->drop1, pass->seed, pass->step, 2 * l, rate, pass->batch_first, B);
+        drop_path_scales(a->drop2, pass->seed, pass->step, 2 * l + 1, rate, pass->batch_first, B);
     }
 
     const float *x = m->stream[l];

@@ -90,11 +90,14 @@ void layerscale_backward(float *dx, float *dgamma, const float *dy, const float 
 
 /* ---- drop path -------------------------------------------------------------- */
 
-void drop_path_scales(float *scale, uint64_t seed, int64_t step, int slot, float drop_prob, int B)
+void drop_path_scales(float *scale, uint64_t seed, int64_t step, int slot, float drop_prob,
+                      int first, int B)
 {
     /* One stream per (step, slot): the same masks whatever the thread count,
-     * and again on a resumed run. */
+     * and again on a resumed run. Sample b of the global batch takes draw b. */
     Rng rng = rng_stream(seed, RNG_DROP_PATH, (uint64_t)step, (uint64_t)slot);
+    for (int b = 0; drop_prob > 0.0f && b < first; b++)
+        rng_uniform(&rng);
     const float keep = 1.0f - drop_prob;
     for (int b = 0; b < B; b++)
         scale[b] = drop_prob <= 0.0f ? 1.0f : (rng_uniform(&rng) < keep ? 1.0f / keep : 0.0f);

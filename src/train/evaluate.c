@@ -110,8 +110,17 @@ VtCode evaluate(Vit *m, Loader *ld, const Dataset *ds, FILE *dump, EvalResult *r
     }
     result->img_size = m->cfg.img_size;
     result->count = (int)count;
-    result->loss = count ? loss_sum / (double)count : NAN;
-    result->top1 = count ? 100.0 * (double)top1 / (double)count : NAN;
-    result->top5 = count ? 100.0 * (double)topk / (double)count : NAN;
+    result->loss_sum = loss_sum;
+    result->top1_hits = top1;
+    result->top5_hits = topk;
+    evaluate_finish(result);
     return VT_OK;
+}
+
+void evaluate_finish(EvalResult *r)
+{
+    const double n = r->count;
+    r->loss = r->count ? r->loss_sum / n : NAN;
+    r->top1 = r->count ? 100.0 * (double)r->top1_hits / n : NAN;
+    r->top5 = r->count ? 100.0 * (double)r->top5_hits / n : NAN;
 }

@@ -6,12 +6,20 @@
  * (the loader's contract), the drop-path masks, the learning rate. With the
  * parameters and AdamW moments from a checkpoint, a resumed run therefore
  * repeats the uninterrupted one bit for bit.
+ *
+ * Data parallel (dist.h): each rank takes its shard of every global batch,
+ * the gradients are averaged over the ranks before the optimizer step, and
+ * the evaluation is split over the ranks and summed. Rank 0 alone writes
+ * the run folder and prints. Every phase that can fail on some ranks only
+ * ends in dist_agree, so the ranks always stop together; the checkpoints
+ * hold no per-rank state, so a run resumes on any number of ranks.
  */
 #include "vitrain/trainer.h"
 
 #include "fault_injection.h"
 
 #include "vitrain/checkpoint.h"
+#include "vitrain/dist.h"
 #include "vitrain/interrupt.h"
 #include "vitrain/metrics.h"
 #include "vitrain/optim.h"
@@ -20,6 +28,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <math.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -58,7 +67,28 @@ typedef struct Run {
     double epoch_loss_sum, epoch_start;
     int64_t epoch_steps, epoch_loss_steps; /* all steps / those with a finite loss */
     float last_lr;
+    /* Data parallel: this process's rank among `ranks`; rank 0 writes. */
+    int rank, ranks;
+    bool root;
+    double step_seconds;   /* time in training steps, for the communication share */
 } Run;
+
+/* printf on rank 0 only: the other ranks would repeat it word for word. */
+static void say(const Run *run, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 2, 3)))
+#endif
+    ;
+
+static void say(const Run *run, const char *fmt, ...)
+{
+    if (!run->root)
+        return;
+    va_list args;
+    va_start(args, fmt);
+    vprintf(fmt, args);
+    va_end(args);
+}
 
 static void run_path(char *out, size_t size, const Run *run, const char *file)
 {
@@ -90,12 +120,14 @@ static bool file_exists(const char *path)
     return stat(path, &st) == 0;
 }
 
-/* Writes the resolved config to config.ini. */
+/* Writes the resolved config to config.ini (rank 0). */
 static VtCode write_config(Run *run, VtError *err)
 {
     char path[VT_PATH_MAX + 32];
     free(run->config_text);
     run->config_text = config_to_string(&run->cfg);
+    if (!run->root)
+        return VT_OK;
     run_path(path, sizeof path, run, "config.ini");
     FILE *f = fopen(path, "w");
     if (!f)
@@ -137,10 +169,13 @@ static void remove_stale_temporaries(const char *dir)
 }
 
 /* Creates the run folder and writes config.ini: a folder that cannot be
- * written fails here, before any data is decoded. */
+ * written fails here, before any data is decoded. Rank 0's business: the
+ * other ranks only hear the outcome (dist_agree). */
 static VtCode prepare_run_dir(Run *run, bool resuming, VtError *err)
 {
     char path[VT_PATH_MAX + 32];
+    if (!run->root)
+        return write_config(run, err);
     VtCode code = make_dirs(run->dir, err);
     if (code)
         return code;
@@ -175,7 +210,8 @@ static VtCode open_data(Run *run, VtError *err)
         /* timm's eval resize; training crops come from the same cache. */
         .cache_side = loader_eval_side(cfg->data.img_size, cfg->data.crop_pct),
         .on_bad_image = cfg->data.on_bad_image, .cache = cfg->data.cache,
-        .cache_dir = run->dir, .progress = true,
+        /* Only rank 0 may create files in the run folder. */
+        .cache_dir = run->root ? run->dir : NULL, .progress = run->root,
     };
     VtCode code = dataset_open(&run->train, cfg->data.root, "train", &o, NULL, err);
     if (code)
@@ -225,10 +261,16 @@ static VtCode build_model(Run *run, VtError *err)
 {
     const RunConfig *cfg = &run->cfg;
     VitConfig vc;
+    if (cfg->train.batch_size % run->ranks != 0)
+        return vt_fail(err, VT_ERR_ARGUMENT,
+                       "train.batch_size %d is not a multiple of the %d ranks: every rank "
+                       "takes an equal part of each global batch",
+                       cfg->train.batch_size, run->ranks);
     VtCode code = vit_config_from_run(&vc, cfg, cfg->data.img_size, err);
     if (code)
         return code;
-    code = vit_create(&run->model, &vc, cfg->train.batch_size, err);
+    /* Each rank holds the activations of its shard only. */
+    code = vit_create(&run->model, &vc, cfg->train.batch_size / run->ranks, err);
     if (code)
         return code;
     vit_init_params(&run->model, (uint64_t)cfg->train.seed);
@@ -261,8 +303,10 @@ static VtCode resume_from(Run *run, const char *checkpoint, VtError *err)
     run->step = st.step;
     run->opt.t = st.optim_t;
     run->best_top1 = st.best_top1;
-    printf("resuming %s at step %lld (epoch %lld)\n", checkpoint, (long long)st.step,
-           (long long)st.epoch);
+    say(run, "resuming %s at step %lld (epoch %lld) on %d rank%s\n", checkpoint,
+        (long long)st.step, (long long)st.epoch, run->ranks, run->ranks > 1 ? "s" : "");
+    if (!run->root)
+        return VT_OK;
     /* Logged rows past the checkpoint belong to the interrupted attempt. */
     char path[VT_PATH_MAX + 32];
     run_path(path, sizeof path, run, "steps.csv");
@@ -279,6 +323,8 @@ static VtCode resume_from(Run *run, const char *checkpoint, VtError *err)
 static VtCode open_logs(Run *run, VtError *err)
 {
     char path[VT_PATH_MAX + 32];
+    if (!run->root)
+        return VT_OK;
     run_path(path, sizeof path, run, "steps.csv");
     VtCode code = csv_open(&run->steps, path, STEP_COLUMNS, STEP_COLUMN_COUNT, err);
     run_path(path, sizeof path, run, "timing.csv");
@@ -290,27 +336,56 @@ static VtCode open_logs(Run *run, VtError *err)
     return code;
 }
 
+/* The ranks must hold the same parameters: a checkpoint of rank 0's would
+ * otherwise silently stand for a model nobody trained. Collective. */
+static VtCode check_ranks_agree(Run *run, uint64_t *hash, VtError *err)
+{
+    return dist_check_identical(run->model.params.data, run->model.param_list.total,
+                                "parameters", hash, err);
+}
+
+/* Collective: the parameter check on every rank, the file on rank 0, and
+ * its outcome on every rank. */
 static VtCode save_checkpoint(Run *run, const char *name, VtError *err)
 {
     char path[VT_PATH_MAX + 32];
+    uint64_t hash;
+    VtCode code = check_ranks_agree(run, &hash, err);
+    if (code || !run->root)
+        return dist_agree(code, err);
     run_path(path, sizeof path, run, name);
     CheckpointState st = {.step = run->step, .epoch = run->step / run->steps_per_epoch,
                           .optim_t = run->opt.t, .best_top1 = run->best_top1,
                           .config = run->config_text};
-    return checkpoint_save(path, &st, &run->model.param_list, run->model.params.data,
-                           run->opt.m.data, run->opt.v.data, err);
+    return dist_agree(checkpoint_save(path, &st, &run->model.param_list, run->model.params.data,
+                                      run->opt.m.data, run->opt.v.data, err),
+                      err);
 }
 
+/* Each rank evaluates its part of the split; the sums meet on every rank. */
 static VtCode evaluate_val(Run *run, EvalResult *result, VtError *err)
 {
     LoaderOptions lo = loader_options_from_run(&run->cfg, run->cfg.data.img_size, false, 0);
+    lo.shard = run->rank;
+    lo.shards = run->ranks;
     Loader *ld;
     VtCode code = loader_create(&ld, &run->val, &lo, err);
+    if (!code) {
+        code = evaluate(&run->model, ld, &run->val, NULL, result, err);
+        loader_destroy(ld);
+    }
+    code = dist_agree(code, err);
     if (code)
         return code;
-    code = evaluate(&run->model, ld, &run->val, NULL, result, err);
-    loader_destroy(ld);
-    return code;
+    double sums[4] = {(double)result->count, result->loss_sum, (double)result->top1_hits,
+                      (double)result->top5_hits};
+    dist_sum(sums, 4);
+    result->count = (int)sums[0];
+    result->loss_sum = sums[1];
+    result->top1_hits = (int64_t)sums[2];
+    result->top5_hits = (int64_t)sums[3];
+    evaluate_finish(result);
+    return VT_OK;
 }
 
 /* Evaluates (when due), logs the epoch's summary row and writes the
@@ -323,7 +398,8 @@ static VtCode end_epoch(Run *run, int64_t epoch, VtError *err)
     const double img_per_sec = (double)(run->epoch_steps * cfg->train.batch_size) /
                                (now_seconds() - run->epoch_start);
     EvalResult eval = {.loss = NAN, .top1 = NAN, .top5 = NAN};
-    progress_break(&run->progress, stdout);
+    if (run->root)
+        progress_break(&run->progress, stdout);
     if (last || (epoch + 1) % cfg->train.eval_every == 0) {
         VtCode code = evaluate_val(run, &eval, err);
         if (code)
@@ -332,12 +408,15 @@ static VtCode end_epoch(Run *run, int64_t epoch, VtError *err)
     const double seconds = now_seconds() - run->epoch_start;
     const double train_loss =
         run->epoch_loss_steps ? run->epoch_loss_sum / (double)run->epoch_loss_steps : NAN;
-    printf("epoch %lld: train_loss %.4f  eval_loss %.4f  top1 %.2f%%  top5 %.2f%%  %.0f img/s  "
-           "%.1f s\n",
-           (long long)epoch, train_loss, eval.loss, eval.top1, eval.top5, img_per_sec, seconds);
+    say(run,
+        "epoch %lld: train_loss %.4f  eval_loss %.4f  top1 %.2f%%  top5 %.2f%%  %.0f img/s  "
+        "%.1f s\n",
+        (long long)epoch, train_loss, eval.loss, eval.top1, eval.top5, img_per_sec, seconds);
     const double row[SUMMARY_COLUMN_COUNT] = {(double)epoch, train_loss, eval.loss, eval.top1,
                                               eval.top5, run->last_lr, img_per_sec, seconds};
-    VtCode code = csv_row(&run->summary, row, SUMMARY_COLUMN_COUNT, err);
+    VtCode code = run->root ? csv_row(&run->summary, row, SUMMARY_COLUMN_COUNT, err) : VT_OK;
+    /* Rank 0's failure to log must not leave the others in the checkpoint's check. */
+    code = dist_agree(code, err);
     const bool best = !isnan(eval.top1) && eval.top1 > run->best_top1;
     if (best)
         run->best_top1 = eval.top1;
@@ -357,7 +436,8 @@ static VtCode end_epoch(Run *run, int64_t epoch, VtError *err)
 static VtCode numerical_fault(Run *run, const char *what, double value, const Arena *suspects,
                               VtError *err)
 {
-    progress_break(&run->progress, stdout);
+    if (run->root)
+        progress_break(&run->progress, stdout);
     const int t = arena_first_non_finite(suspects);
     const char *kind = suspects == &run->model.grads ? "gradient" : "parameter";
     if (t >= 0)
@@ -386,9 +466,11 @@ static VtCode skip_step(Run *run, const char *what, double value, const Arena *s
         return vt_fail(err, code, "%d steps in a row were skipped (train.on_nan = skip_step); %s",
                        MAX_IN_A_ROW, fault.message);
     }
-    progress_break(&run->progress, stdout);
-    fprintf(stderr, "vitrain: step %lld: the %s is %g; step skipped (%lld so far)\n",
-            (long long)run->step, what, value, (long long)run->skipped);
+    if (run->root) {
+        progress_break(&run->progress, stdout);
+        fprintf(stderr, "vitrain: step %lld: the %s is %g; step skipped (%lld so far)\n",
+                (long long)run->step, what, value, (long long)run->skipped);
+    }
     return VT_OK;
 }
 
@@ -399,9 +481,13 @@ static VtCode train_step(Run *run, const Batch *b, VtError *err)
     VT_ASSERT(b->step == step);
     const double t0 = now_seconds();
     const VitPass pass = {.train = true, .step = step, .seed = (uint64_t)cfg->train.seed,
-                          .smoothing = cfg->train.smoothing};
+                          .batch_first = b->first, .smoothing = cfg->train.smoothing};
     arena_zero(&run->model.grads);
+    /* The mean over the global batch is the mean of the ranks' means (equal
+     * shards); a NaN anywhere reaches every rank, which then all decide alike. */
     double loss = vit_forward_loss(&run->model, b->images, b->labels, b->size, &pass);
+    dist_sum(&loss, 1);
+    loss /= run->ranks;
     if (trainer_loss_hook)
         loss = trainer_loss_hook(step, loss);
     const float lr = lr_at_step(&run->schedule, step);
@@ -411,6 +497,7 @@ static VtCode train_step(Run *run, const Batch *b, VtError *err)
             return numerical_fault(run, "loss", loss, &run->model.params, err);
     } else {
         vit_backward(&run->model, b->labels, &pass);
+        dist_average(run->model.grads.data, run->model.param_list.total);
         /* Checked before the update: a bad step never reaches the parameters. */
         norm = grad_global_norm(&run->opt, &run->model.grads);
         if (!isfinite(norm) && cfg->train.on_nan == NAN_STOP)
@@ -434,32 +521,43 @@ static VtCode train_step(Run *run, const Batch *b, VtError *err)
         run->epoch_loss_steps++;
     }
 
-    const double seconds = now_seconds() - t0, img_per_sec = b->size / seconds;
+    const double seconds = now_seconds() - t0;
+    run->step_seconds += seconds;
+    const double img_per_sec = cfg->train.batch_size / seconds;
     const int64_t epoch = step / run->steps_per_epoch;
     const double row[STEP_COLUMN_COUNT] = {(double)step, (double)epoch, loss, lr, norm};
     const double timing[TIMING_COLUMN_COUNT] = {(double)step, seconds, img_per_sec};
+    if (!run->root)
+        return VT_OK;
     progress_step(&run->progress, stdout, epoch, step, run->last_step, loss, lr, img_per_sec);
     VtCode code = csv_row(&run->steps, row, STEP_COLUMN_COUNT, err);
     return code ? code : csv_row(&run->timing, timing, TIMING_COLUMN_COUNT, err);
 }
 
-/* SIGINT/SIGTERM: the step in progress has finished; save it and stop. */
+/* SIGINT/SIGTERM (on any rank): the step in progress has finished; save it
+ * and stop. Collective. */
 static VtCode stop_on_signal(Run *run, VtError *err)
 {
-    progress_break(&run->progress, stdout);
+    if (run->root)
+        progress_break(&run->progress, stdout);
     VtCode code = save_checkpoint(run, "checkpoint-last", err);
     if (code)
         return code;
+    char by[64] = "a signal to another rank";
+    if (interrupt_signal())
+        snprintf(by, sizeof by, "signal %d", interrupt_signal());
     return vt_fail(err, VT_ERR_INTERRUPTED,
-                   "stopped by signal %d after step %lld; checkpoint-last is written: continue "
+                   "stopped by %s after step %lld; checkpoint-last is written: continue "
                    "with --resume %s",
-                   interrupt_signal(), (long long)run->step, run->dir);
+                   by, (long long)run->step, run->dir);
 }
 
 static VtCode train_loop(Run *run, VtError *err)
 {
     LoaderOptions lo = loader_options_from_run(&run->cfg, run->cfg.data.img_size, true, run->step);
-    VtCode code = loader_create(&run->train_loader, &run->train, &lo, err);
+    lo.shard = run->rank;
+    lo.shards = run->ranks;
+    VtCode code = dist_agree(loader_create(&run->train_loader, &run->train, &lo, err), err);
     if (code)
         return code;
     progress_init(&run->progress, stdout, run->cfg.log.every, run->step);
@@ -467,13 +565,16 @@ static VtCode train_loop(Run *run, VtError *err)
     while (run->step < run->last_step && !code) {
         Batch b;
         VT_ASSERT(loader_next(run->train_loader, &b));
-        code = train_step(run, &b, err);
+        /* A failed step (rank 0's log write, say) stops every rank here. */
+        code = dist_agree(train_step(run, &b, err), err);
         if (!code && (run->step % run->steps_per_epoch == 0 || run->step == run->last_step))
-            code = end_epoch(run, (run->step - 1) / run->steps_per_epoch, err);
-        if (!code && interrupt_requested() && run->step < run->last_step)
+            code = dist_agree(end_epoch(run, (run->step - 1) / run->steps_per_epoch, err), err);
+        /* The ranks stop at the same step, whichever of them got the signal. */
+        if (!code && dist_any(interrupt_requested()) && run->step < run->last_step)
             code = stop_on_signal(run, err);
     }
-    progress_break(&run->progress, stdout);
+    if (run->root)
+        progress_break(&run->progress, stdout);
     return code;
 }
 
@@ -495,26 +596,40 @@ static VtCode write_report(Run *run, double seconds, VtError *err)
                      "| steps | %lld (%lld per epoch) |\n"
                      "| best eval top-1 | %.2f %% |\n"
                      "| wall time of this session | %.1f s |\n"
-                     "| threads | %d |\n",
+                     "| ranks x threads | %d x %d |\n"
+                     "| gradient averaging | %.1f %% of the step time |\n",
                      run->cfg.log.name, c->dim, c->depth, c->heads, c->mlp_dim, c->patch_size,
                      c->img_size, run->cfg.pe.type, vit_param_count(&run->model),
                      run->cfg.data.root, run->train.count, run->val.count,
                      run->train.num_classes, (long long)run->step,
-                     (long long)run->steps_per_epoch, run->best_top1, seconds, threads_count());
+                     (long long)run->steps_per_epoch, run->best_top1, seconds, run->ranks,
+                     threads_count(),
+                     run->step_seconds > 0 ? 100.0 * dist_comm_seconds() / run->step_seconds
+                                           : 0.0);
     rc = fclose(f) == 0 && rc >= 0;
     return rc ? VT_OK : vt_fail(err, VT_ERR_IO, "cannot write %s: %s", path, strerror(errno));
 }
 
+/* Collective: the final parameter check, then rank 0 writes. */
 static VtCode finish(Run *run, double start, VtError *err)
 {
     char path[VT_PATH_MAX + 32];
+    uint64_t hash;
+    VtCode check = check_ranks_agree(run, &hash, err);
+    if (check)
+        return check;
+    if (run->ranks > 1)
+        say(run, "parameters identical on all %d ranks (hash %016llx)\n", run->ranks,
+            (unsigned long long)hash);
+    if (!run->root)
+        return VT_OK;
     run_path(path, sizeof path, run, "model.safetensors");
     VtCode code = safetensors_save(path, &run->model.param_list, run->model.params.data,
                                    run->config_text, err);
     if (!code)
         code = write_report(run, now_seconds() - start, err);
     if (!code)
-        printf("done: best eval top-1 %.2f%%; outputs in %s/\n", run->best_top1, run->dir);
+        say(run, "done: best eval top-1 %.2f%%; outputs in %s/\n", run->best_top1, run->dir);
     return code;
 }
 
@@ -535,6 +650,16 @@ static void close_run(Run *run)
     free(run->config_text);
 }
 
+/* Threads of this rank: train.threads, else OMP_NUM_THREADS, else the
+ * machine's cores split among the ranks running on it. */
+static int rank_threads(int configured)
+{
+    const int sharing = dist_ranks_on_node();
+    if (configured > 0 || getenv("OMP_NUM_THREADS") || sharing == 1)
+        return configured;
+    return VT_MAX(1, threads_cores() / sharing);
+}
+
 VtCode train_run(const RunConfig *cfg, const char *run_dir, const char *resume_checkpoint,
                  VtError *err)
 {
@@ -542,31 +667,38 @@ VtCode train_run(const RunConfig *cfg, const char *run_dir, const char *resume_c
     Run *run = vt_xcalloc(1, sizeof *run);
     run->cfg = *cfg;
     run->best_top1 = -1.0;
+    run->rank = dist_rank();
+    run->ranks = dist_size();
+    run->root = dist_is_root();
     snprintf(run->dir, sizeof run->dir, "%s", run_dir);
-    threads_setup(cfg->train.threads);
+    threads_setup(rank_threads(cfg->train.threads));
     interrupt_install();
 
-    VtCode code = check_model(run, resume_checkpoint, err);
+    /* Each phase ends in dist_agree: a rank that fails (a folder rank 0
+     * cannot write, an image one machine cannot read) stops them all. */
+    VtCode code = dist_agree(check_model(run, resume_checkpoint, err), err);
     if (!code)
-        code = prepare_run_dir(run, resume_checkpoint != NULL, err);
+        code = dist_agree(prepare_run_dir(run, resume_checkpoint != NULL, err), err);
     if (!code)
-        code = open_data(run, err);
+        code = dist_agree(open_data(run, err), err);
     if (!code)
-        code = resolve_classes(run, err);
+        code = dist_agree(resolve_classes(run, err), err);
     if (!code)
-        code = build_model(run, err);
+        code = dist_agree(build_model(run, err), err);
     if (!code)
-        printf("model: %zu parameters, %d tokens, %lld steps (%lld per epoch), %d threads\n",
-               vit_param_count(&run->model), run->model.tokens, (long long)run->last_step,
-               (long long)run->steps_per_epoch, threads_count());
+        say(run, "model: %zu parameters, %d tokens, %lld steps (%lld per epoch), %d rank%s x %d "
+                 "threads\n",
+            vit_param_count(&run->model), run->model.tokens, (long long)run->last_step,
+            (long long)run->steps_per_epoch, run->ranks, run->ranks > 1 ? "s" : "",
+            threads_count());
     if (!code && resume_checkpoint)
-        code = resume_from(run, resume_checkpoint, err);
+        code = dist_agree(resume_from(run, resume_checkpoint, err), err);
     if (!code)
-        code = open_logs(run, err);
+        code = dist_agree(open_logs(run, err), err);
+    if (!code) /* a stop on a signal reaches every rank: one of them says so */
+        code = dist_agree(train_loop(run, err), err);
     if (!code)
-        code = train_loop(run, err);
-    if (!code)
-        code = finish(run, start, err);
+        code = dist_agree(finish(run, start, err), err);
     close_run(run);
     free(run);
     interrupt_uninstall();
