@@ -242,7 +242,7 @@ static VtCode check_model(const Run *run, const char *resume_checkpoint, VtError
     Vit probe;
     VtCode code = vit_config_from_run(&vc, cfg, cfg->data.img_size, err);
     if (!code)
-        code = vit_create(&probe, &vc, cfg->train.batch_size, err);
+        code = vit_create(&probe, &vc, VT_MAX(1, cfg->train.batch_size / run->ranks), err);
     free(cfg);
     if (code)
         return code;
