@@ -9,6 +9,7 @@
 #   make data       prepare data/fashion-mnist from Debian's dataset-fashion-mnist
 #   make bench-loader  loader vs training throughput (quickstart config)
 #   make bench-pe   step time of every positional encoding
+#   make bench      vitrain vs the PyTorch peer; writes docs/PERFORMANCE.md
 #   make MPI=1      ./vitrain with MPI data parallelism (mpicc; objects in build/mpi)
 #   make test-mpi   1 process against mpirun -np 2: losses, parameters, resume, failures
 #   make bench-mpi  images/s of 1 and 2 ranks, and the communication share of a step
@@ -75,7 +76,7 @@ TEST_BIN := $(BUILD)/vitrain_tests
 # Check forks one child per test; a suite over the 10-minute budget is a bug.
 TEST_ENV := CK_EXCLUDE_TAGS=slow
 
-.PHONY: all test test-all test-torch sanitize debug valgrind deps data bench-loader bench-pe docs \
+.PHONY: all test test-all test-torch sanitize debug valgrind deps data bench bench-loader bench-pe docs \
         clean fuzz fuzz-build fuzz-regress test-mpi bench-mpi mpi-tools FORCE
 
 all: vitrain
@@ -142,6 +143,10 @@ data:
 # Loader throughput against training throughput on the quickstart config.
 bench-loader: $(BUILD)/bench/loader_bench
 	$(BUILD)/bench/loader_bench configs/quickstart.ini
+
+# vitrain against the PyTorch peer, every configuration of bench/bench.sh.
+bench: $(BUILD)/bench/vit_bench
+	./bench/bench.sh
 
 # Step time of every positional encoding on the study model.
 bench-pe: $(BUILD)/bench/pe_bench

@@ -13,6 +13,7 @@
 
 #include "vitrain/optim.h"
 #include "vitrain/parallel.h"
+#include "vitrain/profile.h"
 #include "vitrain/rng.h"
 #include "vitrain/tensor.h"
 
@@ -20,6 +21,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 /* ---- tensor lists and arenas ---------------------------------------- */
 
@@ -570,6 +572,62 @@ START_TEST(test_grad_norm_threads)
 }
 END_TEST
 
+/* ---- profile -------------------------------------------------------------- */
+
+static double wall(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+static void spin(double seconds)
+{
+    const double end = wall() + seconds;
+    while (wall() < end)
+        ;
+}
+
+/* Nested phases: each second lands in the innermost phase only, so the
+ * phases add up to the outer span and the inner phase is the inner span.
+ * Both spans are measured here around the pushes; the profiler reads its
+ * own clock, so agreement within 2 ms is required, not equality. */
+START_TEST(test_profile_exclusive_time)
+{
+    prof_enable(true);
+    prof_reset();
+    const double t0 = wall();
+    prof_push(PROF_ELEMENTWISE);
+    spin(0.004);
+    const double t1 = wall();
+    prof_push(PROF_GEMM);
+    spin(0.006);
+    prof_push(PROF_ENCODING);
+    spin(0.002);
+    prof_pop();
+    prof_pop();
+    const double t2 = wall();
+    spin(0.003);
+    prof_pop();
+    const double t3 = wall();
+    double s[PROF_PHASES];
+    prof_seconds(s);
+    prof_enable(false);
+    ck_assert_double_eq_tol(s[PROF_ELEMENTWISE] + s[PROF_GEMM] + s[PROF_ENCODING], t3 - t0, 2e-3);
+    ck_assert_double_eq_tol(s[PROF_GEMM] + s[PROF_ENCODING], t2 - t1, 2e-3);
+    ck_assert_double_ge(s[PROF_ENCODING], 0.002);
+    ck_assert_double_ge(s[PROF_GEMM], 0.006);
+    ck_assert_double_eq(s[PROF_ATTENTION], 0.0);
+    /* Off: pushes and pops record nothing. */
+    prof_reset();
+    prof_push(PROF_GEMM);
+    spin(0.001);
+    prof_pop();
+    prof_seconds(s);
+    ck_assert_double_eq(s[PROF_GEMM], 0.0);
+}
+END_TEST
+
 Suite *core_suite(void)
 {
     Suite *s = suite_create("core");
@@ -602,6 +660,10 @@ Suite *core_suite(void)
     tcase_add_test(adamw, test_adamw_clipping);
     tcase_add_test(adamw, test_grad_norm_threads);
     suite_add_tcase(s, adamw);
+
+    TCase *profile = tcase_with_timeout("profile", 10, NULL);
+    tcase_add_test(profile, test_profile_exclusive_time);
+    suite_add_tcase(s, profile);
 
     return s;
 }

@@ -5,6 +5,7 @@
  * runs those GEMMs single-threaded inside our region.
  */
 #include "vitrain/attention.h"
+#include "vitrain/profile.h"
 
 #include "vitrain/parallel.h"
 
@@ -69,6 +70,7 @@ void attention_forward(float *out, float *q, float *k, float *v, float *probs, c
 {
     const int N = dims->N, Dh = dims->Dh, D = dims->H * Dh;
     const float scale = 1.0f / sqrtf((float)Dh);
+    prof_push(PROF_ATTENTION);
     split_heads(q, qkv, SLOT_Q, dims);
     split_heads(k, qkv, SLOT_K, dims);
     split_heads(v, qkv, SLOT_V, dims);
@@ -88,6 +90,7 @@ void attention_forward(float *out, float *q, float *k, float *v, float *probs, c
         blas_sgemm(false, false, N, Dh, N, 1.0f, p, N, v + head, Dh, 0.0f,
                    out + (int64_t)b * N * D + h * Dh, D);
     }
+    prof_pop();
 }
 
 /* Softmax backward, O(N) per row: with P = softmax(S),
@@ -113,6 +116,7 @@ void attention_backward(float *dqkv, float *dq, float *dk, float *dv, float *dpr
 {
     const int N = dims->N, Dh = dims->Dh, D = dims->H * Dh;
     const float scale = 1.0f / sqrtf((float)Dh);
+    prof_push(PROF_ATTENTION);
 #pragma omp parallel for schedule(static)
     for (int bh = 0; bh < dims->B * dims->H; bh++) {
         int b = bh / dims->H, h = bh % dims->H;
@@ -136,4 +140,5 @@ void attention_backward(float *dqkv, float *dq, float *dk, float *dv, float *dpr
     merge_heads_add(dqkv, dq, SLOT_Q, dims);
     merge_heads_add(dqkv, dk, SLOT_K, dims);
     merge_heads_add(dqkv, dv, SLOT_V, dims);
+    prof_pop();
 }

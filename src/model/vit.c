@@ -9,6 +9,7 @@
  * untouched and each branch adds its contribution into it.
  */
 #include "vitrain/vit.h"
+#include "vitrain/profile.h"
 
 #include "vitrain/ops.h"
 #include "vitrain/pe.h"
@@ -318,7 +319,9 @@ const float *vit_forward(Vit *m, const float *images, int B, const VitPass *pass
     m->last_batch = B;
     if (m->pe.kind->prepare) {
         const PeStep step = {.train = pass->train, .step = pass->step, .seed = pass->seed};
+        prof_push(PROF_ENCODING);
         m->pe.kind->prepare(&m->pe, m->params.data, &step);
+        prof_pop();
     }
 
     patch_embed_forward(m->patches, m->cols, images, param(m, m->patch_w), param(m, m->patch_b), B,
@@ -442,6 +445,9 @@ void vit_backward(Vit *m, const int *labels, const VitPass *pass)
     patch_embed_backward(NULL, NULL, grad(m, m->patch_w), grad(m, m->patch_b), g->patches, m->cols,
                          param(m, m->patch_w), B, c->channels, c->img_size, c->img_size,
                          c->patch_size, D);
-    if (m->pe.kind->finish)
+    if (m->pe.kind->finish) {
+        prof_push(PROF_ENCODING);
         m->pe.kind->finish(&m->pe, m->params.data, m->grads.data);
+        prof_pop();
+    }
 }

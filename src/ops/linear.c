@@ -3,12 +3,14 @@
  * W is (out, in) row-major, like torch.nn.Linear and timm's checkpoints.
  */
 #include "vitrain/ops.h"
+#include "vitrain/profile.h"
 #include "vitrain/parallel.h"
 
 #include "reduce.h"
 
 void linear_forward(float *y, const float *x, const float *w, const float *b, int T, int I, int O)
 {
+    prof_push(PROF_GEMM);
     if (b) {
 #pragma omp parallel for schedule(static)
         for (int t = 0; t < T; t++)
@@ -17,15 +19,18 @@ void linear_forward(float *y, const float *x, const float *w, const float *b, in
     }
     /* y (T,O) = x (T,I) * W^T (I,O) [+ y] */
     blas_sgemm(false, true, T, O, I, 1.0f, x, I, w, I, b ? 1.0f : 0.0f, y, O);
+    prof_pop();
 }
 
 void linear_backward(float *dx, float *dw, float *db, const float *dy, const float *x,
                      const float *w, int T, int I, int O)
 {
     /* y = x W^T + b, so dx += dy W, dW += dy^T x, db += sum_t dy */
+    prof_push(PROF_GEMM);
     if (dx)
         blas_sgemm(false, false, T, I, O, 1.0f, dy, O, w, I, 1.0f, dx, I);
     blas_sgemm(true, false, O, I, T, 1.0f, dy, O, x, I, 1.0f, dw, I);
     if (db)
         rows_sum_add(db, dy, T, O);
+    prof_pop();
 }

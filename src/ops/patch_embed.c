@@ -5,6 +5,7 @@
  * the memory order of the conv weight (D, C, P, P).
  */
 #include "vitrain/common.h"
+#include "vitrain/profile.h"
 #include "vitrain/ops.h"
 
 static void im2col(float *cols, const float *img, int B, int C, int Hi, int Wi, int P)
@@ -47,8 +48,10 @@ void patch_embed_forward(float *y, float *cols, const float *img, const float *w
 {
     VT_ASSERT(Hi % P == 0 && Wi % P == 0);
     const int Np = (Hi / P) * (Wi / P);
+    prof_push(PROF_GEMM); /* the im2col copy is part of the patch projection */
     im2col(cols, img, B, C, Hi, Wi, P);
     linear_forward(y, cols, w, b, B * Np, C * P * P, D);
+    prof_pop();
 }
 
 void patch_embed_backward(float *dimg, float *dcols, float *dw, float *db, const float *dy,

@@ -3,6 +3,7 @@
  * torch.optim.AdamW: p -= lr*wd*p, then the Adam update with bias correction.
  */
 #include "vitrain/optim.h"
+#include "vitrain/profile.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -38,6 +39,7 @@ double grad_global_norm(AdamW *opt, const Arena *grads)
 {
     const int64_t total = (int64_t)grads->list->total;
     VT_ASSERT(grads->list->total == opt->m.list->total);
+    prof_push(PROF_OPTIMIZER);
     /* Padding between tensors is never written and stays zero, so the whole
      * arena can be summed in flat chunks. */
 #pragma omp parallel for schedule(static)
@@ -51,6 +53,7 @@ double grad_global_norm(AdamW *opt, const Arena *grads)
     double total_sq = 0.0;
     for (int64_t c = 0; c < opt->chunks; c++)
         total_sq += opt->partials[c];
+    prof_pop();
     return sqrt(total_sq);
 }
 
@@ -100,6 +103,7 @@ void adamw_apply(AdamW *opt, Arena *params, Arena *grads, float lr, double norm)
     const double bias2 = 1.0 - pow((double)c->beta2, (double)opt->t);
     const float step = (float)(lr / bias1), inv_sqrt_bias2 = (float)(1.0 / sqrt(bias2));
     const TensorList *list = params->list;
+    prof_push(PROF_OPTIMIZER);
     for (int i = 0; i < list->count; i++) {
         const TensorSpec *s = &list->specs[i];
         float wd = (s->flags & VT_TENSOR_NO_DECAY) ? 0.0f : c->weight_decay;
@@ -107,4 +111,5 @@ void adamw_apply(AdamW *opt, Arena *params, Arena *grads, float lr, double norm)
                             opt->m.data + s->offset, opt->v.data + s->offset, s->numel, lr, wd,
                             grad_scale, c, step, inv_sqrt_bias2);
     }
+    prof_pop();
 }

@@ -3,6 +3,7 @@
  * nothing: none and the learned absolute pos_embed (DESIGN §4.1).
  */
 #include "vitrain/pe.h"
+#include "vitrain/profile.h"
 
 #include <string.h>
 
@@ -59,14 +60,18 @@ PeOptions pe_options(const char *type)
 static void hook_forward(const QkRotation *self, int layer, float *x, const AttnDims *d)
 {
     const Pe *pe = self->ctx;
+    prof_push(PROF_ENCODING);
     pe->kind->forward(pe, layer, x, d);
+    prof_pop();
 }
 
 static void hook_backward(const QkRotation *self, int layer, float *dx, const float *x_raw,
                           int raw_stride, const AttnDims *d)
 {
     Pe *pe = self->ctx;
+    prof_push(PROF_ENCODING);
     pe->kind->backward(pe, layer, dx, x_raw, raw_stride, d);
+    prof_pop();
 }
 
 VtCode pe_create(Pe *pe, const PeOptions *o, const PeGeometry *g, TensorList *params,

@@ -1,0 +1,102 @@
+#!/bin/sh
+# make bench: vitrain against the PyTorch peer on the same CPU, in one run.
+#
+# For every configuration (threads x model x input x encoding) the two
+# implementations take turns, REPS times, and each number reported is the
+# median over the repetitions; cblas_sgemm 1024^3 is measured in the same
+# run at each thread count, as the yardstick for GFLOP/s. Results go to
+# docs/PERFORMANCE.md (OUT overrides) and, raw, to $WORK/results.txt.
+#
+# Knobs (environment): THREADS ("1 2"), MODELS ("tiny small"), INPUTS
+# ("28x1 32x3": size x channels, patch 4), ENCODINGS ("absolute rope_mixed
+# spherical comrope_ld liere liere:dense"), BATCH (128), STEPS (timed steps
+# per measurement, 3), REPS (3), OUT. The full default run takes a few
+# hours on 2 cores; QUICK=1 runs ViT-Tiny at 28 px with three encodings,
+# once, in a few minutes.
+set -eu
+
+cd "$(dirname "$0")/.."
+BENCH=build/release/bench/vit_bench
+PYTHON=${TORCH_PYTHON:-/usr/bin/python3}
+if [ "${QUICK:-0}" = 1 ]; then
+    : "${THREADS:=1 2}" "${MODELS:=tiny}" "${INPUTS:=28x1}" "${REPS:=1}"
+    : "${ENCODINGS:=absolute rope_mixed liere}"
+fi
+THREADS=${THREADS:-"1 2"}
+MODELS=${MODELS:-"tiny small"}
+INPUTS=${INPUTS:-"28x1 32x3"}
+ENCODINGS=${ENCODINGS:-"absolute rope_mixed spherical comrope_ld liere liere:dense"}
+BATCH=${BATCH:-128}
+STEPS=${STEPS:-3}
+REPS=${REPS:-3}
+OUT=${OUT:-docs/PERFORMANCE.md}
+
+if ! "$PYTHON" -c "import torch" 2>/dev/null; then
+    echo "bench.sh: PyTorch is missing for $PYTHON (./scripts/install_deps.sh python3-torch)" >&2
+    exit 2
+fi
+WORK=$(mktemp -d /tmp/vitrain-bench-XXXXXX)
+trap 'rm -rf "$WORK"' EXIT
+RAW=$WORK/results.txt
+: >"$RAW"
+
+# measure THREADS MODEL SIZE CHANNELS ENCODING: one vitrain and one PyTorch
+# measurement, appended to $RAW as "key=value ..." lines.
+measure() {
+    t=$1 model=$2 size=$3 ch=$4 enc=$5
+    pe=${enc%%:*} block=8
+    [ "$enc" = "liere:dense" ] && block=64 # the head size of ViT-Tiny and ViT-S
+    tag="threads=$t model=$model size=$size channels=$ch encoding=$enc"
+    line=$(OMP_NUM_THREADS=$t $BENCH train "$model" "$size" "$ch" 4 "$pe" "$block" "$BATCH" \
+        "$STEPS" "$t" "$WORK/model.safetensors")
+    echo "impl=vitrain $tag $line" >>"$RAW"
+    line=$(OMP_NUM_THREADS=$t "$PYTHON" bench/torch_peer.py "$WORK/model.safetensors" "$BATCH" \
+        "$STEPS" "$t")
+    echo "impl=pytorch $tag $line" >>"$RAW"
+}
+
+total=0
+for t in $THREADS; do for m in $MODELS; do for i in $INPUTS; do for e in $ENCODINGS; do
+    total=$((total + 1))
+done; done; done; done
+done_count=0
+for rep in $(seq "$REPS"); do
+    for t in $THREADS; do
+        echo "impl=sgemm threads=$t $(OMP_NUM_THREADS=$t $BENCH sgemm 1024 "$t")" >>"$RAW"
+        for m in $MODELS; do for i in $INPUTS; do for e in $ENCODINGS; do
+            done_count=$((done_count + 1))
+            printf 'bench: round %s/%s, %s/%s: %s threads, %s, %s, %s\n' "$rep" "$REPS" \
+                "$done_count" "$((total * REPS))" "$t" "$m" "$i" "$e" >&2
+            measure "$t" "$m" "${i%x*}" "${i#*x}" "$e"
+        done; done; done
+    done
+done
+
+# ---- report ---------------------------------------------------------------
+# One awk program reads every line, takes medians per (impl, config, key)
+# and prints the markdown.
+cpu=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n 1)
+{
+    echo "# Performance"
+    echo
+    echo "Written by \`make bench\` (bench/bench.sh) on $(date -u +%Y-%m-%d): $cpu,"
+    echo "$(nproc) cores; Debian's OpenBLAS (OpenMP build) for both sides, PyTorch"
+    echo "$("$PYTHON" -c 'import torch; print(torch.__version__)') as the peer (bench/torch_peer.py). Batch $BATCH, AdamW,"
+    echo "label smoothing 0.1, patch 4; every number is the median of $REPS repetitions"
+    echo "(each the median of $STEPS steps after 2 warm-up steps), the two"
+    echo "implementations taking turns. GFLOP/s counts the matrix products only"
+    echo "(3 forward passes per training step); \"of sgemm\" compares it with"
+    echo "\`cblas_sgemm\` 1024^3 at the same thread count in the same run."
+    echo
+    awk -v steps="$STEPS" -f bench/report.awk "$RAW"
+    echo
+    echo "## How to reproduce"
+    echo
+    echo '```sh'
+    echo "make bench                      # everything above; a few hours on 2 cores"
+    echo "QUICK=1 make bench              # ViT-Tiny, 28 px, three encodings, once"
+    echo "THREADS=2 MODELS=small ENCODINGS=absolute make bench"
+    echo '```'
+} >"$OUT.tmp"
+mv "$OUT.tmp" "$OUT"
+echo "bench.sh: wrote $OUT" >&2

@@ -1,0 +1,104 @@
+# report.awk - the tables of docs/PERFORMANCE.md from bench.sh's raw lines
+# ("impl=... threads=... model=... size=... channels=... encoding=...
+# key=value ..."): medians over the repetitions of every number.
+
+function median(list,    n, v, i, j, t) {
+    n = split(list, v, " ")
+    for (i = 2; i <= n; i++)
+        for (j = i; j > 1 && v[j - 1] + 0 > v[j] + 0; j--) {
+            t = v[j]; v[j] = v[j - 1]; v[j - 1] = t
+        }
+    return n ? v[int((n + 1) / 2)] : ""
+}
+
+function add(key, value) {
+    values[key] = (key in values) ? values[key] " " value : value
+}
+
+{
+    delete f
+    for (i = 1; i <= NF; i++) {
+        split($i, kv, "=")
+        f[kv[1]] = kv[2]
+    }
+    if (f["impl"] == "sgemm") {
+        add("sgemm|" f["threads"], f["gflops"])
+        threads_seen[f["threads"]] = 1
+        next
+    }
+    cfg = f["threads"] "|" f["model"] "|" f["size"] "x" f["channels"] "|" f["encoding"]
+    if (!(cfg in seen)) {
+        seen[cfg] = 1
+        order[++configs] = cfg
+    }
+    for (k in f)
+        if (k != "impl" && k !~ /^(threads|model|size|channels|encoding)$/)
+            add(f["impl"] "|" cfg "|" k, f[k])
+}
+
+function get(impl, cfg, key) {
+    return median(values[impl "|" cfg "|" key])
+}
+
+END {
+    print "## Training and inference throughput"
+    print ""
+    print "| threads | model | input | encoding | train img/s vitrain | PyTorch | ratio | infer img/s vitrain | PyTorch | ratio | GFLOP/s | of sgemm | peak RSS MiB vitrain | PyTorch |"
+    print "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+    for (c = 1; c <= configs; c++) {
+        cfg = order[c]
+        split(cfg, p, "|")
+        vt = get("vitrain", cfg, "train_img_s"); pt = get("pytorch", cfg, "train_img_s")
+        vi = get("vitrain", cfg, "infer_img_s"); pi = get("pytorch", cfg, "infer_img_s")
+        gf = get("vitrain", cfg, "gflops")
+        sg = median(values["sgemm|" p[1]])
+        printf "| %s | %s | %s | %s | %.1f | %.1f | %.2fx | %.1f | %.1f | %.2fx | %.1f | %.0f %% | %.0f | %.0f |\n",
+               p[1], p[2], p[3], p[4], vt, pt, (pt > 0 ? vt / pt : 0), vi, pi, (pi > 0 ? vi / pi : 0),
+               gf, (sg > 0 ? 100 * gf / sg : 0), get("vitrain", cfg, "rss_mib"),
+               get("pytorch", cfg, "rss_mib")
+    }
+    print ""
+    printf "cblas_sgemm 1024^3:"
+    for (t in threads_seen)
+        printf " %s thread%s %.1f GFLOP/s;", t, (t == 1 ? "" : "s"), median(values["sgemm|" t])
+    print ""
+    print ""
+    print "## Encoding overhead over absolute (training step time)"
+    print ""
+    print "| threads | model | input | encoding | vitrain | PyTorch |"
+    print "|---|---|---|---|---|---|"
+    for (c = 1; c <= configs; c++) {
+        cfg = order[c]
+        split(cfg, p, "|")
+        if (p[4] == "absolute")
+            continue
+        base = p[1] "|" p[2] "|" p[3] "|absolute"
+        if (!(base in seen))
+            continue
+        printf "| %s | %s | %s | %s | %+.1f %% | %+.1f %% |\n", p[1], p[2], p[3], p[4],
+               100 * (get("vitrain", base, "train_img_s") / get("vitrain", cfg, "train_img_s") - 1),
+               100 * (get("pytorch", base, "train_img_s") / get("pytorch", cfg, "train_img_s") - 1)
+    }
+    print ""
+    print "## Where vitrain's training step goes"
+    print ""
+    print "Seconds per step by phase (src/core/profile.c; each second counted once, in the"
+    print "innermost phase: the rotation inside attention counts as encoding)."
+    print ""
+    print "| threads | model | input | encoding | step s | GEMMs | attention | encoding | norms/elementwise | optimizer |"
+    print "|---|---|---|---|---|---|---|---|---|---|"
+    for (c = 1; c <= configs; c++) {
+        cfg = order[c]
+        split(cfg, p, "|")
+        total = 0
+        for (k = 0; k <= 5; k++) {
+            ph[k] = get("vitrain", cfg, "phase_" k)
+            total += ph[k]
+        }
+        if (total <= 0)
+            continue
+        printf "| %s | %s | %s | %s | %.3f | %.0f %% | %.0f %% | %.0f %% | %.0f %% | %.0f %% |\n",
+               p[1], p[2], p[3], p[4], total, 100 * ph[1] / total, 100 * ph[2] / total,
+               100 * ph[3] / total, 100 * ph[0] / total, 100 * ph[4] / total
+    }
+}
