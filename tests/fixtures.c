@@ -93,3 +93,36 @@ int fixture_run_cli(int (*cmd)(int, char **), const char *const *args, const cha
     fflush(stderr);
     return status;
 }
+
+int fixture_file_lines(const char *path)
+{
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return 0;
+    int lines = 0, c;
+    while ((c = fgetc(f)) != EOF)
+        lines += c == '\n';
+    fclose(f);
+    return lines;
+}
+
+unsigned char *fixture_read_bytes(const char *path, size_t *size)
+{
+    FILE *f = fopen(path, "rb");
+    ck_assert_msg(f != NULL, "cannot open %s", path);
+    fseek(f, 0, SEEK_END);
+    *size = (size_t)ftell(f);
+    rewind(f);
+    unsigned char *buf = malloc(*size + 1);
+    ck_assert_uint_eq(fread(buf, 1, *size, f), *size);
+    fclose(f);
+    return buf;
+}
+
+void fixture_write_bytes(const char *path, const void *bytes, size_t size)
+{
+    FILE *f = fopen(path, "wb");
+    ck_assert_msg(f != NULL, "cannot create %s", path);
+    ck_assert_uint_eq(fwrite(bytes, 1, size, f), size);
+    ck_assert_int_eq(fclose(f), 0);
+}

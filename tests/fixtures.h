@@ -20,6 +20,15 @@ void fixture_remove_tree(const char *path);
 /* The whole file as a NUL-terminated string (static buffer, 1 MiB max). */
 const char *fixture_read_text(const char *path);
 
+/* Lines of a file, 0 if it does not exist (yet). */
+int fixture_file_lines(const char *path);
+
+/* The whole file (malloc'ed, caller frees) and its size. */
+unsigned char *fixture_read_bytes(const char *path, size_t *size);
+
+/* Writes size bytes to path. */
+void fixture_write_bytes(const char *path, const void *bytes, size_t size);
+
 /* Lines in a string. */
 int fixture_count_lines(const char *text);
 

@@ -295,36 +295,15 @@ static const char *trained_run(void)
     return dir;
 }
 
-static unsigned char *read_file(const char *path, size_t *size)
-{
-    FILE *f = fopen(path, "rb");
-    ck_assert_ptr_nonnull(f);
-    fseek(f, 0, SEEK_END);
-    *size = (size_t)ftell(f);
-    rewind(f);
-    unsigned char *buf = malloc(*size);
-    ck_assert_uint_eq(fread(buf, 1, *size, f), *size);
-    fclose(f);
-    return buf;
-}
-
-static void write_file(const char *path, const void *bytes, size_t size)
-{
-    FILE *f = fopen(path, "wb");
-    ck_assert_ptr_nonnull(f);
-    ck_assert_uint_eq(fwrite(bytes, 1, size, f), size);
-    ck_assert_int_eq(fclose(f), 0);
-}
-
 /* A damaged copy of `from` at `to`: the byte at `at` flipped, then cut to
  * `keep` bytes (0 keeps all). */
 static void damaged_copy(const char *from, const char *to, size_t at, size_t keep)
 {
     size_t size;
-    unsigned char *b = read_file(from, &size);
+    unsigned char *b = fixture_read_bytes(from, &size);
     if (at < size)
         b[at] ^= 0x40;
-    write_file(to, b, keep ? keep : size);
+    fixture_write_bytes(to, b, keep ? keep : size);
     free(b);
 }
 
@@ -341,7 +320,7 @@ START_TEST(test_damaged_checkpoints)
     snprintf(good, sizeof good, "%s/checkpoint-last", dir);
     snprintf(bad, sizeof bad, "%s/damaged", root);
     size_t size;
-    free(read_file(good, &size));
+    free(fixture_read_bytes(good, &size));
 
     damaged_copy(good, bad, size / 2, 0);
     expect_failure(eval_file(bad), EXIT_DATA, "is corrupt: checksum mismatch");
@@ -387,10 +366,10 @@ START_TEST(test_safetensors_exports)
     free(from_export);
 
     size_t size;
-    unsigned char *b = read_file(model, &size);
+    unsigned char *b = fixture_read_bytes(model, &size);
     unsigned char lying[8] = {0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0};
     memcpy(b, lying, 8);
-    write_file(bad, b, size);
+    fixture_write_bytes(bad, b, size);
     free(b);
     expect_failure(eval_file(bad), EXIT_DATA, "header length 4294967295 exceeds the file size");
     damaged_copy(model, bad, size, size - 10);
@@ -459,7 +438,7 @@ START_TEST(test_disk_full_mid_run_keeps_the_checkpoint)
     char last[500];
     snprintf(last, sizeof last, "%s/checkpoint-last", dir);
     size_t size;
-    unsigned char *before = read_file(last, &size);
+    unsigned char *before = fixture_read_bytes(last, &size);
 
     signal(SIGXFSZ, SIG_IGN);
     struct rlimit unlimited, capped;
@@ -473,7 +452,7 @@ START_TEST(test_disk_full_mid_run_keeps_the_checkpoint)
     snprintf(fragment, sizeof fragment, "cannot write %s: %s", last, strerror(EFBIG));
     expect_failure(status, EXIT_IO, fragment);
     size_t now_size;
-    unsigned char *now = read_file(last, &now_size);
+    unsigned char *now = fixture_read_bytes(last, &now_size);
     ck_assert(now_size == size && memcmp(now, before, size) == 0);
     free(now);
     free(before);
@@ -505,18 +484,6 @@ START_TEST(test_full_disk_at_the_start)
 }
 END_TEST
 
-static int file_lines(const char *path)
-{
-    FILE *f = fopen(path, "r");
-    if (!f)
-        return 0;
-    int lines = 0, c;
-    while ((c = fgetc(f)) != EOF)
-        lines += c == '\n';
-    fclose(f);
-    return lines;
-}
-
 /* Every image is decoded into the cache before step 1, so the data folder
  * vanishing mid-run costs nothing: the run finishes as if it had stayed.
  * The test insists that the run was still going when the folder went. */
@@ -536,9 +503,9 @@ START_TEST(test_data_vanishing_mid_run)
                               "model.mlp_dim=256", NULL};
         _exit(run(cli_train, args));
     }
-    for (int i = 0; i < 20000 && file_lines(steps) < 3; i++)
+    for (int i = 0; i < 20000 && fixture_file_lines(steps) < 3; i++)
         nanosleep(&(struct timespec){.tv_nsec = 1000000}, NULL);
-    ck_assert_int_ge(file_lines(steps), 3);
+    ck_assert_int_ge(fixture_file_lines(steps), 3);
     fixture_remove_tree(data);
     ck_assert_msg(access(report, F_OK) != 0, "the run ended before the data folder was removed");
     int status;
@@ -546,7 +513,7 @@ START_TEST(test_data_vanishing_mid_run)
     ck_assert(WIFEXITED(status));
     ck_assert_msg(WEXITSTATUS(status) == EXIT_OK, "status %d: %s", WEXITSTATUS(status),
                   fixture_read_text(err_path));
-    ck_assert_int_eq(file_lines(steps), 1 + EPOCHS * 2);
+    ck_assert_int_eq(fixture_file_lines(steps), 1 + EPOCHS * 2);
 }
 END_TEST
 

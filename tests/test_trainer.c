@@ -221,19 +221,6 @@ static size_t read_bytes(const char *path, unsigned char *buf, size_t cap)
     return n;
 }
 
-/* Lines of a file, 0 if it does not exist yet. */
-static int file_lines(const char *path)
-{
-    FILE *f = fopen(path, "r");
-    if (!f)
-        return 0;
-    int lines = 0, c;
-    while ((c = fgetc(f)) != EOF)
-        lines += c == '\n';
-    fclose(f);
-    return lines;
-}
-
 START_TEST(test_signal_then_resume_is_bit_identical)
 {
     /* A child trains; after a random number of steps (different on every
@@ -258,14 +245,14 @@ START_TEST(test_signal_then_resume_is_bit_identical)
         VtCode code = train_run(&cfg, dir, NULL, &err);
         _exit(code == VT_ERR_INTERRUPTED ? 42 : 1);
     }
-    while (file_lines(steps) < 1 + stop_after)
+    while (fixture_file_lines(steps) < 1 + stop_after)
         usleep(1000);
     ck_assert_int_eq(kill(child, SIGINT), 0);
     int status;
     ck_assert_int_eq(waitpid(child, &status, 0), child);
     ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 42,
                   "the run did not stop on SIGINT (status %d)", status);
-    int done = file_lines(steps) - 1;
+    int done = fixture_file_lines(steps) - 1;
     printf("interrupted after step %d of 240 (asked after %d)\n", done, stop_after);
     ck_assert_int_lt(done, 240);
 
@@ -279,7 +266,7 @@ START_TEST(test_signal_then_resume_is_bit_identical)
     float *a = checkpoint_params("uninterrupted", &na), *b = checkpoint_params("interrupted", &nb);
     ck_assert_uint_eq(na, nb);
     ck_assert_msg(memcmp(a, b, na * sizeof(float)) == 0, "resumed parameters differ");
-    ck_assert_int_eq(file_lines(steps), 1 + 240);
+    ck_assert_int_eq(fixture_file_lines(steps), 1 + 240);
     free(a);
     free(b);
 }
@@ -358,7 +345,7 @@ START_TEST(test_nan_skip_step_goes_on_then_gives_up)
                   "message: %s", err.message);
     /* Steps 7..15 were skipped and logged; the 10th stopped the run. */
     snprintf(steps, sizeof steps, "%s/steps.csv", dir);
-    ck_assert_int_eq(file_lines(steps), 1 + 7 + 9);
+    ck_assert_int_eq(fixture_file_lines(steps), 1 + 7 + 9);
 }
 END_TEST
 
