@@ -122,9 +122,11 @@ test-all: $(TEST_BIN)
 test-torch: vitrain
 	./scripts/test_torch.sh
 
+# The sanitizers slow the code down several times: the test timeouts, set
+# for the optimised build, stretch accordingly.
 sanitize:
 	$(MAKE) MODE=sanitize build/sanitize/vitrain_tests
-	ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
+	ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 CK_TIMEOUT_MULTIPLIER=4 \
 	    $(TEST_ENV) build/sanitize/vitrain_tests
 
 debug:
