@@ -26,6 +26,7 @@ int cli_train(int argc, char **argv);     /* --config FILE / --resume PATH */
 int cli_eval(int argc, char **argv);
 int cli_export(int argc, char **argv);
 int cli_synthetic(int argc, char **argv);
+int cli_arrows(int argc, char **argv);
 
 /* Prints "vitrain: MESSAGE" and returns the exit status for code. */
 int cli_report(VtCode code, const char *message);
