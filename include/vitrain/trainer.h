@@ -36,10 +36,15 @@ typedef struct EvalResult {
     double loss, top1, top5;  /* top-k in percent; k = min(5, K) for top5 */
 } EvalResult;
 
-/* Evaluates m over every batch of an eval loader. When dump is not NULL,
- * writes one CSV row per image: path,label,logit_0,...,logit_{K-1}. */
-VtCode evaluate(Vit *m, Loader *ld, const Dataset *ds, FILE *dump, EvalResult *result,
-                VtError *err);
+typedef struct EvalOptions {
+    FILE *dump;              /* not NULL: one CSV row per image, path,label,logit_0,... */
+    const int *patch_order;  /* not NULL: (Np) tiles moved by patch_shuffle before the
+                              * model sees a batch (LieRE Table 5) */
+} EvalOptions;
+
+/* Evaluates m over every batch of an eval loader (opts may be NULL). */
+VtCode evaluate(Vit *m, Loader *ld, const Dataset *ds, const EvalOptions *opts,
+                EvalResult *result, VtError *err);
 
 /* Trains the run cfg describes into run_dir. resume_checkpoint: NULL for a
  * new run (run_dir must not hold one already), else the checkpoint to

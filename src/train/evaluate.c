@@ -7,6 +7,7 @@
 
 #include <errno.h>
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 VtCode vit_config_from_run(VitConfig *vc, const RunConfig *cfg, int img_size, VtError *err)
@@ -85,19 +86,34 @@ static VtCode dump_rows(FILE *dump, const Batch *b, const Dataset *ds, const flo
     return VT_OK;
 }
 
-VtCode evaluate(Vit *m, Loader *ld, const Dataset *ds, FILE *dump, EvalResult *result,
-                VtError *err)
+VtCode evaluate(Vit *m, Loader *ld, const Dataset *ds, const EvalOptions *opts,
+                EvalResult *result, VtError *err)
 {
-    const int K = m->cfg.num_classes, top_k = K < 5 ? K : 5;
+    const EvalOptions none = {0};
+    opts = opts ? opts : &none;
+    FILE *dump = opts->dump;
+    const VitConfig *c = &m->cfg;
+    const int K = c->num_classes, top_k = K < 5 ? K : 5;
+    float *scratch = opts->patch_order
+                         ? vt_xmalloc((size_t)c->channels * c->img_size * c->img_size *
+                                      sizeof(float))
+                         : NULL;
+    VtCode code = VT_OK;
     const VitPass pass = {.train = false};
     double loss_sum = 0.0;
     int64_t top1 = 0, topk = 0, count = 0;
     Batch b;
-    while (loader_next(ld, &b)) {
+    while (!code && loader_next(ld, &b)) {
+        /* The batch is the caller's until the next loader_next: shuffled in place. */
+        if (opts->patch_order)
+            patch_shuffle(b.images, scratch, b.size, c->channels, c->img_size, c->patch_size,
+                          opts->patch_order);
         double loss = vit_forward_loss(m, b.images, b.labels, b.size, &pass);
-        if (!isfinite(loss))
-            return vt_fail(err, VT_ERR_NUMERIC, "the evaluation loss is %g (batch %lld)", loss,
+        if (!isfinite(loss)) {
+            code = vt_fail(err, VT_ERR_NUMERIC, "the evaluation loss is %g (batch %lld)", loss,
                            (long long)b.step);
+            break;
+        }
         loss_sum += loss * b.size;
         for (int i = 0; i < b.size; i++) {
             int rank = label_rank(m->logits + (int64_t)i * K, b.labels[i], K);
@@ -105,9 +121,12 @@ VtCode evaluate(Vit *m, Loader *ld, const Dataset *ds, FILE *dump, EvalResult *r
             topk += rank < top_k;
         }
         count += b.size;
-        if (dump && dump_rows(dump, &b, ds, m->logits, K, err))
-            return err->code;
+        if (dump)
+            code = dump_rows(dump, &b, ds, m->logits, K, err);
     }
+    free(scratch);
+    if (code)
+        return code;
     result->img_size = m->cfg.img_size;
     result->count = (int)count;
     result->loss = count ? loss_sum / (double)count : NAN;

@@ -138,7 +138,10 @@ static VtCode open_data(Run *run, VtError *err)
         .on_bad_image = cfg->data.on_bad_image, .cache = cfg->data.cache,
         .cache_dir = run->dir, .progress = true,
     };
-    VtCode code = dataset_open(&run->train, cfg->data.root, "train", &o, NULL, err);
+    DatasetOptions train_o = o;
+    train_o.fraction = cfg->data.train_fraction;
+    train_o.fraction_seed = (uint64_t)cfg->train.seed;
+    VtCode code = dataset_open(&run->train, cfg->data.root, "train", &train_o, NULL, err);
     if (code)
         return code;
     code = dataset_open(&run->val, cfg->data.root, "val", &o, &run->train, err);
