@@ -304,7 +304,11 @@ START_TEST(test_shipped_configs_build)
                            "comrope_ld_vit_s", "liere_vit_s", "study/fmnist_absolute",
                            "study/fmnist_rope_axial", "study/fmnist_rope_mixed",
                            "study/fmnist_spherical", "study/fmnist_comrope_ap",
-                           "study/fmnist_comrope_ld", "study/fmnist_liere"};
+                           "study/fmnist_comrope_ld", "study/fmnist_liere",
+                           "study/arrows_absolute", "study/arrows_rope_axial",
+                           "study/arrows_rope_mixed", "study/arrows_spherical",
+                           "study/arrows_comrope_ap", "study/arrows_comrope_ld",
+                           "study/arrows_liere"};
     for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
         char path[256];
         snprintf(path, sizeof path, "configs/%s.ini", files[i]);
