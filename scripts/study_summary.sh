@@ -22,6 +22,8 @@ usage: scripts/study_summary.sh [options] RUN_DIR...
   --csv FILE        write the long CSV (group...,seed,run,metric,value)
   --means FILE      write group...,metric,n,mean,std
   --md FILE         write the markdown table (default: stdout)
+  --empty TEXT      no finished runs: write TEXT as the table and succeed
+                    (default: an error)
   -h, --help        this text
 
 Run folders without report.md (unfinished) are left out and named on stderr.
@@ -32,7 +34,7 @@ EOF
 
 die() { echo "study_summary: $*" >&2; exit 2; }
 
-GROUPS_="" LABELS="" METRICS="" TITLES="" DIFFS="" CSV="" MEANS="" MD=""
+GROUPS_="" LABELS="" METRICS="" TITLES="" DIFFS="" CSV="" MEANS="" MD="" EMPTY="" HAS_EMPTY=0
 while [ $# -gt 0 ]; do
     case $1 in
     --group) [ $# -ge 2 ] || die "--group needs a key"; GROUPS_="$GROUPS_ $2"; shift 2 ;;
@@ -43,13 +45,20 @@ while [ $# -gt 0 ]; do
     --csv) [ $# -ge 2 ] || die "--csv needs a file"; CSV=$2; shift 2 ;;
     --means) [ $# -ge 2 ] || die "--means needs a file"; MEANS=$2; shift 2 ;;
     --md) [ $# -ge 2 ] || die "--md needs a file"; MD=$2; shift 2 ;;
+    --empty) [ $# -ge 2 ] || die "--empty needs a text"; EMPTY=$2; HAS_EMPTY=1; shift 2 ;;
     -h | --help) usage; exit 0 ;;
     --) shift; break ;;
     -*) die "unknown option '$1' (see --help)" ;;
     *) break ;;
     esac
 done
-[ $# -gt 0 ] || die "no run folders (see --help)"
+# Nothing to summarise: the --empty text, or an error.
+no_runs() {
+    [ "$HAS_EMPTY" = 1 ] || die "$1"
+    if [ -n "$MD" ]; then echo "$EMPTY" >"$MD"; else echo "$EMPTY"; fi
+    exit 0
+}
+[ $# -gt 0 ] || no_runs "no run folders (see --help)"
 GROUPS_=${GROUPS_:-pe.type}
 
 TMP=$(mktemp -d)
@@ -100,9 +109,9 @@ for dir in "$@"; do
     seed=$(config_value "$dir/config.ini" train.seed)
     run_rows "$dir" "$prefix$seed,${dir##*/}," >>"$TMP/long.csv"
 done
-[ -s "$TMP/long.csv" ] || die "no finished runs among the folders given"
+[ -s "$TMP/long.csv" ] || no_runs "no finished runs among the folders given"
 
-NG=$(echo $GROUPS_ | wc -w)
+NG=$(echo "$GROUPS_" | wc -w)
 
 # Derived metrics (--diff NAME=A-B), per run.
 for d in $DIFFS; do
@@ -113,7 +122,8 @@ for d in $DIFFS; do
           if ($(ng + 3) == a) va[key] = $(ng + 4)
           if ($(ng + 3) == b) vb[key] = $(ng + 4) }
         END { for (k in va) if (k in vb) printf "%s%s,%.4f\n", k, name, va[k] - vb[k] }
-    ' "$TMP/long.csv" | sort >>"$TMP/long.csv"
+    ' "$TMP/long.csv" | sort >"$TMP/diff.csv"
+    cat "$TMP/diff.csv" >>"$TMP/long.csv"
 done
 
 header=""
@@ -134,7 +144,7 @@ awk -F, -v OFS=, -v ng="$NG" '
             for (j = 1; j <= nm[g]; j++) { m = morder[g, j]; k = n[g, m]
               mean = s[g, m] / k
               var = k > 1 ? (ss[g, m] - k * mean * mean) / (k - 1) : 0
-              printf "%s,%s,%d,%.4f,%.4f\n", g, m, k, mean, var > 0 ? sqrt(var) : 0 } } }
+              printf "%s,%s,%d,%.4f,%.4f\n", g, m, k, mean, (var > 0 ? sqrt(var) : 0) } } }
 ' "$TMP/long.csv" >"$TMP/means.csv"
 if [ -n "$MEANS" ]; then
     { echo "${header}metric,n,mean,std"; cat "$TMP/means.csv"; } >"$MEANS"

@@ -82,6 +82,12 @@ if [ -z "$AXIS" ] && [ -n "$VALUES" ]; then die "--values needs --axis"; fi
 case $AXIS in "" | *.*) ;; *) die "--axis '$AXIS' is not section.key" ;; esac
 
 DIR=$OUT/$COMPARISON
+THREAD_ARGS=""
+case $THREADS in
+0) ;;
+*[!0-9]* | "") die "bad --threads '$THREADS'" ;;
+*) THREAD_ARGS="--threads $THREADS" ;;
+esac
 
 # Runs a command, or prints it under --dry-run. The output goes to $LOG.
 run_logged() {
@@ -109,7 +115,8 @@ train_one() { # RUN_NAME CONFIG_FILE SEED [AXIS_SET]
     fi
     if [ -f "$rdir/checkpoint-last" ]; then
         echo "sweep: $COMPARISON/$run: resuming"
-        set -- ./vitrain train --resume "$rdir" --threads "$THREADS"
+        # shellcheck disable=SC2086  # THREAD_ARGS is empty or two words
+        set -- ./vitrain train --resume "$rdir" $THREAD_ARGS
     else
         if [ -d "$rdir" ] && [ "$DRY" = 0 ]; then
             echo "sweep: $COMPARISON/$run: no checkpoint yet, starting afresh"
@@ -117,7 +124,8 @@ train_one() { # RUN_NAME CONFIG_FILE SEED [AXIS_SET]
         fi
         echo "sweep: $COMPARISON/$run: training"
         [ -f "$cfg" ] || die "no config $cfg"
-        set -- ./vitrain train --config "$cfg" --threads "$THREADS" \
+        # shellcheck disable=SC2086
+        set -- ./vitrain train --config "$cfg" $THREAD_ARGS \
             --set "log.dir=$DIR" --set "log.name=$run" --set "train.seed=$seed"
         # The common overrides, one per line; the axis value comes last and wins.
         old_ifs=$IFS
@@ -144,12 +152,12 @@ eval_one() { # RUN_NAME
         fi
         if [ "$DRY" = 1 ]; then
             # shellcheck disable=SC2086  # ARGS are words by design
-            echo "  ./vitrain eval --checkpoint $DIR/$run --threads $THREADS $args > $csv"
+            echo "  ./vitrain eval --checkpoint $DIR/$run $THREAD_ARGS $args > $csv"
             continue
         fi
         echo "\$ ./vitrain eval --checkpoint $DIR/$run $args" >>"$LOG"
         # shellcheck disable=SC2086
-        if ./vitrain eval --checkpoint "$DIR/$run" --threads "$THREADS" $args \
+        if ./vitrain eval --checkpoint "$DIR/$run" $THREAD_ARGS $args \
             >"$csv.tmp" 2>>"$LOG"; then
             mv "$csv.tmp" "$csv"
             echo "sweep: $COMPARISON/$run: eval-$tag.csv"
