@@ -23,7 +23,7 @@ PROTOCOL
   quick   all eight comparisons, reduced: 3 seeds, 1 epoch on Fashion-MNIST,
           the arrow task with 3 encodings; about 77 minutes on 2 quiet cores
   full    the same at the scale of configs/study/: 5 epochs, every encoding
-          on the arrow task (10 epochs of 20000 images); about 9 hours
+          on the arrow task (10 epochs of 20000 images); about 10 hours
 
 options
   --plan        print the runs and the expected time of each comparison, run
