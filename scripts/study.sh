@@ -110,34 +110,42 @@ NSEEDS=$(echo "$SEEDS" | wc -w)
 SIGMA_REF_PES="liere rope_mixed"   # the references of comparison 6 (sigma is ComRoPE's)
 
 # ---- the budget -----------------------------------------------------------
-# Training throughput (img/s) of the study model with 2 threads on a quiet
-# 2-core machine: at 28 px / patch 7 (16 tokens) as measured for the study
-# model; at 108 px / patch 12 (81 tokens) 5.3 times lower, the ratio
-# measured between the two sizes on one machine. Evaluation (forward only)
-# runs about 3 times faster per token. Decoding Fashion-MNIST costs about
-# DECODE_S seconds per 10000 images (measured: 70000 PNGs in 4 s on 2 busy
-# cores), again for every evaluation.
-TP28="absolute=1700 rope_axial=1700 rope_mixed=1650 spherical=1500 comrope_ap=1400 comrope_ld=1400 liere=1400"
-RATIO108=5.3
+# Training throughput (img/s) of the study model with 2 threads on 2 cores,
+# measured with bench/pe_bench (median of 5 rounds of 8 steps): at 28 px /
+# patch 7 (16 tokens, batch 128) and at 108 px / patch 12 (81 tokens,
+# batch 64). ComRoPE-LD needs one exponential per position and block, so it
+# slows most with the token count. Evaluation (forward only) runs about 3
+# times faster per token. Decoding Fashion-MNIST costs about DECODE_S
+# seconds per 10000 images (measured: 70000 PNGs in 4 s on 2 busy cores),
+# again for every evaluation.
+TP28="absolute=1586 rope_axial=1581 rope_mixed=1569 spherical=1568 comrope_ap=1382 comrope_ld=1384 liere=1376"
+TP108="absolute=220 rope_axial=211 rope_mixed=237 spherical=227 comrope_ap=204 comrope_ld=60 liere=179"
 # Dense LieRE (block size 64 = Dh) trains 3.3 times slower than LieRE_8
 # (measured at 28 px, batch 128): the 64 x 64 exponentials dominate.
 DENSE_SLOWDOWN=3.3
 DECODE_S=1
 
 measure() {
-    echo "study: measuring the training throughput (bench/pe_bench, 28 px, patch 7) ..."
+    echo "study: measuring the training throughput (bench/pe_bench, 28 px, patch 7; 2 minutes) ..."
     make -s build/release/bench/pe_bench
     if [ "$THREADS" != 0 ]; then export OMP_NUM_THREADS="$THREADS"; fi
-    TP28=$(build/release/bench/pe_bench 128 6 2 28 7 128 |
+    measured=$(build/release/bench/pe_bench 128 6 2 28 7 128 |
         awk -F'|' '/^\| [a-z_]+ \| [0-9]/ { gsub(/ /, "", $2); gsub(/ /, "", $4); printf "%s=%s ", $2, $4 }')
-    echo "study: measured img/s: $TP28"
+    echo "study: measured img/s at 28 px: $measured"
+    # 108 px: the reference scaled by this machine's speed at 28 px.
+    TP108=$(printf '%s\n%s\n%s\n' "$TP28" "$measured" "$TP108" | awk '
+        { for (i = 1; i <= NF; i++) { split($i, kv, "="); v[NR, kv[1]] = kv[2] } }
+        NR == 3 { for (i = 1; i <= NF; i++) { split($i, kv, "=")
+                  printf "%s=%.0f ", kv[1], kv[2] * v[2, kv[1]] / v[1, kv[1]] } }')
+    TP28=$measured
 }
 
 tp() { # PE SIZE: training img/s (PE liere_dense: LieRE with block size Dh)
-    echo "$TP28" | tr ' ' '\n' | awk -F= -v pe="$1" -v size="$2" -v r="$RATIO108" \
-        -v dense="$DENSE_SLOWDOWN" '
+    table=$TP28
+    [ "$2" != 108 ] || table=$TP108
+    echo "$table" | tr ' ' '\n' | awk -F= -v pe="$1" -v dense="$DENSE_SLOWDOWN" '
         $1 == pe || ($1 == "liere" && pe == "liere_dense") {
-            x = size == 108 ? $2 / r : $2; print (pe == "liere_dense" ? x / dense : x) }'
+            print (pe == "liere_dense" ? $2 / dense : $2) }'
 }
 
 # seconds RUNS PE TRAIN_IMAGES EPOCHS SIZE VAL EVAL_IMAGE_TOKENS: expected
