@@ -8,6 +8,7 @@
 #   make deps       install the Debian packages the build needs
 #   make data       prepare data/fashion-mnist from Debian's dataset-fashion-mnist
 #   make data-arrows  generate the arrow task (LieRE 5.2): data/arrows{,-168,-276}
+#   make study-smoke  every step of the reproduction study on a tiny scale
 #   make bench-loader  loader vs training throughput (quickstart config)
 #   make bench-pe   step time of every positional encoding
 #   make docs       regenerate docs/CONFIG.md from the config schema
@@ -56,7 +57,7 @@ TEST_BIN := $(BUILD)/vitrain_tests
 # Check forks one child per test; a suite over the 10-minute budget is a bug.
 TEST_ENV := CK_EXCLUDE_TAGS=slow
 
-.PHONY: all test test-all test-torch sanitize debug deps data data-arrows bench-loader bench-pe docs clean \
+.PHONY: all test test-all test-torch sanitize debug deps data data-arrows study-smoke bench-loader bench-pe docs clean \
         fuzz fuzz-build fuzz-regress
 
 all: vitrain
@@ -127,6 +128,11 @@ data-arrows: vitrain
 	    --train 0 --val $(ARROWS_VAL) --seed $(ARROWS_SEED)
 	@test -d data/arrows-276/val || ./vitrain arrows --out data/arrows-276 --grid 23 \
 	    --train 0 --val $(ARROWS_VAL) --seed $(ARROWS_SEED)
+
+# The reproduction study (scripts/study.sh smoke|quick|full) on a tiny
+# scale: every sweep, table and plot in a few minutes, into runs/study-smoke.
+study-smoke: vitrain
+	./scripts/study.sh smoke
 
 # Loader throughput against training throughput on the quickstart config.
 bench-loader: $(BUILD)/bench/loader_bench

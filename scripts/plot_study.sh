@@ -12,7 +12,7 @@
 set -eu
 
 case ${1:-} in -h | --help | "")
-    sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//'
     [ -n "${1:-}" ] && exit 0 || exit 2 ;;
 esac
 [ $# -eq 2 ] || { echo "usage: scripts/plot_study.sh STUDY_DIR OUT_DIR" >&2; exit 2; }

@@ -21,9 +21,9 @@ PROTOCOL
   smoke   every step of the pipeline on a tiny scale (a Fashion-MNIST subset,
           2 encodings, 1 seed, a few dozen steps per run): a few minutes
   quick   all eight comparisons, reduced: 3 seeds, 1 epoch on Fashion-MNIST,
-          the arrow task with 3 encodings; about 77 minutes on 2 quiet cores
+          the arrow task with 3 encodings; about 83 minutes on 2 quiet cores
   full    the same at the scale of configs/study/: 5 epochs, every encoding
-          on the arrow task (10 epochs of 20000 images); about 10 hours
+          on the arrow task (10 epochs of 20000 images); about 14 hours
 
 options
   --plan        print the runs and the expected time of each comparison, run
@@ -34,6 +34,10 @@ options
   --no-docs     quick/full: leave docs/RESULTS.md and docs/img/ alone (tables
                 and plots still go to the runs folder)
   -h, --help    this text
+
+OpenMP threads wait passively (OMP_WAIT_POLICY=passive, see scripts/sweep.sh):
+on cores shared with other work spinning threads slow a run tenfold; on a
+dedicated machine OMP_WAIT_POLICY=active may be a little faster.
 
 Outputs: runs under runs/study-PROTOCOL/<comparison>/, tables under
 runs/study-PROTOCOL/tables/, RESULTS.md (docs/RESULTS.md filled for quick

@@ -60,6 +60,18 @@ static int label_rank(const float *logits, int label, int K)
     return rank;
 }
 
+/* Adds the images whose label ranks first, and among the first min(5, K). */
+static void count_hits(const float *logits /* (B, K) */, const int *labels /* (B) */, int B,
+                       int K, int64_t *top1, int64_t *topk)
+{
+    const int top_k = K < 5 ? K : 5;
+    for (int i = 0; i < B; i++) {
+        int rank = label_rank(logits + (int64_t)i * K, labels[i], K);
+        *top1 += rank == 0;
+        *topk += rank < top_k;
+    }
+}
+
 /* A CSV field in double quotes, inner quotes doubled (RFC 4180). */
 static int put_quoted(FILE *out, const char *text)
 {
@@ -93,7 +105,7 @@ VtCode evaluate(Vit *m, Loader *ld, const Dataset *ds, const EvalOptions *opts,
     opts = opts ? opts : &none;
     FILE *dump = opts->dump;
     const VitConfig *c = &m->cfg;
-    const int K = c->num_classes, top_k = K < 5 ? K : 5;
+    const int K = c->num_classes;
     float *scratch = opts->patch_order
                          ? vt_xmalloc((size_t)c->channels * c->img_size * c->img_size *
                                       sizeof(float))
@@ -115,11 +127,7 @@ VtCode evaluate(Vit *m, Loader *ld, const Dataset *ds, const EvalOptions *opts,
             break;
         }
         loss_sum += loss * b.size;
-        for (int i = 0; i < b.size; i++) {
-            int rank = label_rank(m->logits + (int64_t)i * K, b.labels[i], K);
-            top1 += rank == 0;
-            topk += rank < top_k;
-        }
+        count_hits(m->logits, b.labels, b.size, K, &top1, &topk);
         count += b.size;
         if (dump)
             code = dump_rows(dump, &b, ds, m->logits, K, err);
