@@ -346,6 +346,13 @@ summary fraction --group pe.type --group data.train_fraction --label data.train_
     --metrics "top1" --titles "top-1_%" $(runs_of fmnist "$(fm_pes_in "$FRACTION_PES")") \
     "$OUT"/fraction/*-seed*[0-9]
 
+# Every run of the study in one CSV (and one table): grouped by data set
+# and by every key a comparison varies.
+# shellcheck disable=SC2046
+summary all --group data.root --group pe.type --group pe.block_size --group pe.sigma \
+    --group data.train_fraction --label data.train_fraction=fraction \
+    $(find "$OUT" -mindepth 2 -maxdepth 2 -type d -name '*-seed[0-9]*' | sort)
+
 # The "_" in titles keeps them one word for the summary; show spaces.
 for f in "$T"/*.md; do sed -i '1s/_/ /g' "$f"; done
 
