@@ -52,9 +52,8 @@ series() { # MEANS_CSV NGROUPS MODE ARG BASE
 
 # Plots every $TMP/*.dat with error bars, one line per file.
 plot_series() { # PNG TITLE XLABEL YLABEL
-    set -- "$@"
     ls "$TMP"/*.dat >/dev/null 2>&1 || return 0
-    files=$(ls "$TMP"/*.dat | tr '\n' ' ')
+    files=$(printf '%s ' "$TMP"/*.dat)
     gnuplot <<EOF
 $TERMINAL
 set output '$1'
@@ -62,6 +61,7 @@ set title '$2'
 set xlabel '$3'
 set ylabel '$4'
 set key outside right
+set offsets graph 0.05, graph 0.05, graph 0.05, graph 0.05
 set grid
 files = '$files'
 plot for [f in files] f using 1:2:3 with yerrorlines title system('basename '.f.' .dat')
@@ -81,7 +81,7 @@ curves() {
             >"$TMP/${name%-seed0}.dat"
     done
     ls "$TMP"/*.dat >/dev/null 2>&1 || return 0
-    files=$(ls "$TMP"/*.dat | tr '\n' ' ')
+    files=$(printf '%s ' "$TMP"/*.dat)
     gnuplot <<EOF
 $TERMINAL
 set output '$OUT/study-curves.png'
@@ -89,6 +89,7 @@ set title 'Fashion-MNIST: training loss (seed 0, moving average of 20 steps)'
 set xlabel 'step'
 set ylabel 'loss'
 set key outside right
+set offsets graph 0.05, graph 0.05, graph 0.05, graph 0.05
 set grid
 files = '$files'
 plot for [f in files] f using 1:2 with lines lw 2 title system('basename '.f.' .dat')
