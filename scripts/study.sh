@@ -111,7 +111,7 @@ full)
 esac
 if [ "$DOCS" = 0 ] && [ "$PROTOCOL" != smoke ]; then RESULTS=$OUT/RESULTS.md IMG=$OUT/img; fi
 NSEEDS=$(echo "$SEEDS" | wc -w)
-SIGMA_REF_PES="liere rope_mixed"   # the references of comparison 6 (sigma is ComRoPE's)
+SIGMA_REF_PES="liere rope_axial rope_mixed"   # the references of comparison 6 (sigma is ComRoPE's)
 
 # ---- the budget -----------------------------------------------------------
 # Training throughput (img/s) of the study model with 2 threads on 2 cores,
