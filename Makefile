@@ -7,6 +7,8 @@
 #   make debug      build/debug/vitrain without optimisation
 #   make deps       install the Debian packages the build needs
 #   make data       prepare data/fashion-mnist from Debian's dataset-fashion-mnist
+#   make data-arrows  generate the arrow task (LieRE 5.2): data/arrows{,-168,-276}
+#   make study-smoke  every step of the reproduction study on a tiny scale
 #   make bench-loader  loader vs training throughput (quickstart config)
 #   make bench-pe   step time of every positional encoding
 #   make bench      vitrain vs the PyTorch peer; writes docs/PERFORMANCE.md
@@ -76,8 +78,9 @@ TEST_BIN := $(BUILD)/vitrain_tests
 # Check forks one child per test; a suite over the 10-minute budget is a bug.
 TEST_ENV := CK_EXCLUDE_TAGS=slow
 
-.PHONY: all test test-all test-torch sanitize debug valgrind deps data bench bench-loader bench-pe docs \
-        clean fuzz fuzz-build fuzz-regress test-mpi bench-mpi mpi-tools FORCE
+.PHONY: all test test-all test-torch sanitize debug valgrind deps data data-arrows study-smoke \
+        bench bench-loader bench-pe docs clean fuzz fuzz-build fuzz-regress test-mpi bench-mpi \
+        mpi-tools FORCE
 
 all: vitrain
 
@@ -141,6 +144,26 @@ deps:
 
 data:
 	./scripts/prepare_fashion_mnist.sh
+
+# The arrow task at the paper's resolutions: training and validation at
+# 9 x 9 cells (108 px), validation sets at 14 x 14 (168 px) and 23 x 23
+# (276 px) for `vitrain eval --data data/arrows-168 --img-size 168`. A set
+# that exists is kept.
+ARROWS_TRAIN ?= 20000
+ARROWS_VAL ?= 2000
+ARROWS_SEED ?= 0
+data-arrows: vitrain
+	@test -d data/arrows/train || ./vitrain arrows --out data/arrows --grid 9 \
+	    --train $(ARROWS_TRAIN) --val $(ARROWS_VAL) --seed $(ARROWS_SEED)
+	@test -d data/arrows-168/val || ./vitrain arrows --out data/arrows-168 --grid 14 \
+	    --train 0 --val $(ARROWS_VAL) --seed $(ARROWS_SEED)
+	@test -d data/arrows-276/val || ./vitrain arrows --out data/arrows-276 --grid 23 \
+	    --train 0 --val $(ARROWS_VAL) --seed $(ARROWS_SEED)
+
+# The reproduction study (scripts/study.sh smoke|quick|full) on a tiny
+# scale: every sweep, table and plot in a few minutes, into runs/study-smoke.
+study-smoke: vitrain
+	./scripts/study.sh smoke
 
 # Loader throughput against training throughput on the quickstart config.
 bench-loader: $(BUILD)/bench/loader_bench

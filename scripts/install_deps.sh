@@ -1,12 +1,25 @@
 #!/bin/sh
 # Installs the Debian packages vitrain needs to build and test, when missing.
 # Runs as root, or through sudo. Safe to run again: it installs only what is absent.
+#   scripts/install_deps.sh [--study] [PACKAGE]...
+# --study adds what scripts/study.sh needs beyond the build: gnuplot for
+# its plots. Other arguments are further Debian packages.
 set -eu
 
 PACKAGES="build-essential pkg-config libopenblas-openmp-dev check libsubunit-dev libstb-dev"
+STUDY_PACKAGES="gnuplot-nox"
+
+extra=""
+for arg in "$@"; do
+    case $arg in
+    --study) extra="$extra $STUDY_PACKAGES" ;;
+    -*) echo "install_deps: unknown option '$arg' (--study, or package names)" >&2; exit 2 ;;
+    *) extra="$extra $arg" ;;
+    esac
+done
 
 missing=""
-for pkg in $PACKAGES $*; do
+for pkg in $PACKAGES $extra; do
     if ! dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed"; then
         missing="$missing $pkg"
     fi

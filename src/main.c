@@ -16,11 +16,14 @@ static const char USAGE[] =
     "  vitrain --resume RUN_DIR_OR_CHECKPOINT [--set section.key=value]...\n"
     "                      continue a run exactly where its checkpoint left it\n"
     "  vitrain eval --checkpoint FILE [--data DIR] [--img-size N]... [--dump-logits FILE]\n"
+    "               [--shuffle-patches SEED]\n"
     "                      top-1/top-5/loss on a val split, at one or more resolutions\n"
     "  vitrain export --checkpoint FILE --out model.safetensors\n"
     "                      write the parameters as safetensors with timm names\n"
     "  vitrain synthetic [options]\n"
     "                      train on a generated data set (no files needed)\n"
+    "  vitrain arrows --out DIR [--grid N] [--train N] [--val N] [--seed N]\n"
+    "                      write the arrow task (LieRE 5.2) as an image folder\n"
     "  vitrain config-reference\n"
     "                      every config key with its type, range and default\n"
     "  vitrain --help | --version\n"
@@ -60,6 +63,8 @@ static int dispatch(int argc, char **argv)
         return cli_export(argc - 2, argv + 2);
     if (strcmp(cmd, "synthetic") == 0)
         return cli_synthetic(argc - 2, argv + 2);
+    if (strcmp(cmd, "arrows") == 0)
+        return cli_arrows(argc - 2, argv + 2);
     if (strcmp(cmd, "config-reference") == 0) {
         config_print_reference(stdout);
         return EXIT_OK;

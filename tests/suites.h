@@ -29,6 +29,8 @@ Suite *pe_rope_suite(void);
 Suite *pe_spherical_suite(void);
 Suite *pe_block_suite(void);
 Suite *bad_inputs_suite(void);
+Suite *arrows_suite(void);
+Suite *study_suite(void);
 
 /* Creates a test case with a timeout in seconds and optional tags. */
 TCase *tcase_with_timeout(const char *name, double seconds, const char *tags);

@@ -11,6 +11,7 @@
 #include "vitrain/cli.h"
 #include "vitrain/trainer.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -69,15 +70,104 @@ static const char *write_config(const char *extra)
     return write_config_as("run.ini", extra);
 }
 
-static void train_fixture_run(void)
+static void make_fixture_data(void)
 {
     char data[300];
     snprintf(data, sizeof data, "%s/data", root);
     ck_assert_int_eq(mkdir(data, 0755), 0);
     fixture_image_folder(data, 12);
+}
+
+static void train_fixture_run(void)
+{
+    make_fixture_data();
     const char *args[] = {"--config", write_config(""), NULL};
     ck_assert_msg(run(cli_train, args) == EXIT_OK, "%s", captured_stderr());
 }
+
+/* Trains run <root>/runs/<name> with two --set overrides (short: 2 steps). */
+static void train_named(const char *name, const char *set1, const char *set2)
+{
+    char name_set[200];
+    snprintf(name_set, sizeof name_set, "log.name=%s", name);
+    const char *args[] = {"--config", write_config(""), "--set", name_set, "--set",
+                          "train.max_steps=2", "--set", set1, "--set", set2, NULL};
+    ck_assert_msg(run(cli_train, args) == EXIT_OK, "%s: %s", name, captured_stderr());
+}
+
+/* eval_loss and eval_top1 of the one row `vitrain eval` printed. */
+static void eval_row(double *loss, double *top1)
+{
+    const char *row = strchr(captured_stdout(), '\n');
+    ck_assert_ptr_nonnull(row);
+    int size, images;
+    ck_assert_int_eq(sscanf(row + 1, "%d,%d,%lf,%lf", &size, &images, loss, top1), 4);
+}
+
+START_TEST(test_eval_shuffle_patches)
+{
+    make_fixture_data();
+    /* Without positions and with mean pooling the model sees a set of
+     * patches: shuffling them changes nothing but summation order. */
+    train_named("nopos", "pe.type=none", "model.pool=avg");
+    char run_dir[400];
+    snprintf(run_dir, sizeof run_dir, "%s/runs/nopos", root);
+    double loss, top1, shuffled_loss, shuffled_top1;
+    const char *plain[] = {"--checkpoint", run_dir, NULL};
+    ck_assert_msg(run(cli_eval, plain) == EXIT_OK, "%s", captured_stderr());
+    eval_row(&loss, &top1);
+    const char *shuffled[] = {"--checkpoint", run_dir, "--shuffle-patches", "4", NULL};
+    ck_assert_msg(run(cli_eval, shuffled) == EXIT_OK, "%s", captured_stderr());
+    eval_row(&shuffled_loss, &shuffled_top1);
+    ck_assert_double_eq_tol(shuffled_loss, loss, 1e-5);
+    ck_assert_double_eq(shuffled_top1, top1);
+    /* With absolute positions the shuffle reaches the model. */
+    train_named("withpos", "pe.type=absolute", "model.pool=avg");
+    snprintf(run_dir, sizeof run_dir, "%s/runs/withpos", root);
+    ck_assert_msg(run(cli_eval, plain) == EXIT_OK, "%s", captured_stderr());
+    eval_row(&loss, &top1);
+    ck_assert_msg(run(cli_eval, shuffled) == EXIT_OK, "%s", captured_stderr());
+    eval_row(&shuffled_loss, &shuffled_top1);
+    ck_assert_double_gt(fabs(shuffled_loss - loss), 1e-6);
+    const char *bad[] = {"--checkpoint", run_dir, "--shuffle-patches", "-1", NULL};
+    ck_assert_int_eq(run(cli_eval, bad), EXIT_USAGE);
+    ck_assert_ptr_nonnull(strstr(captured_stderr(), "--shuffle-patches"));
+}
+END_TEST
+
+START_TEST(test_every_encoding_evaluates_at_a_larger_resolution)
+{
+    /* dim 32, 2 heads: Dh = 16 fits every encoding's blocks. */
+    static const char *const types[] = {"absolute", "rope_axial", "rope_mixed", "spherical",
+                                        "comrope_ap", "comrope_ld", "liere"};
+    make_fixture_data();
+    for (size_t i = 0; i < sizeof types / sizeof types[0]; i++) {
+        char type_set[64], run_dir[400];
+        snprintf(type_set, sizeof type_set, "pe.type=%s", types[i]);
+        train_named(types[i], type_set, "model.dim=32");
+        snprintf(run_dir, sizeof run_dir, "%s/runs/%s", root, types[i]);
+        const char *args[] = {"--checkpoint", run_dir, "--img-size", "12", "--img-size", "20",
+                              "--shuffle-patches", "1", NULL};
+        ck_assert_msg(run(cli_eval, args) == EXIT_OK, "%s: %s", types[i], captured_stderr());
+        ck_assert_msg(strstr(captured_stdout(), "\n20,24,") != NULL, "%s: %s", types[i],
+                      captured_stdout());
+        ck_assert_msg(strstr(captured_stdout(), "nan") == NULL, "%s: %s", types[i],
+                      captured_stdout());
+    }
+}
+END_TEST
+
+START_TEST(test_train_fraction_trains_on_a_subset)
+{
+    make_fixture_data();
+    train_named("half", "data.train_fraction=0.5", "train.seed=3");
+    char report[400];
+    snprintf(report, sizeof report, "%s/runs/half/report.md", root);
+    /* 12 of 24 training images (6 per class); validation stays whole. */
+    ck_assert_msg(strstr(fixture_read_text(report), "12 train, 24 val images") != NULL, "%s",
+                  fixture_read_text(report));
+}
+END_TEST
 
 START_TEST(test_eval_at_two_resolutions_with_logits)
 {
@@ -180,7 +270,7 @@ END_TEST
 
 START_TEST(test_help_tells_and_exits_zero)
 {
-    int (*cmds[])(int, char **) = {cli_train, cli_eval, cli_export, cli_synthetic};
+    int (*cmds[])(int, char **) = {cli_train, cli_eval, cli_export, cli_synthetic, cli_arrows};
     for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++) {
         const char *args[] = {"--help", NULL};
         ck_assert_int_eq(run(cmds[i], args), EXIT_OK);
@@ -202,7 +292,11 @@ START_TEST(test_shipped_configs_build)
                            "comrope_ld_vit_s", "liere_vit_s", "study/fmnist_absolute",
                            "study/fmnist_rope_axial", "study/fmnist_rope_mixed",
                            "study/fmnist_spherical", "study/fmnist_comrope_ap",
-                           "study/fmnist_comrope_ld", "study/fmnist_liere"};
+                           "study/fmnist_comrope_ld", "study/fmnist_liere",
+                           "study/arrows_absolute", "study/arrows_rope_axial",
+                           "study/arrows_rope_mixed", "study/arrows_spherical",
+                           "study/arrows_comrope_ap", "study/arrows_comrope_ld",
+                           "study/arrows_liere"};
     for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
         char path[256];
         snprintf(path, sizeof path, "configs/%s.ini", files[i]);
@@ -233,6 +327,9 @@ Suite *cli_suite(void)
     tcase_add_test(tc, test_bad_data_root_fails_before_training);
     tcase_add_test(tc, test_help_tells_and_exits_zero);
     tcase_add_test(tc, test_shipped_configs_build);
+    tcase_add_test(tc, test_eval_shuffle_patches);
+    tcase_add_test(tc, test_every_encoding_evaluates_at_a_larger_resolution);
+    tcase_add_test(tc, test_train_fraction_trains_on_a_subset);
     suite_add_tcase(s, tc);
     return s;
 }

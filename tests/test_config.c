@@ -100,7 +100,8 @@ static const char *temp_file(const void *text, size_t len)
 /* Every key of the schema, as the brief and config.h name them. */
 static const char *const all_keys[] = {
     "data.root", "data.img_size", "data.channels", "data.mean", "data.std", "data.crop_pct",
-    "data.scale", "data.ratio", "data.rrc", "data.pad", "data.hflip", "data.on_bad_image",
+    "data.scale", "data.ratio", "data.rrc", "data.pad", "data.train_fraction", "data.hflip",
+    "data.on_bad_image",
     "data.cache", "data.prefetch",
     "model.preset", "model.dim", "model.depth", "model.heads", "model.mlp_dim",
     "model.patch_size", "model.num_classes", "model.pool", "model.layer_scale",
@@ -137,6 +138,7 @@ START_TEST(test_defaults)
     ck_assert(!c.data.random_resized_crop);
     ck_assert_int_eq(c.data.pad, 0);
     ck_assert(c.data.hflip == 0.0f);
+    ck_assert(c.data.train_fraction == 1.0f);
     ck_assert_int_eq(c.data.on_bad_image, BAD_IMAGE_ERROR);
     ck_assert_int_eq(c.data.cache, CACHE_AUTO);
     ck_assert_int_eq(c.data.prefetch, 4);

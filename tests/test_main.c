@@ -32,6 +32,8 @@ int main(void)
     srunner_add_suite(runner, pe_spherical_suite());
     srunner_add_suite(runner, pe_block_suite());
     srunner_add_suite(runner, bad_inputs_suite());
+    srunner_add_suite(runner, arrows_suite());
+    srunner_add_suite(runner, study_suite());
     srunner_run_all(runner, CK_NORMAL);
     int failed = srunner_ntests_failed(runner);
     srunner_free(runner);

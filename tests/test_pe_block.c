@@ -227,6 +227,8 @@ START_TEST(test_perturbation_only_in_training)
         o.sigma = 0.0f;
         Pass t0 = run_pass(&o, &g, &train1), e0 = run_pass(&o, &g, &eval1);
         ck_assert_msg(same_pass(&t0, &e0, &g), "%s: sigma 0 perturbs", types[i]);
+        /* Evaluation uses the exact positions whatever sigma is. */
+        ck_assert_msg(same_pass(&e0, &e1, &g), "%s: sigma perturbs evaluation", types[i]);
     }
 }
 END_TEST

@@ -27,6 +27,7 @@ int cli_train(int argc, char **argv);     /* --config FILE / --resume PATH */
 int cli_eval(int argc, char **argv);
 int cli_export(int argc, char **argv);
 int cli_synthetic(int argc, char **argv);
+int cli_arrows(int argc, char **argv);
 
 /* Prints "vitrain: MESSAGE" ("vitrain: rank R: MESSAGE" with several MPI
  * ranks; nothing for an empty message, which another rank reports) and

@@ -59,6 +59,7 @@ typedef struct DataSection {
     bool random_resized_crop;      /* rrc: use random-resized-crop for training */
     int pad;                       /* pad: pad-and-crop margin in pixels (0 = off) */
     float hflip;                   /* hflip: horizontal flip probability */
+    float train_fraction;          /* train_fraction: share of each training class, (0, 1] */
     BadImagePolicy on_bad_image;   /* on_bad_image: error | skip */
     CacheMode cache;               /* cache: memory | file | auto */
     int prefetch;                  /* prefetch: batches prepared ahead in the background */

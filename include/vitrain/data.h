@@ -55,6 +55,11 @@ typedef struct DatasetOptions {
     CacheMode cache;
     const char *cache_dir;       /* where CACHE_FILE puts its file (NULL: $TMPDIR or /tmp) */
     bool progress;               /* print decoding progress to stderr */
+    /* A class-stratified subset (data.train_fraction): keep round(fraction * n),
+     * at least one, of the n files of each class, chosen by fraction_seed.
+     * 0 or 1 keep everything. */
+    float fraction;
+    uint64_t fraction_seed;
 } DatasetOptions;
 
 /* Scans root/split and decodes every image. `expected_classes`, when not
@@ -133,5 +138,16 @@ void loader_destroy(Loader *ld);
  * such as 0.8f: the cache side that makes evaluation at S crop without
  * resampling. */
 int loader_eval_side(int img_size, float crop_pct);
+
+/* ---- patch shuffle (LieRE Table 5) --------------------------------------- */
+
+/* A permutation of `tiles` patch positions drawn from the RNG_PATCH_SHUFFLE
+ * stream (seed, tiles): order (tiles). */
+void patch_order_shuffled(int *order, int tiles, uint64_t seed);
+
+/* Moves patch tile order[t] of every image to tile t (tiles row-major, the
+ * token order of DESIGN §2), in place. images (B, C, S, S), scratch
+ * (C, S, S), order (Np) with Np = (S / P)^2, S a multiple of P. */
+void patch_shuffle(float *images, float *scratch, int B, int C, int S, int P, const int *order);
 
 #endif

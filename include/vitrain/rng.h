@@ -20,7 +20,10 @@ typedef enum RngPurpose {
     RNG_AUGMENT,       /* augmentation: a = epoch, b = sample index */
     RNG_DROP_PATH,     /* drop path masks: a = step, b = layer */
     RNG_SYNTHETIC,     /* generated data sets: a = sample index */
-    RNG_TEST           /* tests and tools */
+    RNG_TEST,          /* tests and tools */
+    RNG_ARROWS,        /* the arrow task: a = 2 * grid + split, b = image index */
+    RNG_SUBSET,        /* data.train_fraction: a = class index */
+    RNG_PATCH_SHUFFLE  /* eval --shuffle-patches: a = patch count */
 } RngPurpose;
 
 typedef struct Rng {

@@ -39,10 +39,15 @@ typedef struct EvalResult {
     int64_t top1_hits, top5_hits;
 } EvalResult;
 
-/* Evaluates m over every batch of an eval loader. When dump is not NULL,
- * writes one CSV row per image: path,label,logit_0,...,logit_{K-1}. */
-VtCode evaluate(Vit *m, Loader *ld, const Dataset *ds, FILE *dump, EvalResult *result,
-                VtError *err);
+typedef struct EvalOptions {
+    FILE *dump;              /* not NULL: one CSV row per image, path,label,logit_0,... */
+    const int *patch_order;  /* not NULL: (Np) tiles moved by patch_shuffle before the
+                              * model sees a batch (LieRE Table 5) */
+} EvalOptions;
+
+/* Evaluates m over every batch of an eval loader (opts may be NULL). */
+VtCode evaluate(Vit *m, Loader *ld, const Dataset *ds, const EvalOptions *opts,
+                EvalResult *result, VtError *err);
 /* loss, top1 and top5 from count and the sums (NaN for no images). */
 void evaluate_finish(EvalResult *result);
 

@@ -38,6 +38,8 @@
  */
 #include "vitrain/data.h"
 
+#include "vitrain/rng.h"
+
 #include "augment.h"
 #include "image_integrity.h"
 
@@ -45,6 +47,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -251,6 +254,41 @@ static VtCode scan_split(Scan *sc, const char *root, const char *split, VtError 
     names_free(&entries);
     free(dir);
     return code;
+}
+
+/* Keeps round(fraction * n) (at least one) of the n files of every class,
+ * drawn by a shuffle of the RNG_SUBSET stream (seed, class), in their
+ * sorted order. A class keeps the same files whatever the other classes
+ * hold, and for one seed the subsets of growing fractions are nested (the
+ * same shuffle, a longer prefix of it). */
+static void keep_fraction(Scan *sc, float fraction, uint64_t seed)
+{
+    int out = 0;
+    for (int start = 0, c = 0; c < sc->num_classes; c++) {
+        int end = start;
+        while (end < sc->count && sc->items[end].label == c)
+            end++;
+        const int n = end - start;
+        const int keep = VT_MIN(n, VT_MAX(1, (int)lround((double)fraction * n)));
+        int *order = vt_xmalloc((size_t)n * sizeof *order);
+        bool *kept = vt_xcalloc((size_t)n, sizeof *kept);
+        for (int i = 0; i < n; i++)
+            order[i] = i;
+        Rng rng = rng_stream(seed, RNG_SUBSET, (uint64_t)c, 0);
+        rng_shuffle(&rng, order, n);
+        for (int i = 0; i < keep; i++)
+            kept[order[i]] = true;
+        for (int i = 0; i < n; i++) {
+            if (kept[i])
+                sc->items[out++] = sc->items[start + i];
+            else
+                free(sc->items[start + i].path);
+        }
+        free(order);
+        free(kept);
+        start = end;
+    }
+    sc->count = out;
 }
 
 /* The first difference between this split's classes and the expected ones. */
@@ -745,6 +783,9 @@ static VtCode check_options(const DatasetOptions *o, VtError *err)
     if (o->channels != 1 && o->channels != 3 && o->channels != 4)
         return vt_fail(err, VT_ERR_ARGUMENT, "data: channels must be 1, 3 or 4, not %d",
                        o->channels);
+    if (!(o->fraction >= 0.0f && o->fraction <= 1.0f))
+        return vt_fail(err, VT_ERR_ARGUMENT, "data: fraction %g out of range (0, 1]",
+                       (double)o->fraction);
     if (o->cache_side < 1 || o->cache_side > MAX_SIDE)
         return vt_fail(err, VT_ERR_ARGUMENT, "data: cache side %d out of range [1, %d]",
                        o->cache_side, MAX_SIDE);
@@ -799,6 +840,8 @@ VtCode dataset_open(Dataset *ds, const char *root, const char *split,
         code = scan_split(&sc, root, split, err);
     if (!code && expected_classes)
         code = check_classes(&sc, root, split, expected_classes, err);
+    if (!code && opts->fraction > 0.0f && opts->fraction < 1.0f)
+        keep_fraction(&sc, opts->fraction, opts->fraction_seed);
     if (!code)
         code = load(ds, &sc, root, split, opts, err);
     scan_free(&sc);

@@ -7,6 +7,7 @@
 
 #include <errno.h>
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 VtCode vit_config_from_run(VitConfig *vc, const RunConfig *cfg, int img_size, VtError *err)
@@ -59,6 +60,18 @@ static int label_rank(const float *logits, int label, int K)
     return rank;
 }
 
+/* Adds the images whose label ranks first, and among the first min(5, K). */
+static void count_hits(const float *logits /* (B, K) */, const int *labels /* (B) */, int B,
+                       int K, int64_t *top1, int64_t *topk)
+{
+    const int top_k = K < 5 ? K : 5;
+    for (int i = 0; i < B; i++) {
+        int rank = label_rank(logits + (int64_t)i * K, labels[i], K);
+        *top1 += rank == 0;
+        *topk += rank < top_k;
+    }
+}
+
 /* A CSV field in double quotes, inner quotes doubled (RFC 4180). */
 static int put_quoted(FILE *out, const char *text)
 {
@@ -85,29 +98,43 @@ static VtCode dump_rows(FILE *dump, const Batch *b, const Dataset *ds, const flo
     return VT_OK;
 }
 
-VtCode evaluate(Vit *m, Loader *ld, const Dataset *ds, FILE *dump, EvalResult *result,
-                VtError *err)
+VtCode evaluate(Vit *m, Loader *ld, const Dataset *ds, const EvalOptions *opts,
+                EvalResult *result, VtError *err)
 {
-    const int K = m->cfg.num_classes, top_k = K < 5 ? K : 5;
+    const EvalOptions none = {0};
+    opts = opts ? opts : &none;
+    FILE *dump = opts->dump;
+    const VitConfig *c = &m->cfg;
+    const int K = c->num_classes;
+    float *scratch = opts->patch_order
+                         ? vt_xmalloc((size_t)c->channels * c->img_size * c->img_size *
+                                      sizeof(float))
+                         : NULL;
+    VtCode code = VT_OK;
     const VitPass pass = {.train = false};
     double loss_sum = 0.0;
     int64_t top1 = 0, topk = 0, count = 0;
     Batch b;
-    while (loader_next(ld, &b)) {
+    while (!code && loader_next(ld, &b)) {
+        /* The batch is the caller's until the next loader_next: shuffled in place. */
+        if (opts->patch_order)
+            patch_shuffle(b.images, scratch, b.size, c->channels, c->img_size, c->patch_size,
+                          opts->patch_order);
         double loss = vit_forward_loss(m, b.images, b.labels, b.size, &pass);
-        if (!isfinite(loss))
-            return vt_fail(err, VT_ERR_NUMERIC, "the evaluation loss is %g (batch %lld)", loss,
+        if (!isfinite(loss)) {
+            code = vt_fail(err, VT_ERR_NUMERIC, "the evaluation loss is %g (batch %lld)", loss,
                            (long long)b.step);
-        loss_sum += loss * b.size;
-        for (int i = 0; i < b.size; i++) {
-            int rank = label_rank(m->logits + (int64_t)i * K, b.labels[i], K);
-            top1 += rank == 0;
-            topk += rank < top_k;
+            break;
         }
+        loss_sum += loss * b.size;
+        count_hits(m->logits, b.labels, b.size, K, &top1, &topk);
         count += b.size;
-        if (dump && dump_rows(dump, &b, ds, m->logits, K, err))
-            return err->code;
+        if (dump)
+            code = dump_rows(dump, &b, ds, m->logits, K, err);
     }
+    free(scratch);
+    if (code)
+        return code;
     result->img_size = m->cfg.img_size;
     result->count = (int)count;
     result->loss_sum = loss_sum;

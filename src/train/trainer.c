@@ -213,7 +213,10 @@ static VtCode open_data(Run *run, VtError *err)
         /* Only rank 0 may create files in the run folder. */
         .cache_dir = run->root ? run->dir : NULL, .progress = run->root,
     };
-    VtCode code = dataset_open(&run->train, cfg->data.root, "train", &o, NULL, err);
+    DatasetOptions train_o = o;
+    train_o.fraction = cfg->data.train_fraction;
+    train_o.fraction_seed = (uint64_t)cfg->train.seed;
+    VtCode code = dataset_open(&run->train, cfg->data.root, "train", &train_o, NULL, err);
     if (code)
         return code;
     code = dataset_open(&run->val, cfg->data.root, "val", &o, &run->train, err);
