@@ -86,9 +86,11 @@ all: vitrain
 
 FORCE:
 
-# Copied every time: ./vitrain is whichever build (MPI or not) ran last.
+# Checked every time: ./vitrain is whichever build (MPI or not) ran last.
+# Replaced by a rename, not overwritten, so that a ./vitrain still running
+# (a study in the background) keeps its file and the copy does not fail.
 vitrain: $(BIN) FORCE
-	cp $(BIN) $@
+	@cmp -s $(BIN) $@ || { cp $(BIN) $@.tmp && mv -f $@.tmp $@ && echo "cp $(BIN) $@"; }
 
 $(BIN): $(BUILD)/src/main.o $(LIB)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
