@@ -26,9 +26,10 @@ mkdir -p "$OUT"
 TMP=$(mktemp -d)
 trap 'rm -rf "$TMP"' EXIT INT TERM
 
-TERMINAL="set terminal pngcairo size 900,560 font 'sans,11'"
+# noenhanced: encoding names such as rope_mixed are text, not subscripts.
+TERMINAL="set terminal pngcairo noenhanced size 900,560 font 'sans,11'"
 gnuplot -e "set terminal pngcairo" -e "exit" >/dev/null 2>&1 ||
-    TERMINAL="set terminal png size 900,560"
+    TERMINAL="set terminal png noenhanced size 900,560"
 
 # One data file per group, "x mean std", from a *_means.csv
 # (group...,metric,n,mean,std). XCOL: where x comes from: "metric:<list>"
