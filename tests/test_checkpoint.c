@@ -11,6 +11,7 @@
  * with a bit-by-bit CRC-32 of our own, never taken from the code under test.
  * Every test works in its own mkdtemp folder under /tmp, removed afterwards.
  */
+#include "fixtures.h"
 #include "suites.h"
 
 #include "../src/io/binfile.h"
@@ -68,27 +69,6 @@ static void remove_tmpdir(void)
 static void tmp_path(char *buf, size_t size, const char *name)
 {
     snprintf(buf, size, "%s/%s", tmpdir, name);
-}
-
-static unsigned char *read_all(const char *path, size_t *size)
-{
-    FILE *f = fopen(path, "rb");
-    ck_assert_msg(f != NULL, "cannot open %s", path);
-    fseek(f, 0, SEEK_END);
-    *size = (size_t)ftell(f);
-    rewind(f);
-    unsigned char *buf = malloc(*size + 1);
-    ck_assert_uint_eq(fread(buf, 1, *size, f), *size);
-    fclose(f);
-    return buf;
-}
-
-static void write_all(const char *path, const void *data, size_t size)
-{
-    FILE *f = fopen(path, "wb");
-    ck_assert_ptr_nonnull(f);
-    ck_assert_uint_eq(fwrite(data, 1, size, f), size);
-    ck_assert_int_eq(fclose(f), 0);
 }
 
 /* Number of entries in tmpdir other than . and .. */
@@ -341,7 +321,7 @@ START_TEST(test_ckpt_layout)
     Saved s;
     save_base(&s, "ck", 3);
     size_t size;
-    unsigned char *buf = read_all(s.path, &size);
+    unsigned char *buf = fixture_read_bytes(s.path, &size);
     ck_assert(memcmp(buf, "VTCKPT\r\n", 8) == 0);
     ck_assert_uint_eq(buf[8] | buf[9] << 8, 1);                    /* version */
     ck_assert_uint_eq(buf[12], (unsigned)s.list.count);             /* tensor count */
@@ -425,7 +405,7 @@ START_TEST(test_ckpt_corrupt_byte)
     Saved s;
     save_base(&s, "ck", 1);
     size_t size;
-    unsigned char *orig = read_all(s.path, &size);
+    unsigned char *orig = fixture_read_bytes(s.path, &size);
     const size_t where[] = {12, 30, 45, 64, 80, 72 + strlen(CONFIG) + 5, size / 2, size - 20,
                             size - 1};
     char damaged[512], want[1024];
@@ -433,7 +413,7 @@ START_TEST(test_ckpt_corrupt_byte)
     snprintf(want, sizeof want, "checkpoint %s is corrupt: checksum mismatch", damaged);
     for (size_t k = 0; k < sizeof where / sizeof where[0]; k++) {
         orig[where[k]] ^= 0x10;
-        write_all(damaged, orig, size);
+        fixture_write_bytes(damaged, orig, size);
         orig[where[k]] ^= 0x10;
         Arena p;
         arena_create(&p, &s.list);
@@ -457,12 +437,12 @@ START_TEST(test_ckpt_truncated)
     Saved s;
     save_base(&s, "ck", 1);
     size_t size;
-    unsigned char *orig = read_all(s.path, &size);
+    unsigned char *orig = fixture_read_bytes(s.path, &size);
     const size_t lengths[] = {0, 1, 7, 8, 9, 40, 71, 72, 73, 100, size / 2, size - 5, size - 1};
     char cut[512];
     tmp_path(cut, sizeof cut, "cut");
     for (size_t k = 0; k < sizeof lengths / sizeof lengths[0]; k++) {
-        write_all(cut, orig, lengths[k]);
+        fixture_write_bytes(cut, orig, lengths[k]);
         VtError err;
         char prefix[600];
         snprintf(prefix, sizeof prefix, "checkpoint %s is truncated", cut);
@@ -483,7 +463,7 @@ START_TEST(test_ckpt_lying_lengths)
     Saved s;
     save_base(&s, "ck", 1);
     size_t size;
-    unsigned char *orig = read_all(s.path, &size);
+    unsigned char *orig = fixture_read_bytes(s.path, &size);
     unsigned char *buf = malloc(size);
     const size_t table = 72 + strlen(CONFIG);
     const struct {
@@ -513,7 +493,7 @@ START_TEST(test_ckpt_lying_lengths)
         else
             put_u32(buf + lies[k].offset, (uint32_t)lies[k].value);
         fix_crc(buf, size);
-        write_all(lie, buf, size);
+        fixture_write_bytes(lie, buf, size);
         VtError err;
         assert_error(try_load(lie, MODEL_BASE, &err), &err, VT_ERR_DATA, lies[k].text);
         ck_assert(strstr(err.message, "is corrupt") != NULL);
@@ -529,22 +509,22 @@ START_TEST(test_ckpt_bad_magic_and_version)
     Saved s;
     save_base(&s, "ck", 1);
     size_t size;
-    unsigned char *buf = read_all(s.path, &size);
+    unsigned char *buf = fixture_read_bytes(s.path, &size);
     char other[512];
     tmp_path(other, sizeof other, "other");
     VtError err;
-    write_all(other, "[model]\npreset = tiny\n", 22);
+    fixture_write_bytes(other, "[model]\npreset = tiny\n", 22);
     assert_error(try_load(other, MODEL_BASE, &err), &err, VT_ERR_DATA,
                  "is not a vitrain checkpoint");
     put_u32(buf + 8, 2);
     fix_crc(buf, size);
-    write_all(other, buf, size);
+    fixture_write_bytes(other, buf, size);
     assert_error(try_load(other, MODEL_BASE, &err), &err, VT_ERR_DATA,
                  "has format version 2; this build reads version 1");
     put_u32(buf + 8, 1);
     unsigned char *longer = calloc(size + 3, 1);
     memcpy(longer, buf, size);
-    write_all(other, longer, size + 3);
+    fixture_write_bytes(other, longer, size + 3);
     assert_error(try_load(other, MODEL_BASE, &err), &err, VT_ERR_DATA, "is corrupt");
     tmp_path(other, sizeof other, "absent");
     assert_error(try_load(other, MODEL_BASE, &err), &err, VT_ERR_IO,
@@ -694,8 +674,8 @@ START_TEST(test_atomic_write_fails_at_every_point)
     save_base(&a, "checkpoint-last", 1);
     save_base(&b, "scratch", 5);
     size_t old_size, new_size;
-    unsigned char *old_bytes = read_all(a.path, &old_size);
-    free(read_all(b.path, &new_size));
+    unsigned char *old_bytes = fixture_read_bytes(a.path, &old_size);
+    free(fixture_read_bytes(b.path, &new_size));
     ck_assert_int_eq(unlink(b.path), 0);
 
     signal(SIGXFSZ, SIG_IGN); /* the write returns EFBIG instead of killing us */
@@ -718,7 +698,7 @@ START_TEST(test_atomic_write_fails_at_every_point)
         ck_assert_msg(code == VT_ERR_IO, "limit %zu: code %d", limit, code);
         ck_assert_str_eq(err.message, want);
         size_t size;
-        unsigned char *now = read_all(a.path, &size);
+        unsigned char *now = fixture_read_bytes(a.path, &size);
         ck_assert_msg(size == old_size && memcmp(now, old_bytes, size) == 0,
                       "limit %zu changed the old checkpoint", limit);
         free(now);
@@ -909,7 +889,7 @@ START_TEST(test_st_roundtrip)
     free(config);
 
     size_t size;
-    unsigned char *buf = read_all(path, &size);
+    unsigned char *buf = fixture_read_bytes(path, &size);
     uint64_t n = get_u64(buf);
     ck_assert_uint_eq((8 + n) % 8, 0);
     ck_assert_uint_eq(buf[8], '{');
@@ -940,7 +920,7 @@ START_TEST(test_st_padding)
         VtError err;
         ck_assert_int_eq(safetensors_save(path, &l, p.data, config, &err), VT_OK);
         size_t size;
-        unsigned char *buf = read_all(path, &size);
+        unsigned char *buf = fixture_read_bytes(path, &size);
         uint64_t n = get_u64(buf);
         ck_assert_uint_eq(n % 8, 0);
         size_t end = n;
@@ -1037,7 +1017,7 @@ START_TEST(test_st_byte_exact)
     VtError err;
     ck_assert_int_eq(safetensors_save(path, &l, p.data, "k=\"v\"\n", &err), VT_OK);
     size_t size;
-    unsigned char *buf = read_all(path, &size);
+    unsigned char *buf = fixture_read_bytes(path, &size);
     ck_assert_uint_eq(sizeof TINY_EXPECTED - 1, 8 + 168 + 12);
     ck_assert_uint_eq(size, sizeof TINY_EXPECTED - 1);
     for (size_t i = 0; i < size; i++)
@@ -1059,7 +1039,7 @@ static void write_st(const char *path, uint64_t n, const char *header, const voi
     memcpy(buf + 8, header, h);
     if (data_len)
         memcpy(buf + 8 + h, data, data_len);
-    write_all(path, buf, 8 + h + data_len);
+    fixture_write_bytes(path, buf, 8 + h + data_len);
     free(buf);
 }
 
@@ -1142,7 +1122,7 @@ START_TEST(test_st_lying_header_length)
     /* A length that fits but cuts the JSON short. */
     write_st(path, strlen(header) - 5, header, data, sizeof data);
     assert_error(load_tiny(path, NULL, &err), &err, VT_ERR_DATA, "bad JSON header");
-    write_all(path, "\x10\x00\x00", 3);
+    fixture_write_bytes(path, "\x10\x00\x00", 3);
     assert_error(load_tiny(path, NULL, &err), &err, VT_ERR_DATA, "is truncated");
 }
 END_TEST
@@ -1256,12 +1236,12 @@ START_TEST(test_st_truncated)
     VtError err;
     ck_assert_int_eq(safetensors_save(path, &s.list, s.params.data, CONFIG, &err), VT_OK);
     size_t size;
-    unsigned char *buf = read_all(path, &size);
+    unsigned char *buf = fixture_read_bytes(path, &size);
     const size_t lengths[] = {0, 4, 8, 9, 100, get_u64(buf) + 8, size - 4, size - 1};
     Arena p;
     arena_create(&p, &s.list);
     for (size_t k = 0; k < sizeof lengths / sizeof lengths[0]; k++) {
-        write_all(cut, buf, lengths[k]);
+        fixture_write_bytes(cut, buf, lengths[k]);
         VtCode code = safetensors_load(cut, &s.list, p.data, NULL, &err);
         ck_assert_msg(code == VT_ERR_DATA, "length %zu: code %d", lengths[k], code);
         ck_assert(strstr(err.message, cut) != NULL);
