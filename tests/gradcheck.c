@@ -139,6 +139,36 @@ double gradcheck_run(GcProblem *p, const GcOptions *opts, GcResult *result)
     return result->max_error;
 }
 
+double gradcheck_overwrite(GcProblem *p, int written)
+{
+    Rng rng = rng_stream(2, RNG_TEST, 2, 0);
+    for (size_t i = 0; i < p->out_n; i++)
+        p->dout[i] = (float)rng_normal(&rng);
+    p->forward(p->ctx);
+    float **clean = vt_xcalloc((size_t)p->n_tensors, sizeof *clean);
+    for (int t = 0; t < p->n_tensors; t++)
+        memset(p->tensors[t].grad, 0, p->tensors[t].n * sizeof(float));
+    p->backward(p->ctx);
+    for (int t = 0; t < p->n_tensors; t++) {
+        clean[t] = vt_xmalloc(p->tensors[t].n * sizeof(float));
+        memcpy(clean[t], p->tensors[t].grad, p->tensors[t].n * sizeof(float));
+        for (size_t i = 0; i < p->tensors[t].n; i++)
+            p->tensors[t].grad[i] = t < written ? NAN : 1.0f;
+    }
+    p->backward(p->ctx);
+    double worst = 0.0;
+    for (int t = 0; t < p->n_tensors; t++) {
+        const float offset = t < written ? 0.0f : 1.0f;
+        for (size_t i = 0; i < p->tensors[t].n; i++) {
+            double diff = fabs((double)p->tensors[t].grad[i] - (double)(clean[t][i] + offset));
+            worst = diff > worst || isnan(diff) ? diff : worst; /* a NaN sticks */
+        }
+        free(clean[t]);
+    }
+    free(clean);
+    return worst;
+}
+
 void gradcheck_print(const char *title, const GcProblem *p, const GcResult *result)
 {
     printf("gradcheck %s: max error %.2e (%s)\n", title, result->max_error,

@@ -60,6 +60,15 @@ GcProblem *gc_add(GcProblem *p, const char *name, float *value, float *grad, siz
 /* Runs the check; returns result->max_error. opts may be NULL for defaults. */
 double gradcheck_run(GcProblem *p, const GcOptions *opts, GcResult *result);
 
+/* Whether the backward writes the gradients of the first `written`
+ * tensors (an op's inputs) without reading them, as ops.h promises, and
+ * adds into the rest: runs it once into zeroed gradients and once with
+ * those `written` gradients full of NaN and every other gradient 1.
+ * Returns the largest difference from the expected second result (the
+ * first, plus 1 where it adds): about 0 when the promise holds, NaN when
+ * a written gradient was read, about 1 when an added one was overwritten. */
+double gradcheck_overwrite(GcProblem *p, int written);
+
 /* Prints one line per tensor: name, error, gradient scale. */
 void gradcheck_print(const char *title, const GcProblem *p, const GcResult *result);
 

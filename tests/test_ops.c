@@ -21,13 +21,19 @@
 
 static const double OP_TOLERANCE = 1e-3;
 
-static void check(const char *title, GcProblem *p)
+/* The gradient check, and the promise of ops.h that the backward writes
+ * the gradients of the first `written` tensors (the op's inputs) without
+ * reading them and adds into the others (its parameters). */
+static void check(const char *title, GcProblem *p, int written)
 {
     GcResult r;
     gradcheck_run(p, NULL, &r);
     gradcheck_print(title, p, &r);
     ck_assert_msg(r.max_error < OP_TOLERANCE, "%s: gradient error %.3g in %s exceeds %.3g", title,
                   r.max_error, p->tensors[r.worst].name, OP_TOLERANCE);
+    double mismatch = gradcheck_overwrite(p, written);
+    ck_assert_msg(mismatch < 1e-6, "%s: backward reads a gradient it should write, or overwrites "
+                  "one it should add into (difference %.3g)", title, mismatch);
 }
 
 /* ---- linear -------------------------------------------------------------- */
@@ -57,7 +63,7 @@ START_TEST(test_linear)
     GcProblem p = {.ctx = &l, .forward = linear_fwd, .backward = linear_bwd, .out = l.y,
                    .dout = l.dy, .out_n = 35};
     gc_add(gc_add(gc_add(&p, "x", l.x, l.dx, 77), "weight", l.w, l.dw, 55), "bias", l.b, l.db, 5);
-    check("linear", &p);
+    check("linear", &p, 1);
 }
 END_TEST
 
@@ -90,7 +96,18 @@ START_TEST(test_layernorm)
     GcProblem p = {.ctx = &n, .forward = norm_fwd, .backward = norm_bwd, .out = n.y,
                    .dout = n.dy, .out_n = len};
     gc_add(gc_add(gc_add(&p, "x", n.x, n.dx, len), "weight", n.w, n.dw, 24), "bias", n.b, n.db, 24);
-    check("layernorm", &p);
+    check("layernorm", &p, 0); /* its dx adds into the stream gradient */
+}
+END_TEST
+
+START_TEST(test_layernorm_recompute_matches_forward)
+{
+    enum { T = 37, D = 200 };
+    float *x = gc_randn(T * D, 3, 43), *w = gc_randn(D, 1, 44), *b = gc_randn(D, 1, 45);
+    float *y = gc_zeros(T * D), *y2 = gc_zeros(T * D), *mean = gc_zeros(T), *rstd = gc_zeros(T);
+    layernorm_forward(y, mean, rstd, x, w, b, T, D);
+    layernorm_recompute(y2, x, mean, rstd, w, b, T, D);
+    ck_assert(memcmp(y, y2, sizeof(float) * T * D) == 0);
 }
 END_TEST
 
@@ -120,7 +137,7 @@ START_TEST(test_gelu)
     GcProblem p = {.ctx = &u, .forward = gelu_fwd, .backward = gelu_bwd, .out = u.y,
                    .dout = u.dy, .out_n = 200};
     gc_add(&p, "x", u.x, u.dx, 200);
-    check("gelu", &p);
+    check("gelu", &p, 1);
 }
 END_TEST
 
@@ -146,6 +163,28 @@ START_TEST(test_gelu_matches_erf_in_double)
     x[0] = NAN;
     gelu_forward(y, x, 1);
     ck_assert(isnan(y[0]));
+}
+END_TEST
+
+START_TEST(test_gelu_recompute_matches_forward_and_backward)
+{
+    /* The model's backward recomputes GELU: its output must be the
+     * forward's bit for bit, and slope * dy the backward's. */
+    enum { N = 4099 }; /* not a multiple of any vector width */
+    float *x = gc_randn(N, 3, 41), *dy = gc_randn(N, 1, 42);
+    float *y = gc_zeros(N), *y2 = gc_zeros(N), *slope = gc_zeros(N);
+    float *dx = gc_zeros(N), *dx2 = gc_zeros(N);
+    gelu_forward(y, x, N);
+    gelu_backward(dx, dy, x, N);
+    gelu_forward_slope(y2, slope, x, N);
+    gelu_slope_backward(dx2, dy, slope, N);
+    ck_assert(memcmp(y, y2, N * sizeof(float)) == 0);
+    for (int i = 0; i < N; i++)
+        ck_assert_msg(fabsf(dx[i] - dx2[i]) <= 1e-6f * fabsf(dx[i]), "x = %g: %.9g vs %.9g",
+                      (double)x[i], (double)dx[i], (double)dx2[i]);
+    /* In place, as the model calls it. */
+    gelu_slope_backward(dy, dy, slope, N);
+    ck_assert(memcmp(dy, dx2, N * sizeof(float)) == 0);
 }
 END_TEST
 
@@ -179,7 +218,7 @@ static void check_xent(float smoothing)
     GcProblem p = {.ctx = &x, .forward = xent_fwd, .backward = xent_bwd, .out = &x.loss,
                    .dout = &x.dloss, .out_n = 1};
     gc_add(&p, "logits", x.logits, x.dlogits, 35);
-    check(smoothing > 0 ? "softmax_xent (smoothing 0.1)" : "softmax_xent", &p);
+    check(smoothing > 0 ? "softmax_xent (smoothing 0.1)" : "softmax_xent", &p, 1);
 }
 
 START_TEST(test_softmax_xent)
@@ -234,7 +273,7 @@ START_TEST(test_patch_embed)
                    .dout = e.dy, .out_n = out};
     gc_add(gc_add(gc_add(&p, "image", e.img, e.dimg, img), "weight", e.w, e.dw, w), "bias", e.b,
            e.db, 5);
-    check("patch_embed", &p);
+    check("patch_embed", &p, 1);
 }
 END_TEST
 
@@ -343,7 +382,7 @@ static void pos_bwd(void *c)
 
 /* Checks one token op: input a has a_n elements, b (may be absent) b_n, the output out_n. */
 static void check_token_op(const char *title, void (*fwd)(void *), void (*bwd)(void *),
-                           size_t a_n, size_t b_n, size_t out_n)
+                           size_t a_n, size_t b_n, size_t out_n, int written)
 {
     TokenCase t = {.B = 3, .N = 5, .D = 4};
     t.a = gc_randn(a_n, 1, 12), t.da = gc_zeros(a_n);
@@ -356,19 +395,20 @@ static void check_token_op(const char *title, void (*fwd)(void *), void (*bwd)(v
     gc_add(&p, "a", t.a, t.da, a_n);
     if (b_n)
         gc_add(&p, "b", t.b, t.db, b_n);
-    check(title, &p);
+    check(title, &p, written);
 }
 
 START_TEST(test_token_ops)
 {
     const size_t BND = 3 * 5 * 4, BD = 3 * 4, ND = 5 * 4;
-    check_token_op("cls_concat", cls_fwd, cls_bwd, 3 * 4 * 4, 4, BND);
-    check_token_op("residual", residual_fwd, residual_bwd, BND, BND, BND);
-    check_token_op("layerscale", ls_fwd, ls_bwd, BND, 4, BND);
-    check_token_op("drop_path", drop_fwd, drop_bwd, BND, 0, BND);
-    check_token_op("pool_cls", pool_cls_fwd, pool_cls_bwd, BND, 0, BD);
-    check_token_op("pool_mean", pool_mean_fwd, pool_mean_bwd, BND, 0, BD);
-    check_token_op("pos_embed", pos_fwd, pos_bwd, BND, ND, BND);
+    /* The last argument: how many of a, b are inputs (written), not parameters. */
+    check_token_op("cls_concat", cls_fwd, cls_bwd, 3 * 4 * 4, 4, BND, 1);
+    check_token_op("residual", residual_fwd, residual_bwd, BND, BND, BND, 2);
+    check_token_op("layerscale", ls_fwd, ls_bwd, BND, 4, BND, 1);
+    check_token_op("drop_path", drop_fwd, drop_bwd, BND, 0, BND, 1);
+    check_token_op("pool_cls", pool_cls_fwd, pool_cls_bwd, BND, 0, BD, 1);
+    check_token_op("pool_mean", pool_mean_fwd, pool_mean_bwd, BND, 0, BD, 1);
+    check_token_op("pos_embed", pos_fwd, pos_bwd, BND, ND, BND, 1);
 }
 END_TEST
 
@@ -412,6 +452,8 @@ Suite *ops_suite(void)
     tcase_add_checked_fixture(values, NULL, gc_free_all);
     tcase_add_test(values, test_softmax_xent_value);
     tcase_add_test(values, test_gelu_matches_erf_in_double);
+    tcase_add_test(values, test_gelu_recompute_matches_forward_and_backward);
+    tcase_add_test(values, test_layernorm_recompute_matches_forward);
     tcase_add_test(values, test_patch_embed_layout);
     tcase_add_test(values, test_drop_path_scales);
     suite_add_tcase(s, values);

@@ -36,18 +36,18 @@ struct QkRotation {
     void *ctx;
 };
 
-/* Saves q, k (rotated), v and the softmax probabilities for the backward. */
-void attention_forward(float *out /* (B, N, D) */, float *q /* (B, H, N, Dh) */,
-                       float *k /* (B, H, N, Dh) */, float *v /* (B, H, N, Dh) */,
-                       float *probs /* (B, H, N, N) */, const float *qkv /* (B, N, 3D) */,
-                       const QkRotation *rotation, int layer, const AttnDims *dims);
+/* Saves the softmax probabilities and, when there is a rotation, the
+ * rotated q and k (head-major copies; NULL is fine without a rotation). */
+void attention_forward(float *out /* (B, N, D) */, float *q_rot /* (B, H, N, Dh) or NULL */,
+                       float *k_rot /* (B, H, N, Dh) or NULL */, float *probs /* (B, H, N, N) */,
+                       const float *qkv /* (B, N, 3D) */, const QkRotation *rotation, int layer,
+                       const AttnDims *dims);
 
-/* Adds into dqkv. dq, dk, dv and dprobs are scratch of the shapes of q and
- * probs; their contents on entry do not matter. */
-void attention_backward(float *dqkv /* (B, N, 3D) */, float *dq /* (B, H, N, Dh) */,
-                        float *dk /* (B, H, N, Dh) */, float *dv /* (B, H, N, Dh) */,
-                        float *dprobs /* (B, H, N, N) */, const float *dout /* (B, N, D) */,
-                        const float *q, const float *k, const float *v, const float *probs,
+/* Writes dqkv whole. dq_rot and dk_rot (needed with a rotation only) are
+ * scratch of the shape of q_rot. */
+void attention_backward(float *dqkv /* (B, N, 3D) */, float *dq_rot /* (B, H, N, Dh) or NULL */,
+                        float *dk_rot /* (B, H, N, Dh) or NULL */, const float *dout /* (B, N, D) */,
+                        const float *q_rot, const float *k_rot, const float *probs,
                         const float *qkv /* (B, N, 3D) */, const QkRotation *rotation,
                         int layer, const AttnDims *dims);
 

@@ -4,8 +4,11 @@
  * Conventions (STYLE):
  *   - outputs first, then saved activations, then inputs, parameters, sizes;
  *   - every pointer carries its shape, in the letters of common.h;
- *   - backward *adds* into every gradient it writes (inputs and parameters),
- *     so a tensor used twice accumulates both uses; the caller zeroes;
+ *   - backward *overwrites* input gradients and *adds* into parameter
+ *     gradients (the trainer zeroes those once per step), so no buffer
+ *     has to be cleared before a pass; the one exception is LayerNorm,
+ *     whose input gradient adds into the residual stream's, which the
+ *     identity path of every residual already holds;
  *   - a NULL input gradient means "not needed" and is skipped;
  *   - work is split by output with schedule(static); reductions over rows
  *     (bias, norm and scale gradients) are split by column, so each output is
@@ -20,6 +23,7 @@
 void linear_forward(float *y /* (T, O) */, const float *x /* (T, I) */,
                     const float *w /* (O, I) */, const float *b /* (O) or NULL */,
                     int T, int I, int O);
+/* dx is written, dw and db accumulate. */
 void linear_backward(float *dx /* (T, I) or NULL */, float *dw /* (O, I) */,
                      float *db /* (O) or NULL */, const float *dy /* (T, O) */,
                      const float *x /* (T, I) */, const float *w /* (O, I) */,
@@ -30,6 +34,12 @@ void linear_backward(float *dx /* (T, I) or NULL */, float *dw /* (O, I) */,
 void layernorm_forward(float *y /* (T, D) */, float *mean /* (T) */, float *rstd /* (T) */,
                        const float *x /* (T, D) */, const float *w /* (D) */,
                        const float *b /* (D) */, int T, int D);
+/* y of layernorm_forward again, from its saved statistics, bit for bit:
+ * the model keeps only mean and rstd and recomputes y for the backward. */
+void layernorm_recompute(float *y /* (T, D) */, const float *x /* (T, D) */,
+                         const float *mean /* (T) */, const float *rstd /* (T) */,
+                         const float *w /* (D) */, const float *b /* (D) */, int T, int D);
+/* Adds into dx (the stream gradient); dw and db accumulate. */
 void layernorm_backward(float *dx /* (T, D) */, float *dw /* (D) */, float *db /* (D) */,
                         const float *dy /* (T, D) */, const float *x /* (T, D) */,
                         const float *mean /* (T) */, const float *rstd /* (T) */,
@@ -37,8 +47,17 @@ void layernorm_backward(float *dx /* (T, D) */, float *dw /* (D) */, float *db /
 
 /* ---- exact GELU: y = x * Phi(x) = 0.5 x (1 + erf(x / sqrt 2)) ------------ */
 void gelu_forward(float *y /* (n) */, const float *x /* (n) */, int64_t n);
+/* dx may be dy itself. */
 void gelu_backward(float *dx /* (n) */, const float *dy /* (n) */, const float *x /* (n) */,
                    int64_t n);
+/* The backward's half of GELU without the saved output: recomputes
+ * y = gelu(x) and writes the slope dy/dx, so that dL/dx = dL/dy * slope
+ * (gelu_slope_backward) once dL/dy is known. */
+void gelu_forward_slope(float *y /* (n) */, float *slope /* (n) */, const float *x /* (n) */,
+                        int64_t n);
+/* dx = dy * slope; dx may be dy or slope. */
+void gelu_slope_backward(float *dx /* (n) */, const float *dy /* (n) */,
+                         const float *slope /* (n) */, int64_t n);
 
 /* ---- softmax cross-entropy with label smoothing -------------------------
  * Target t = (1 - s) onehot(label) + s / K; loss = mean_b -sum_k t_k log p_k,
@@ -47,7 +66,7 @@ void gelu_backward(float *dx /* (n) */, const float *dy /* (n) */, const float *
 double softmax_xent_forward(float *probs /* (B, K) */, float *losses /* (B) */,
                             const float *logits /* (B, K) */, const int *labels /* (B) */,
                             float smoothing, int B, int K);
-/* dlogits += dloss / B * (p - t) */
+/* dlogits = dloss / B * (p - t) */
 void softmax_xent_backward(float *dlogits /* (B, K) */, const float *probs /* (B, K) */,
                            const int *labels /* (B) */, float smoothing, float dloss,
                            int B, int K);
@@ -58,7 +77,8 @@ void softmax_xent_backward(float *dlogits /* (B, K) */, const float *probs /* (B
 void patch_embed_forward(float *y /* (B*Np, D) */, float *cols /* (B*Np, C*P*P) */,
                          const float *img /* (B, C, Hi, Wi) */, const float *w /* (D, C*P*P) */,
                          const float *b /* (D) */, int B, int C, int Hi, int Wi, int P, int D);
-/* dcols is scratch (B*Np, C*P*P), needed only when dimg is wanted. */
+/* dcols is scratch (B*Np, C*P*P), needed only when dimg is wanted. The
+ * patches tile the image, so dimg is written whole. */
 void patch_embed_backward(float *dimg /* (B, C, Hi, Wi) or NULL */, float *dcols /* scratch */,
                           float *dw /* (D, C*P*P) */, float *db /* (D) */,
                           const float *dy /* (B*Np, D) */, const float *cols /* (B*Np, C*P*P) */,

@@ -48,35 +48,39 @@ typedef struct VitBlockParams {
     int norm2_w, norm2_b, fc1_w, fc1_b, fc2_w, fc2_b, ls2;
 } VitBlockParams;
 
-/* One block's saved activations and its drop-path scales. */
+/* One block's saved activations and its drop-path scales. What is cheap
+ * to recompute is not kept: the LayerNorm outputs (from the stream and
+ * the saved row statistics) and GELU's output (from fc1) are recomputed
+ * by the backward into shared scratch, which halves the activations. */
 typedef struct VitBlockActs {
-    float *x_mid;                   /* (B, N, D) stream after the attention branch */
-    float *ln1, *ln1_mean, *ln1_rstd; /* (B, N, D), (B*N), (B*N) */
-    float *qkv;                     /* (B, N, 3D) */
-    float *q, *k, *v;               /* (B, H, N, Dh), q and k rotated */
-    float *probs;                   /* (B, H, N, N) */
-    float *attn;                    /* (B, N, D) heads merged, before proj */
-    float *proj;                    /* (B, N, D) */
-    float *ln2, *ln2_mean, *ln2_rstd;
-    float *fc1;                     /* (B, N, F) before GELU */
-    float *gelu;                    /* (B, N, F) */
-    float *fc2;                     /* (B, N, D) */
-    float *drop1, *drop2;           /* (B) drop-path scales of the two branches */
+    float *x_mid;                 /* (B, N, D) stream after the attention branch */
+    float *ln1_mean, *ln1_rstd;   /* (B*N) statistics of norm1 */
+    float *qkv;                   /* (B, N, 3D) */
+    float *q_rot, *k_rot;         /* (B, H, N, Dh) rotated q and k; NULL without a rotation */
+    float *probs;                 /* (B, H, N, N) */
+    float *attn;                  /* (B, N, D) heads merged, before proj */
+    float *proj;                  /* (B, N, D) kept for LayerScale's gradient; else NULL */
+    float *ln2_mean, *ln2_rstd;   /* (B*N) statistics of norm2 */
+    float *fc1;                   /* (B, N, F) before GELU */
+    float *fc2;                   /* (B, N, D) as proj */
+    float *drop1, *drop2;         /* (B) drop-path scales of the two branches */
 } VitBlockActs;
 
-/* Gradient scratch, reused by every block. */
+/* Gradient scratch, reused by every block. Buffers whose uses never
+ * overlap share memory: ln, attn and patches are one buffer (attn is read
+ * by the attention backward before ln is written), slope and qkv another
+ * (the MLP half is done with slope before the attention half writes qkv). */
 typedef struct VitGradScratch {
     float *stream;      /* (B, N, D) dL/d(residual stream) */
-    float *branch;      /* (B, N, D) dL/d(branch output before LayerScale) */
-    float *tmp;         /* (B, N, D) */
-    float *ln;          /* (B, N, D) */
-    float *attn;        /* (B, N, D) */
-    float *qkv;         /* (B, N, 3D) */
-    float *q, *k, *v;   /* (B, H, N, Dh) */
-    float *probs;       /* (B, H, N, N) */
-    float *hidden;      /* (B, N, F) dL/d(gelu output) */
-    float *hidden_pre;  /* (B, N, F) dL/d(fc1 output) */
-    float *patches;     /* (B*Np, D) */
+    float *branch;      /* (B, N, D) dL/d(branch output before LayerScale); with LayerScale only */
+    float *tmp;         /* (B, N, D) through drop path; with drop path only */
+    float *ln;          /* (B, N, D) dL/d(a LayerNorm's output) */
+    float *attn;        /* (B, N, D) dL/d(attention output), shares ln */
+    float *qkv;         /* (B, N, 3D), shares slope */
+    float *q, *k;       /* (B, H, N, Dh), with a rotation only */
+    float *hidden;      /* (B, N, F) dL/d(gelu output), then dL/d(fc1 output) */
+    float *slope;       /* (B, N, max(F, 3D)) GELU's derivative at fc1 */
+    float *patches;     /* (B*Np, D), shares ln */
     float *pooled;      /* (B, D) */
     float *logits;      /* (B, K) */
 } VitGradScratch;
@@ -107,7 +111,9 @@ typedef struct Vit {
     float **stream;   /* (depth+1) x (B, N, D): stream[0] embedded, stream[l+1] after block l */
     VitBlockActs *block_acts; /* (depth) */
     float *branch;    /* (B, N, D) forward scratch */
-    float *norm, *norm_mean, *norm_rstd; /* final LayerNorm */
+    float *normed;    /* (B, N, D) scratch: the output of a LayerNorm */
+    float *hidden;    /* (B, N, F) scratch: GELU's output */
+    float *norm_mean, *norm_rstd; /* statistics of the final LayerNorm */
     float *pooled;    /* (B, D) */
     float *logits;    /* (B, K) */
     float *probs;     /* (B, K) softmax of logits */

@@ -3,46 +3,63 @@
  * attention.h). Per (image, head) the work is three small GEMMs and a
  * row softmax; the pairs run in parallel, each on one thread, so OpenBLAS
  * runs those GEMMs single-threaded inside our region.
+ *
+ * The GEMMs read q, k and v where the qkv linear left them, a row stride
+ * of 3D apart, and the backward writes dq, dk and dv straight into dqkv:
+ * only a rotary encoding, which must not touch the raw q and k its
+ * backward reads, gets head-major copies of the two.
  */
 #include "vitrain/attention.h"
 #include "vitrain/profile.h"
 
+#include "vitrain/common.h"
 #include "vitrain/parallel.h"
+#include "vitrain/vecmath.h"
 
 #include <math.h>
 #include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
 
 /* Which of q, k, v a slice of the qkv buffer holds. */
 enum { SLOT_Q = 0, SLOT_K = 1, SLOT_V = 2 };
 
-/* (B, N, 3D) slot -> (B, H, N, Dh) */
-static void split_heads(float *dst, const float *qkv, int slot, const AttnDims *d)
+/* One head's (N, Dh) matrix inside a larger buffer: its start and row stride. */
+typedef struct HeadSlice {
+    float *at;
+    int ld;
+} HeadSlice;
+
+/* Head h of image b in slot `slot` of a (B, N, 3D) qkv-shaped buffer. */
+static HeadSlice qkv_slice(const float *qkv, int slot, int bh, const AttnDims *d)
 {
-    const int D = d->H * d->Dh;
-#pragma omp parallel for schedule(static)
-    for (int bh = 0; bh < d->B * d->H; bh++) {
-        int b = bh / d->H, h = bh % d->H;
-        for (int n = 0; n < d->N; n++) {
-            const float *src = qkv + ((int64_t)b * d->N + n) * 3 * D + slot * D + h * d->Dh;
-            float *out = dst + ((int64_t)bh * d->N + n) * d->Dh;
-            for (int c = 0; c < d->Dh; c++)
-                out[c] = src[c];
-        }
-    }
+    const int D = d->H * d->Dh, b = bh / d->H, h = bh % d->H;
+    return (HeadSlice){(float *)qkv + (int64_t)b * d->N * 3 * D + slot * D + h * d->Dh, 3 * D};
 }
 
-/* (B, H, N, Dh) -> adds into slot of (B, N, 3D); the inverse of split_heads. */
-static void merge_heads_add(float *dqkv, const float *src, int slot, const AttnDims *d)
+/* Head (b, h) of a head-major (B, H, N, Dh) buffer. */
+static HeadSlice head_major_slice(const float *x, int bh, const AttnDims *d)
 {
-    const int D = d->H * d->Dh;
+    return (HeadSlice){(float *)x + (int64_t)bh * d->N * d->Dh, d->Dh};
+}
+
+/* q or k of head (b, h): the rotated copy when there is one, else the raw slot. */
+static HeadSlice qk_slice(const float *rotated, const float *qkv, int slot, int bh,
+                          const AttnDims *d)
+{
+    return rotated ? head_major_slice(rotated, bh, d) : qkv_slice(qkv, slot, bh, d);
+}
+
+/* Slot of (B, N, 3D) -> (B, H, N, Dh), or back when to_heads is false. */
+static void copy_heads(float *heads, float *qkv, int slot, bool to_heads, const AttnDims *d)
+{
 #pragma omp parallel for schedule(static)
     for (int bh = 0; bh < d->B * d->H; bh++) {
-        int b = bh / d->H, h = bh % d->H;
+        HeadSlice raw = qkv_slice(qkv, slot, bh, d), hm = head_major_slice(heads, bh, d);
         for (int n = 0; n < d->N; n++) {
-            float *dst = dqkv + ((int64_t)b * d->N + n) * 3 * D + slot * D + h * d->Dh;
-            const float *in = src + ((int64_t)bh * d->N + n) * d->Dh;
-            for (int c = 0; c < d->Dh; c++)
-                dst[c] += in[c];
+            float *from = to_heads ? raw.at + (int64_t)n * raw.ld : hm.at + (int64_t)n * hm.ld;
+            float *to = to_heads ? hm.at + (int64_t)n * hm.ld : raw.at + (int64_t)n * raw.ld;
+            memcpy(to, from, (size_t)d->Dh * sizeof(float));
         }
     }
 }
@@ -52,42 +69,48 @@ static void softmax_rows(float *s /* (N, N) */, int N)
     for (int i = 0; i < N; i++) {
         float *row = s + (int64_t)i * N;
         float m = row[0];
+#pragma omp simd reduction(max : m)
         for (int j = 1; j < N; j++)
             m = row[j] > m ? row[j] : m;
         float sum = 0.0f;
+#pragma omp simd reduction(+ : sum)
         for (int j = 0; j < N; j++) {
-            row[j] = expf(row[j] - m);
+            row[j] = vec_expf(row[j] - m);
             sum += row[j];
         }
-        float inv = 1.0f / sum;
+        const float inv = 1.0f / sum;
+#pragma omp simd
         for (int j = 0; j < N; j++)
             row[j] *= inv;
     }
 }
 
-void attention_forward(float *out, float *q, float *k, float *v, float *probs, const float *qkv,
+void attention_forward(float *out, float *q_rot, float *k_rot, float *probs, const float *qkv,
                        const QkRotation *rotation, int layer, const AttnDims *dims)
 {
     const int N = dims->N, Dh = dims->Dh, D = dims->H * Dh;
     const float scale = 1.0f / sqrtf((float)Dh);
     prof_push(PROF_ATTENTION);
-    split_heads(q, qkv, SLOT_Q, dims);
-    split_heads(k, qkv, SLOT_K, dims);
-    split_heads(v, qkv, SLOT_V, dims);
     if (rotation) {
-        rotation->forward(rotation, layer, q, dims);
-        rotation->forward(rotation, layer, k, dims);
+        copy_heads(q_rot, (float *)qkv, SLOT_Q, true, dims);
+        copy_heads(k_rot, (float *)qkv, SLOT_K, true, dims);
+        rotation->forward(rotation, layer, q_rot, dims);
+        rotation->forward(rotation, layer, k_rot, dims);
+    } else {
+        q_rot = k_rot = NULL;
     }
 #pragma omp parallel for schedule(static)
     for (int bh = 0; bh < dims->B * dims->H; bh++) {
-        int b = bh / dims->H, h = bh % dims->H;
-        const int64_t head = (int64_t)bh * N * Dh;
+        const int b = bh / dims->H, h = bh % dims->H;
+        const HeadSlice q = qk_slice(q_rot, qkv, SLOT_Q, bh, dims);
+        const HeadSlice k = qk_slice(k_rot, qkv, SLOT_K, bh, dims);
+        const HeadSlice v = qkv_slice(qkv, SLOT_V, bh, dims);
         float *p = probs + (int64_t)bh * N * N;
         /* P = softmax(q k^T * scale), (N, N) */
-        blas_sgemm(false, true, N, N, Dh, scale, q + head, Dh, k + head, Dh, 0.0f, p, N);
+        blas_sgemm(false, true, N, N, Dh, scale, q.at, q.ld, k.at, k.ld, 0.0f, p, N);
         softmax_rows(p, N);
         /* out[b, :, head h] = P v, (N, Dh) in a row stride of D */
-        blas_sgemm(false, false, N, Dh, N, 1.0f, p, N, v + head, Dh, 0.0f,
+        blas_sgemm(false, false, N, Dh, N, 1.0f, p, N, v.at, v.ld, 0.0f,
                    out + (int64_t)b * N * D + h * Dh, D);
     }
     prof_pop();
@@ -102,43 +125,55 @@ static void softmax_rows_backward(float *dp /* (N, N) */, const float *p /* (N, 
         float *drow = dp + (int64_t)i * N;
         const float *prow = p + (int64_t)i * N;
         float dot = 0.0f;
+#pragma omp simd reduction(+ : dot)
         for (int j = 0; j < N; j++)
             dot += drow[j] * prow[j];
+#pragma omp simd
         for (int j = 0; j < N; j++)
             drow[j] = prow[j] * (drow[j] - dot) * scale;
     }
 }
 
-void attention_backward(float *dqkv, float *dq, float *dk, float *dv, float *dprobs,
-                        const float *dout, const float *q, const float *k, const float *v,
+void attention_backward(float *dqkv, float *dq_rot, float *dk_rot, const float *dout, const float *q_rot, const float *k_rot,
                         const float *probs, const float *qkv, const QkRotation *rotation,
                         int layer, const AttnDims *dims)
 {
     const int N = dims->N, Dh = dims->Dh, D = dims->H * Dh;
     const float scale = 1.0f / sqrtf((float)Dh);
     prof_push(PROF_ATTENTION);
-#pragma omp parallel for schedule(static)
+    if (!rotation)
+        q_rot = k_rot = dq_rot = dk_rot = NULL;
+#pragma omp parallel
+    {
+    /* dP of one head at a time: a thread's own (N, N) tile, kept in cache. */
+    float *dp = vt_xmalloc((size_t)N * N * sizeof(float));
+#pragma omp for schedule(static)
     for (int bh = 0; bh < dims->B * dims->H; bh++) {
-        int b = bh / dims->H, h = bh % dims->H;
-        const int64_t head = (int64_t)bh * N * Dh;
+        const int b = bh / dims->H, h = bh % dims->H;
+        const HeadSlice q = qk_slice(q_rot, qkv, SLOT_Q, bh, dims);
+        const HeadSlice k = qk_slice(k_rot, qkv, SLOT_K, bh, dims);
+        const HeadSlice v = qkv_slice(qkv, SLOT_V, bh, dims);
+        const HeadSlice dq = qk_slice(dq_rot, dqkv, SLOT_Q, bh, dims);
+        const HeadSlice dk = qk_slice(dk_rot, dqkv, SLOT_K, bh, dims);
+        const HeadSlice dv = qkv_slice(dqkv, SLOT_V, bh, dims);
         const float *p = probs + (int64_t)bh * N * N;
-        float *dp = dprobs + (int64_t)bh * N * N;
         const float *dO = dout + (int64_t)b * N * D + h * Dh; /* (N, Dh), row stride D */
         /* O = P v: dP = dO v^T, dv = P^T dO */
-        blas_sgemm(false, true, N, N, Dh, 1.0f, dO, D, v + head, Dh, 0.0f, dp, N);
-        blas_sgemm(true, false, N, Dh, N, 1.0f, p, N, dO, D, 0.0f, dv + head, Dh);
+        blas_sgemm(false, true, N, N, Dh, 1.0f, dO, D, v.at, v.ld, 0.0f, dp, N);
+        blas_sgemm(true, false, N, Dh, N, 1.0f, p, N, dO, D, 0.0f, dv.at, dv.ld);
         /* P = softmax(S), S = scale q k^T: dS = scale * softmax'(dP) */
         softmax_rows_backward(dp, p, N, scale);
         /* dq = dS k, dk = dS^T q */
-        blas_sgemm(false, false, N, Dh, N, 1.0f, dp, N, k + head, Dh, 0.0f, dq + head, Dh);
-        blas_sgemm(true, false, N, Dh, N, 1.0f, dp, N, q + head, Dh, 0.0f, dk + head, Dh);
+        blas_sgemm(false, false, N, Dh, N, 1.0f, dp, N, k.at, k.ld, 0.0f, dq.at, dq.ld);
+        blas_sgemm(true, false, N, Dh, N, 1.0f, dp, N, q.at, q.ld, 0.0f, dk.at, dk.ld);
+    }
+    free(dp);
     }
     if (rotation) {
-        rotation->backward(rotation, layer, dq, qkv + SLOT_Q * D, 3 * D, dims);
-        rotation->backward(rotation, layer, dk, qkv + SLOT_K * D, 3 * D, dims);
+        rotation->backward(rotation, layer, dq_rot, qkv + SLOT_Q * D, 3 * D, dims);
+        rotation->backward(rotation, layer, dk_rot, qkv + SLOT_K * D, 3 * D, dims);
+        copy_heads(dq_rot, dqkv, SLOT_Q, false, dims);
+        copy_heads(dk_rot, dqkv, SLOT_K, false, dims);
     }
-    merge_heads_add(dqkv, dq, SLOT_Q, dims);
-    merge_heads_add(dqkv, dk, SLOT_K, dims);
-    merge_heads_add(dqkv, dv, SLOT_V, dims);
     prof_pop();
 }

@@ -68,43 +68,42 @@ static void plan_block(ActPlan *p, VitBlockActs *a, int l, int64_t B, const Vit 
     const int64_t N = m->tokens, D = m->cfg.dim, H = m->cfg.heads, F = m->cfg.mlp_dim;
     const int64_t T = B * N;
     plan(p, &a->x_mid, T * D, "blocks.%d.x_mid", l);
-    plan(p, &a->ln1, T * D, "blocks.%d.norm1", l);
     plan(p, &a->ln1_mean, T, "blocks.%d.norm1.mean", l);
     plan(p, &a->ln1_rstd, T, "blocks.%d.norm1.rstd", l);
     plan(p, &a->qkv, T * 3 * D, "blocks.%d.attn.qkv", l);
-    plan(p, &a->q, T * D, "blocks.%d.attn.q", l);
-    plan(p, &a->k, T * D, "blocks.%d.attn.k", l);
-    plan(p, &a->v, T * D, "blocks.%d.attn.v", l);
+    if (m->rotation) {
+        plan(p, &a->q_rot, T * D, "blocks.%d.attn.q_rot", l);
+        plan(p, &a->k_rot, T * D, "blocks.%d.attn.k_rot", l);
+    }
     plan(p, &a->probs, B * H * N * N, "blocks.%d.attn.probs", l);
     plan(p, &a->attn, T * D, "blocks.%d.attn.out", l);
-    plan(p, &a->proj, T * D, "blocks.%d.attn.proj", l);
-    plan(p, &a->ln2, T * D, "blocks.%d.norm2", l);
     plan(p, &a->ln2_mean, T, "blocks.%d.norm2.mean", l);
     plan(p, &a->ln2_rstd, T, "blocks.%d.norm2.rstd", l);
     plan(p, &a->fc1, T * F, "blocks.%d.mlp.fc1", l);
-    plan(p, &a->gelu, T * F, "blocks.%d.mlp.gelu", l);
-    plan(p, &a->fc2, T * D, "blocks.%d.mlp.fc2", l);
+    if (m->blocks[l].ls1 >= 0) {
+        plan(p, &a->proj, T * D, "blocks.%d.attn.proj", l);
+        plan(p, &a->fc2, T * D, "blocks.%d.mlp.fc2", l);
+    }
     plan(p, &a->drop1, B, "blocks.%d.drop1", l);
     plan(p, &a->drop2, B, "blocks.%d.drop2", l);
 }
 
 static void plan_grads(ActPlan *p, VitGradScratch *g, int64_t B, const Vit *m)
 {
-    const int64_t N = m->tokens, D = m->cfg.dim, H = m->cfg.heads, F = m->cfg.mlp_dim;
+    const int64_t N = m->tokens, D = m->cfg.dim, F = m->cfg.mlp_dim;
     const int64_t T = B * N, K = m->cfg.num_classes;
     plan(p, &g->stream, T * D, "grad.stream");
-    plan(p, &g->branch, T * D, "grad.branch");
-    plan(p, &g->tmp, T * D, "grad.tmp");
-    plan(p, &g->ln, T * D, "grad.norm");
-    plan(p, &g->attn, T * D, "grad.attn");
-    plan(p, &g->qkv, T * 3 * D, "grad.qkv");
-    plan(p, &g->q, T * D, "grad.q");
-    plan(p, &g->k, T * D, "grad.k");
-    plan(p, &g->v, T * D, "grad.v");
-    plan(p, &g->probs, B * H * N * N, "grad.probs");
+    if (m->cfg.layer_scale_init > 0.0f)
+        plan(p, &g->branch, T * D, "grad.branch");
+    if (m->cfg.drop_path > 0.0f)
+        plan(p, &g->tmp, T * D, "grad.tmp");
+    plan(p, &g->ln, T * D, "grad.norm+attn+patches");
+    if (m->rotation) {
+        plan(p, &g->q, T * D, "grad.q_rot");
+        plan(p, &g->k, T * D, "grad.k_rot");
+    }
     plan(p, &g->hidden, T * F, "grad.hidden");
-    plan(p, &g->hidden_pre, T * F, "grad.hidden_pre");
-    plan(p, &g->patches, B * m->num_patches * D, "grad.patches");
+    plan(p, &g->slope, T * VT_MAX(F, 3 * D), "grad.gelu_slope+qkv");
     plan(p, &g->pooled, B * D, "grad.pooled");
     plan(p, &g->logits, B * K, "grad.logits");
 }
@@ -126,7 +125,8 @@ static ActPlan *plan_activations(Vit *m, int64_t B)
     for (int l = 0; l < c->depth; l++)
         plan_block(p, &m->block_acts[l], l, B, m);
     plan(p, &m->branch, T * D, "branch");
-    plan(p, &m->norm, T * D, "norm");
+    plan(p, &m->normed, T * D, "normed");
+    plan(p, &m->hidden, T * c->mlp_dim, "hidden");
     plan(p, &m->norm_mean, T, "norm.mean");
     plan(p, &m->norm_rstd, T, "norm.rstd");
     plan(p, &m->pooled, B * D, "pooled");
@@ -144,6 +144,10 @@ static void bind_activations(Vit *m, ActPlan *p)
     for (int i = 0; i < p->count; i++)
         *p->slots[i] = arena_tensor(&m->acts, p->indices[i]);
     act_plan_free(p);
+    /* Gradient scratch of disjoint lifetimes shares memory (VitGradScratch). */
+    VitGradScratch *g = &m->grad;
+    g->attn = g->patches = g->ln;
+    g->qkv = g->slope;
 }
 
 static double gib(size_t floats)
@@ -260,7 +264,8 @@ static float *grad(const Vit *m, int index)
     return index >= 0 ? arena_tensor(&m->grads, index) : NULL;
 }
 
-/* x_out = x_in + drop_path(gamma * branch); gamma and scale may be absent. */
+/* x_out = x_in + drop_path(gamma * branch); gamma and scale may be absent.
+ * branch may be m->branch itself: each pass is element-wise. */
 static void residual_branch_forward(Vit *m, float *x_out, const float *x_in, const float *branch,
                                     const float *gamma, const float *scale, int B)
 {
@@ -277,6 +282,18 @@ static void residual_branch_forward(Vit *m, float *x_out, const float *x_in, con
     residual_forward(x_out, x_in, y, T * D);
 }
 
+/* timm's stochastic depth: the rate grows linearly to drop_path at the last block. */
+static float drop_path_rate(const Vit *m, int l)
+{
+    const VitConfig *c = &m->cfg;
+    return c->depth > 1 ? c->drop_path * (float)l / (float)(c->depth - 1) : c->drop_path;
+}
+
+static bool drops_paths(const Vit *m, int l, const VitPass *pass)
+{
+    return pass->train && drop_path_rate(m, l) > 0.0f;
+}
+
 static void block_forward(Vit *m, int l, int B, const VitPass *pass)
 {
     const VitConfig *c = &m->cfg;
@@ -284,29 +301,29 @@ static void block_forward(Vit *m, int l, int B, const VitPass *pass)
     VitBlockActs *a = &m->block_acts[l];
     const int T = B * m->tokens, D = c->dim, F = c->mlp_dim;
     const AttnDims dims = {B, m->tokens, c->heads, D / c->heads};
-
-    /* timm's stochastic depth: the rate grows linearly to drop_path at the last block. */
-    const float rate = c->depth > 1 ? c->drop_path * (float)l / (float)(c->depth - 1) : c->drop_path;
-    const bool drop = pass->train && rate > 0.0f;
+    const bool drop = drops_paths(m, l, pass);
     if (drop) {
+        const float rate = drop_path_rate(m, l);
         drop_path_scales(a->drop1, pass->seed, pass->step, 2 * l, rate, pass->batch_first, B);
         drop_path_scales(a->drop2, pass->seed, pass->step, 2 * l + 1, rate, pass->batch_first, B);
     }
+    /* Without LayerScale the branch outputs are not needed by the backward. */
+    float *proj = a->proj ? a->proj : m->branch, *fc2 = a->fc2 ? a->fc2 : m->branch;
 
     const float *x = m->stream[l];
-    layernorm_forward(a->ln1, a->ln1_mean, a->ln1_rstd, x, param(m, p->norm1_w),
+    layernorm_forward(m->normed, a->ln1_mean, a->ln1_rstd, x, param(m, p->norm1_w),
                       param(m, p->norm1_b), T, D);
-    linear_forward(a->qkv, a->ln1, param(m, p->qkv_w), param(m, p->qkv_b), T, D, 3 * D);
-    attention_forward(a->attn, a->q, a->k, a->v, a->probs, a->qkv, m->rotation, l, &dims);
-    linear_forward(a->proj, a->attn, param(m, p->proj_w), param(m, p->proj_b), T, D, D);
-    residual_branch_forward(m, a->x_mid, x, a->proj, param(m, p->ls1), drop ? a->drop1 : NULL, B);
+    linear_forward(a->qkv, m->normed, param(m, p->qkv_w), param(m, p->qkv_b), T, D, 3 * D);
+    attention_forward(a->attn, a->q_rot, a->k_rot, a->probs, a->qkv, m->rotation, l, &dims);
+    linear_forward(proj, a->attn, param(m, p->proj_w), param(m, p->proj_b), T, D, D);
+    residual_branch_forward(m, a->x_mid, x, proj, param(m, p->ls1), drop ? a->drop1 : NULL, B);
 
-    layernorm_forward(a->ln2, a->ln2_mean, a->ln2_rstd, a->x_mid, param(m, p->norm2_w),
+    layernorm_forward(m->normed, a->ln2_mean, a->ln2_rstd, a->x_mid, param(m, p->norm2_w),
                       param(m, p->norm2_b), T, D);
-    linear_forward(a->fc1, a->ln2, param(m, p->fc1_w), param(m, p->fc1_b), T, D, F);
-    gelu_forward(a->gelu, a->fc1, (int64_t)T * F);
-    linear_forward(a->fc2, a->gelu, param(m, p->fc2_w), param(m, p->fc2_b), T, F, D);
-    residual_branch_forward(m, m->stream[l + 1], a->x_mid, a->fc2, param(m, p->ls2),
+    linear_forward(a->fc1, m->normed, param(m, p->fc1_w), param(m, p->fc1_b), T, D, F);
+    gelu_forward(m->hidden, a->fc1, (int64_t)T * F);
+    linear_forward(fc2, m->hidden, param(m, p->fc2_w), param(m, p->fc2_b), T, F, D);
+    residual_branch_forward(m, m->stream[l + 1], a->x_mid, fc2, param(m, p->ls2),
                             drop ? a->drop2 : NULL, B);
 }
 
@@ -331,12 +348,12 @@ const float *vit_forward(Vit *m, const float *images, int B, const VitPass *pass
         pos_embed_forward(m->stream[0], param(m, m->pos_embed), B, N, D);
     for (int l = 0; l < c->depth; l++)
         block_forward(m, l, B, pass);
-    layernorm_forward(m->norm, m->norm_mean, m->norm_rstd, m->stream[c->depth],
+    layernorm_forward(m->normed, m->norm_mean, m->norm_rstd, m->stream[c->depth],
                       param(m, m->norm_w), param(m, m->norm_b), T, D);
     if (c->pool == POOL_CLS)
-        pool_cls_forward(m->pooled, m->norm, B, N, D);
+        pool_cls_forward(m->pooled, m->normed, B, N, D);
     else
-        pool_mean_forward(m->pooled, m->norm, B, N, D);
+        pool_mean_forward(m->pooled, m->normed, B, N, D);
     linear_forward(m->logits, m->pooled, param(m, m->head_w), param(m, m->head_b), B, D,
                    c->num_classes);
     return m->logits;
@@ -352,30 +369,25 @@ double vit_forward_loss(Vit *m, const float *images, const int *labels, int B,
 
 /* ---- backward ------------------------------------------------------------ */
 
-static void zero(float *x, int64_t n)
-{
-    memset(x, 0, (size_t)n * sizeof(float));
-}
-
 /* The backward of residual_branch_forward for the branch: from the stream
- * gradient g.stream, writes dL/d(branch) into g.branch and adds dgamma.
- * (The identity path needs no work: the stream gradient passes through.) */
-static void residual_branch_backward(Vit *m, const float *branch, const float *gamma,
-                                     float *dgamma, const float *scale, int B)
+ * gradient g.stream, returns dL/d(branch) and adds dgamma. Without
+ * LayerScale and drop path that is g.stream itself; the identity path
+ * needs no work either way: the stream gradient passes through. */
+static const float *residual_branch_backward(Vit *m, const float *branch, const float *gamma,
+                                             float *dgamma, const float *scale, int B)
 {
     VitGradScratch *g = &m->grad;
     const int64_t T = (int64_t)B * m->tokens, D = m->cfg.dim;
     const float *dy = g->stream;
     if (scale) {
-        zero(g->tmp, T * D);
         drop_path_backward(g->tmp, dy, scale, B, m->tokens * D);
         dy = g->tmp;
     }
-    zero(g->branch, T * D);
-    if (gamma)
+    if (gamma) {
         layerscale_backward(g->branch, dgamma, dy, branch, gamma, (int)T, (int)D);
-    else
-        residual_backward(g->branch, NULL, dy, T * D);
+        dy = g->branch;
+    }
+    return dy;
 }
 
 static void block_backward(Vit *m, int l, int B, const VitPass *pass)
@@ -386,32 +398,33 @@ static void block_backward(Vit *m, int l, int B, const VitPass *pass)
     VitGradScratch *g = &m->grad;
     const int T = B * m->tokens, D = c->dim, F = c->mlp_dim;
     const AttnDims dims = {B, m->tokens, c->heads, D / c->heads};
-    const float rate = c->depth > 1 ? c->drop_path * (float)l / (float)(c->depth - 1) : c->drop_path;
-    const bool drop = pass->train && rate > 0.0f;
+    const bool drop = drops_paths(m, l, pass);
+    const float *dbranch;
 
     /* MLP branch: g.stream holds dL/dx_{l+1}, which is also dL/dx_mid's identity part. */
-    residual_branch_backward(m, a->fc2, param(m, p->ls2), grad(m, p->ls2), drop ? a->drop2 : NULL, B);
-    zero(g->hidden, (int64_t)T * F);
-    linear_backward(g->hidden, grad(m, p->fc2_w), grad(m, p->fc2_b), g->branch, a->gelu,
+    dbranch = residual_branch_backward(m, a->fc2, param(m, p->ls2), grad(m, p->ls2),
+                                       drop ? a->drop2 : NULL, B);
+    gelu_forward_slope(m->hidden, g->slope, a->fc1, (int64_t)T * F);
+    linear_backward(g->hidden, grad(m, p->fc2_w), grad(m, p->fc2_b), dbranch, m->hidden,
                     param(m, p->fc2_w), T, F, D);
-    zero(g->hidden_pre, (int64_t)T * F);
-    gelu_backward(g->hidden_pre, g->hidden, a->fc1, (int64_t)T * F);
-    zero(g->ln, (int64_t)T * D);
-    linear_backward(g->ln, grad(m, p->fc1_w), grad(m, p->fc1_b), g->hidden_pre, a->ln2,
+    gelu_slope_backward(g->hidden, g->hidden, g->slope, (int64_t)T * F);
+    layernorm_recompute(m->normed, a->x_mid, a->ln2_mean, a->ln2_rstd, param(m, p->norm2_w),
+                        param(m, p->norm2_b), T, D);
+    linear_backward(g->ln, grad(m, p->fc1_w), grad(m, p->fc1_b), g->hidden, m->normed,
                     param(m, p->fc1_w), T, D, F);
     layernorm_backward(g->stream, grad(m, p->norm2_w), grad(m, p->norm2_b), g->ln, a->x_mid,
                        a->ln2_mean, a->ln2_rstd, param(m, p->norm2_w), T, D);
 
     /* Attention branch: g.stream now holds dL/dx_mid. */
-    residual_branch_backward(m, a->proj, param(m, p->ls1), grad(m, p->ls1), drop ? a->drop1 : NULL, B);
-    zero(g->attn, (int64_t)T * D);
-    linear_backward(g->attn, grad(m, p->proj_w), grad(m, p->proj_b), g->branch, a->attn,
+    dbranch = residual_branch_backward(m, a->proj, param(m, p->ls1), grad(m, p->ls1),
+                                       drop ? a->drop1 : NULL, B);
+    linear_backward(g->attn, grad(m, p->proj_w), grad(m, p->proj_b), dbranch, a->attn,
                     param(m, p->proj_w), T, D, D);
-    zero(g->qkv, (int64_t)T * 3 * D);
-    attention_backward(g->qkv, g->q, g->k, g->v, g->probs, g->attn, a->q, a->k, a->v, a->probs,
+    attention_backward(g->qkv, g->q, g->k, g->attn, a->q_rot, a->k_rot, a->probs,
                        a->qkv, m->rotation, l, &dims);
-    zero(g->ln, (int64_t)T * D);
-    linear_backward(g->ln, grad(m, p->qkv_w), grad(m, p->qkv_b), g->qkv, a->ln1,
+    layernorm_recompute(m->normed, m->stream[l], a->ln1_mean, a->ln1_rstd, param(m, p->norm1_w),
+                        param(m, p->norm1_b), T, D);
+    linear_backward(g->ln, grad(m, p->qkv_w), grad(m, p->qkv_b), g->qkv, m->normed,
                     param(m, p->qkv_w), T, D, 3 * D);
     layernorm_backward(g->stream, grad(m, p->norm1_w), grad(m, p->norm1_b), g->ln, m->stream[l],
                        a->ln1_mean, a->ln1_rstd, param(m, p->norm1_w), T, D);
@@ -423,24 +436,21 @@ void vit_backward(Vit *m, const int *labels, const VitPass *pass)
     VitGradScratch *g = &m->grad;
     const int B = m->last_batch, D = c->dim, N = m->tokens, T = B * N, K = c->num_classes;
 
-    zero(g->logits, (int64_t)B * K);
     softmax_xent_backward(g->logits, m->probs, labels, pass->smoothing, 1.0f, B, K);
-    zero(g->pooled, (int64_t)B * D);
     linear_backward(g->pooled, grad(m, m->head_w), grad(m, m->head_b), g->logits, m->pooled,
                     param(m, m->head_w), B, D, K);
-    zero(g->ln, (int64_t)T * D);
     if (c->pool == POOL_CLS)
         pool_cls_backward(g->ln, g->pooled, B, N, D);
     else
         pool_mean_backward(g->ln, g->pooled, B, N, D);
-    zero(g->stream, (int64_t)T * D);
+    /* The stream gradient starts here; every LayerNorm adds into it. */
+    memset(g->stream, 0, (size_t)T * D * sizeof(float));
     layernorm_backward(g->stream, grad(m, m->norm_w), grad(m, m->norm_b), g->ln,
                        m->stream[c->depth], m->norm_mean, m->norm_rstd, param(m, m->norm_w), T, D);
     for (int l = c->depth - 1; l >= 0; l--)
         block_backward(m, l, B, pass);
     if (m->pos_embed >= 0)
         pos_embed_backward(grad(m, m->pos_embed), g->stream, B, N, D);
-    zero(g->patches, (int64_t)B * m->num_patches * D);
     cls_concat_backward(g->patches, grad(m, m->cls_token), g->stream, B, m->num_patches, D);
     patch_embed_backward(NULL, NULL, grad(m, m->patch_w), grad(m, m->patch_b), g->patches, m->cols,
                          param(m, m->patch_w), B, c->channels, c->img_size, c->img_size,

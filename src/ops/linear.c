@@ -25,10 +25,10 @@ void linear_forward(float *y, const float *x, const float *w, const float *b, in
 void linear_backward(float *dx, float *dw, float *db, const float *dy, const float *x,
                      const float *w, int T, int I, int O)
 {
-    /* y = x W^T + b, so dx += dy W, dW += dy^T x, db += sum_t dy */
+    /* y = x W^T + b, so dx = dy W, dW += dy^T x, db += sum_t dy */
     prof_push(PROF_GEMM);
     if (dx)
-        blas_sgemm(false, false, T, I, O, 1.0f, dy, O, w, I, 1.0f, dx, I);
+        blas_sgemm(false, false, T, I, O, 1.0f, dy, O, w, I, 0.0f, dx, I);
     blas_sgemm(true, false, O, I, T, 1.0f, dy, O, x, I, 1.0f, dw, I);
     if (db)
         rows_sum_add(db, dy, T, O);

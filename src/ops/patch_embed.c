@@ -25,9 +25,10 @@ static void im2col(float *cols, const float *img, int B, int C, int Hi, int Wi, 
     }
 }
 
-/* The adjoint of im2col: patches do not overlap, so each pixel receives
- * exactly one column entry and the images split cleanly between threads. */
-static void col2im_add(float *img, const float *cols, int B, int C, int Hi, int Wi, int P)
+/* The adjoint of im2col: the patches tile the image, so each pixel
+ * receives exactly one column entry and the images split cleanly between
+ * threads. */
+static void col2im(float *img, const float *cols, int B, int C, int Hi, int Wi, int P)
 {
     const int gh = Hi / P, gw = Wi / P, Np = gh * gw, row_len = C * P * P;
 #pragma omp parallel for schedule(static)
@@ -38,7 +39,7 @@ static void col2im_add(float *img, const float *cols, int B, int C, int Hi, int 
             for (int py = 0; py < P; py++) {
                 float *dst = img + (((int64_t)b * C + c) * Hi + (gy * P + py)) * Wi + gx * P;
                 for (int px = 0; px < P; px++)
-                    dst[px] += *src++;
+                    dst[px] = *src++;
             }
     }
 }
@@ -59,12 +60,8 @@ void patch_embed_backward(float *dimg, float *dcols, float *dw, float *db, const
                           int D)
 {
     const int Np = (Hi / P) * (Wi / P), row_len = C * P * P;
-    if (dimg) {
-        VT_ASSERT(dcols != NULL);
-        for (int64_t i = 0; i < (int64_t)B * Np * row_len; i++)
-            dcols[i] = 0.0f;
-    }
+    VT_ASSERT(!dimg || dcols);
     linear_backward(dimg ? dcols : NULL, dw, db, dy, cols, w, B * Np, row_len, D);
     if (dimg)
-        col2im_add(dimg, dcols, B, C, Hi, Wi, P);
+        col2im(dimg, dcols, B, C, Hi, Wi, P);
 }

@@ -49,7 +49,7 @@ void softmax_xent_backward(float *dlogits, const float *probs, const int *labels
         float *dz = dlogits + (int64_t)b * K;
         for (int k = 0; k < K; k++) {
             float target = off_target + (k == labels[b] ? 1.0f - smoothing : 0.0f);
-            dz[k] += scale * (p[k] - target);
+            dz[k] = scale * (p[k] - target);
         }
     }
 }

@@ -32,8 +32,7 @@ void cls_concat_backward(float *dpatches, float *dcls, const float *dx, int B, i
         for (int b = 0; b < B; b++) {
             const float *src = dx + (int64_t)b * N * D + D;
             float *dst = dpatches + (int64_t)b * Np * D;
-            for (int64_t i = 0; i < (int64_t)Np * D; i++)
-                dst[i] += src[i];
+            memcpy(dst, src, (size_t)Np * D * sizeof(float));
         }
     }
     /* Every image's token 0 is the same cls vector: sum over b, in order. */
@@ -59,9 +58,9 @@ void residual_backward(float *da, float *db, const float *dy, int64_t n)
 #pragma omp parallel for schedule(static)
     for (int64_t i = 0; i < n; i++) {
         if (da)
-            da[i] += dy[i];
+            da[i] = dy[i];
         if (db)
-            db[i] += dy[i];
+            db[i] = dy[i];
     }
 }
 
@@ -78,12 +77,12 @@ void layerscale_forward(float *y, const float *x, const float *gamma, int T, int
 void layerscale_backward(float *dx, float *dgamma, const float *dy, const float *x,
                          const float *gamma, int T, int D)
 {
-    /* y = x * gamma, so dx += dy * gamma and dgamma += sum_t dy * x. */
+    /* y = x * gamma, so dx = dy * gamma and dgamma += sum_t dy * x. */
     if (dx) {
 #pragma omp parallel for schedule(static)
         for (int t = 0; t < T; t++)
             for (int i = 0; i < D; i++)
-                dx[(int64_t)t * D + i] += dy[(int64_t)t * D + i] * gamma[i];
+                dx[(int64_t)t * D + i] = dy[(int64_t)t * D + i] * gamma[i];
     }
     rows_dot_add(dgamma, dy, x, T, D);
 }
@@ -113,14 +112,20 @@ void drop_path_forward(float *y, const float *x, const float *scale, int B, int6
 
 void drop_path_backward(float *dx, const float *dy, const float *scale, int B, int64_t L)
 {
-    /* y = x * scale[b], so dx += dy * scale[b]. */
+    /* y = x * scale[b], so dx = dy * scale[b]. */
 #pragma omp parallel for schedule(static)
     for (int b = 0; b < B; b++)
         for (int64_t i = 0; i < L; i++)
-            dx[b * L + i] += dy[b * L + i] * scale[b];
+            dx[b * L + i] = dy[b * L + i] * scale[b];
 }
 
 /* ---- pooling ------------------------------------------------------------------ */
+
+/* Image b of a (B, N, D) token tensor. */
+static float *x_image(float *x, int b, int N, int D)
+{
+    return x + (int64_t)b * N * D;
+}
 
 void pool_cls_forward(float *y, const float *x, int B, int N, int D)
 {
@@ -130,9 +135,13 @@ void pool_cls_forward(float *y, const float *x, int B, int N, int D)
 
 void pool_cls_backward(float *dx, const float *dy, int B, int N, int D)
 {
-    for (int b = 0; b < B; b++)
-        for (int i = 0; i < D; i++)
-            dx[(int64_t)b * N * D + i] += dy[(int64_t)b * D + i];
+    /* Token 0 receives dy, the others nothing. */
+#pragma omp parallel for schedule(static)
+    for (int b = 0; b < B; b++) {
+        float *dxb = x_image(dx, b, N, D);
+        memcpy(dxb, dy + (int64_t)b * D, (size_t)D * sizeof(float));
+        memset(dxb + D, 0, (size_t)(N - 1) * D * sizeof(float));
+    }
 }
 
 void pool_mean_forward(float *y, const float *x, int B, int N, int D)
@@ -153,12 +162,16 @@ void pool_mean_forward(float *y, const float *x, int B, int N, int D)
 
 void pool_mean_backward(float *dx, const float *dy, int B, int N, int D)
 {
-    /* y = sum_{n>=1} x_n / (N-1): each patch token receives dy / (N-1). */
+    /* y = sum_{n>=1} x_n / (N-1): each patch token receives dy / (N-1),
+     * the CLS token nothing. */
 #pragma omp parallel for schedule(static)
-    for (int b = 0; b < B; b++)
+    for (int b = 0; b < B; b++) {
+        float *dxb = x_image(dx, b, N, D);
+        memset(dxb, 0, (size_t)D * sizeof(float));
         for (int n = 1; n < N; n++)
             for (int i = 0; i < D; i++)
-                dx[((int64_t)b * N + n) * D + i] += dy[(int64_t)b * D + i] / (float)(N - 1);
+                dxb[(int64_t)n * D + i] = dy[(int64_t)b * D + i] / (float)(N - 1);
+    }
 }
 
 /* ---- additive position embedding ---------------------------------------------- */

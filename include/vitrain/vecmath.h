@@ -1,0 +1,39 @@
+/*
+ * vecmath.h - e^x as a branch-free polynomial that loops vectorize.
+ *
+ * libm's expf is a scalar call: inside GELU and the attention softmax it
+ * costs as much as the GEMMs around them. This one is Cody-Waite range
+ * reduction and Cephes' polynomial, about 1 ulp on [-87, 88].
+ */
+#ifndef VITRAIN_VECMATH_H
+#define VITRAIN_VECMATH_H
+
+#include <stdint.h>
+
+/* e^x for x in [-87, 88]; inputs beyond are clamped, so the result is
+ * never 0 or infinite (softmax and GELU never need those). Written without
+ * libm calls (floorf, fminf) so that loops vectorize. */
+static inline float vec_expf(float x)
+{
+    /* Written so that NaN clamps too (every comparison with NaN is false):
+     * the conversion of k below stays defined. */
+    x = x > -87.0f ? x : -87.0f;
+    x = x < 88.0f ? x : 88.0f;
+    /* k = round(x / ln 2): adding 1.5 * 2^23 pushes the fraction out. */
+    const float k = (x * 1.44269504088896341f + 12582912.0f) - 12582912.0f;
+    const float r = (x - k * 0.693359375f) + k * 2.12194440e-4f;
+    float p = 1.9875691500e-4f;
+    p = p * r + 1.3981999507e-3f;
+    p = p * r + 8.3334519073e-3f;
+    p = p * r + 4.1665795894e-2f;
+    p = p * r + 1.6666665459e-1f;
+    p = p * r + 5.0000001201e-1f;
+    p = p * r * r + r + 1.0f;
+    const union {
+        uint32_t bits;
+        float value;
+    } scale = {.bits = (uint32_t)((int32_t)k + 127) << 23};
+    return p * scale.value;
+}
+
+#endif
