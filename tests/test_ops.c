@@ -67,6 +67,28 @@ START_TEST(test_linear)
 }
 END_TEST
 
+START_TEST(test_linear_residual_and_in_place_backward)
+{
+    /* linear_residual_forward = residual + linear_forward; and the model
+     * lets linear_backward write dx over x. */
+    enum { T = 33, I = 20, O = 12 };
+    float *x = gc_randn(T * I, 1, 51), *w = gc_randn(O * I, 1, 52), *b = gc_randn(O, 1, 53);
+    float *res = gc_randn(T * O, 1, 54), *y = gc_zeros(T * O), *y2 = gc_zeros(T * O);
+    linear_forward(y, x, w, b, T, I, O);
+    linear_residual_forward(y2, res, x, w, b, T, I, O);
+    for (int i = 0; i < T * O; i++)
+        ck_assert_float_eq_tol(y2[i], res[i] + y[i], 1e-5f * (1.0f + fabsf(y[i])));
+
+    float *dy = gc_randn(T * O, 1, 55), *dx = gc_zeros(T * I), *dw = gc_zeros(O * I);
+    float *dw2 = gc_zeros(O * I), *db = gc_zeros(O), *db2 = gc_zeros(O);
+    linear_backward(dx, dw, db, dy, x, w, T, I, O);
+    linear_backward(x, dw2, db2, dy, x, w, T, I, O); /* dx over x */
+    ck_assert(memcmp(dw, dw2, sizeof(float) * O * I) == 0);
+    ck_assert(memcmp(db, db2, sizeof(float) * O) == 0);
+    ck_assert(memcmp(dx, x, sizeof(float) * T * I) == 0);
+}
+END_TEST
+
 /* ---- layernorm ----------------------------------------------------------- */
 
 typedef struct {
@@ -453,6 +475,7 @@ Suite *ops_suite(void)
     tcase_add_test(values, test_softmax_xent_value);
     tcase_add_test(values, test_gelu_matches_erf_in_double);
     tcase_add_test(values, test_gelu_recompute_matches_forward_and_backward);
+    tcase_add_test(values, test_linear_residual_and_in_place_backward);
     tcase_add_test(values, test_layernorm_recompute_matches_forward);
     tcase_add_test(values, test_patch_embed_layout);
     tcase_add_test(values, test_drop_path_scales);

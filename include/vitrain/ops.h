@@ -23,7 +23,13 @@
 void linear_forward(float *y /* (T, O) */, const float *x /* (T, I) */,
                     const float *w /* (O, I) */, const float *b /* (O) or NULL */,
                     int T, int I, int O);
-/* dx is written, dw and db accumulate. */
+/* y = residual + x W^T + b: a linear layer that ends a residual branch,
+ * without a pass of its own for the add (the GEMM accumulates onto it).
+ * Its backward is linear_backward's, with dL/dy passing to the residual. */
+void linear_residual_forward(float *y /* (T, O) */, const float *residual /* (T, O) */,
+                             const float *x /* (T, I) */, const float *w /* (O, I) */,
+                             const float *b /* (O) or NULL */, int T, int I, int O);
+/* dx is written (it may be x itself), dw and db accumulate. */
 void linear_backward(float *dx /* (T, I) or NULL */, float *dw /* (O, I) */,
                      float *db /* (O) or NULL */, const float *dy /* (T, O) */,
                      const float *x /* (T, I) */, const float *w /* (O, I) */,

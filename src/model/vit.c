@@ -102,7 +102,6 @@ static void plan_grads(ActPlan *p, VitGradScratch *g, int64_t B, const Vit *m)
         plan(p, &g->q, T * D, "grad.q_rot");
         plan(p, &g->k, T * D, "grad.k_rot");
     }
-    plan(p, &g->hidden, T * F, "grad.hidden");
     plan(p, &g->slope, T * VT_MAX(F, 3 * D), "grad.gelu_slope+qkv");
     plan(p, &g->pooled, B * D, "grad.pooled");
     plan(p, &g->logits, B * K, "grad.logits");
@@ -124,7 +123,8 @@ static ActPlan *plan_activations(Vit *m, int64_t B)
         plan(p, &m->stream[l], T * D, "stream.%d", l);
     for (int l = 0; l < c->depth; l++)
         plan_block(p, &m->block_acts[l], l, B, m);
-    plan(p, &m->branch, T * D, "branch");
+    if (c->layer_scale_init > 0.0f || c->drop_path > 0.0f)
+        plan(p, &m->branch, T * D, "branch");
     plan(p, &m->normed, T * D, "normed");
     plan(p, &m->hidden, T * c->mlp_dim, "hidden");
     plan(p, &m->norm_mean, T, "norm.mean");
@@ -264,22 +264,31 @@ static float *grad(const Vit *m, int index)
     return index >= 0 ? arena_tensor(&m->grads, index) : NULL;
 }
 
-/* x_out = x_in + drop_path(gamma * branch); gamma and scale may be absent.
- * branch may be m->branch itself: each pass is element-wise. */
-static void residual_branch_forward(Vit *m, float *x_out, const float *x_in, const float *branch,
-                                    const float *gamma, const float *scale, int B)
+/* The linear layer that ends a residual branch and the residual add:
+ * x_out = x_in + drop_path(gamma * (h W^T + b)), gamma and scale optional.
+ * With neither, the GEMM adds straight onto the stream; otherwise the
+ * branch output goes to `kept` (LayerScale's gradient needs it), else to
+ * scratch, and the scaling passes follow, each element-wise. */
+static void branch_end_forward(Vit *m, float *x_out, const float *x_in, const float *h,
+                               int weight, int bias, int I, const float *gamma, float *kept,
+                               const float *scale, int B)
 {
-    const int64_t T = (int64_t)B * m->tokens, D = m->cfg.dim;
-    const float *y = branch;
+    const int T = B * m->tokens, D = m->cfg.dim;
+    if (!gamma && !scale) {
+        linear_residual_forward(x_out, x_in, h, param(m, weight), param(m, bias), T, I, D);
+        return;
+    }
+    float *y = kept ? kept : m->branch;
+    linear_forward(y, h, param(m, weight), param(m, bias), T, I, D);
     if (gamma) {
-        layerscale_forward(m->branch, y, gamma, (int)T, (int)D);
+        layerscale_forward(m->branch, y, gamma, T, D);
         y = m->branch;
     }
     if (scale) {
-        drop_path_forward(m->branch, y, scale, B, m->tokens * D);
+        drop_path_forward(m->branch, y, scale, B, (int64_t)m->tokens * D);
         y = m->branch;
     }
-    residual_forward(x_out, x_in, y, T * D);
+    residual_forward(x_out, x_in, y, (int64_t)T * D);
 }
 
 /* timm's stochastic depth: the rate grows linearly to drop_path at the last block. */
@@ -307,24 +316,20 @@ static void block_forward(Vit *m, int l, int B, const VitPass *pass)
         drop_path_scales(a->drop1, pass->seed, pass->step, 2 * l, rate, pass->batch_first, B);
         drop_path_scales(a->drop2, pass->seed, pass->step, 2 * l + 1, rate, pass->batch_first, B);
     }
-    /* Without LayerScale the branch outputs are not needed by the backward. */
-    float *proj = a->proj ? a->proj : m->branch, *fc2 = a->fc2 ? a->fc2 : m->branch;
-
     const float *x = m->stream[l];
     layernorm_forward(m->normed, a->ln1_mean, a->ln1_rstd, x, param(m, p->norm1_w),
                       param(m, p->norm1_b), T, D);
     linear_forward(a->qkv, m->normed, param(m, p->qkv_w), param(m, p->qkv_b), T, D, 3 * D);
     attention_forward(a->attn, a->q_rot, a->k_rot, a->probs, a->qkv, m->rotation, l, &dims);
-    linear_forward(proj, a->attn, param(m, p->proj_w), param(m, p->proj_b), T, D, D);
-    residual_branch_forward(m, a->x_mid, x, proj, param(m, p->ls1), drop ? a->drop1 : NULL, B);
+    branch_end_forward(m, a->x_mid, x, a->attn, p->proj_w, p->proj_b, D, param(m, p->ls1),
+                       a->proj, drop ? a->drop1 : NULL, B);
 
     layernorm_forward(m->normed, a->ln2_mean, a->ln2_rstd, a->x_mid, param(m, p->norm2_w),
                       param(m, p->norm2_b), T, D);
     linear_forward(a->fc1, m->normed, param(m, p->fc1_w), param(m, p->fc1_b), T, D, F);
     gelu_forward(m->hidden, a->fc1, (int64_t)T * F);
-    linear_forward(fc2, m->hidden, param(m, p->fc2_w), param(m, p->fc2_b), T, F, D);
-    residual_branch_forward(m, m->stream[l + 1], a->x_mid, fc2, param(m, p->ls2),
-                            drop ? a->drop2 : NULL, B);
+    branch_end_forward(m, m->stream[l + 1], a->x_mid, m->hidden, p->fc2_w, p->fc2_b, F,
+                       param(m, p->ls2), a->fc2, drop ? a->drop2 : NULL, B);
 }
 
 const float *vit_forward(Vit *m, const float *images, int B, const VitPass *pass)
@@ -369,7 +374,7 @@ double vit_forward_loss(Vit *m, const float *images, const int *labels, int B,
 
 /* ---- backward ------------------------------------------------------------ */
 
-/* The backward of residual_branch_forward for the branch: from the stream
+/* The backward of branch_end_forward's scaling for the branch: from the stream
  * gradient g.stream, returns dL/d(branch) and adds dgamma. Without
  * LayerScale and drop path that is g.stream itself; the identity path
  * needs no work either way: the stream gradient passes through. */
@@ -404,13 +409,15 @@ static void block_backward(Vit *m, int l, int B, const VitPass *pass)
     /* MLP branch: g.stream holds dL/dx_{l+1}, which is also dL/dx_mid's identity part. */
     dbranch = residual_branch_backward(m, a->fc2, param(m, p->ls2), grad(m, p->ls2),
                                        drop ? a->drop2 : NULL, B);
+    /* m.hidden holds GELU's output for fc2's weight gradient, then (dx may
+     * overwrite x) dL/d(GELU output), then dL/d(fc1 output). */
     gelu_forward_slope(m->hidden, g->slope, a->fc1, (int64_t)T * F);
-    linear_backward(g->hidden, grad(m, p->fc2_w), grad(m, p->fc2_b), dbranch, m->hidden,
+    linear_backward(m->hidden, grad(m, p->fc2_w), grad(m, p->fc2_b), dbranch, m->hidden,
                     param(m, p->fc2_w), T, F, D);
-    gelu_slope_backward(g->hidden, g->hidden, g->slope, (int64_t)T * F);
+    gelu_slope_backward(m->hidden, m->hidden, g->slope, (int64_t)T * F);
     layernorm_recompute(m->normed, a->x_mid, a->ln2_mean, a->ln2_rstd, param(m, p->norm2_w),
                         param(m, p->norm2_b), T, D);
-    linear_backward(g->ln, grad(m, p->fc1_w), grad(m, p->fc1_b), g->hidden, m->normed,
+    linear_backward(g->ln, grad(m, p->fc1_w), grad(m, p->fc1_b), m->hidden, m->normed,
                     param(m, p->fc1_w), T, D, F);
     layernorm_backward(g->stream, grad(m, p->norm2_w), grad(m, p->norm2_b), g->ln, a->x_mid,
                        a->ln2_mean, a->ln2_rstd, param(m, p->norm2_w), T, D);
@@ -420,8 +427,8 @@ static void block_backward(Vit *m, int l, int B, const VitPass *pass)
                                        drop ? a->drop1 : NULL, B);
     linear_backward(g->attn, grad(m, p->proj_w), grad(m, p->proj_b), dbranch, a->attn,
                     param(m, p->proj_w), T, D, D);
-    attention_backward(g->qkv, g->q, g->k, g->attn, a->q_rot, a->k_rot, a->probs,
-                       a->qkv, m->rotation, l, &dims);
+    attention_backward(g->qkv, g->q, g->k, g->attn, a->q_rot, a->k_rot, a->probs, a->qkv,
+                       m->rotation, l, &dims);
     layernorm_recompute(m->normed, m->stream[l], a->ln1_mean, a->ln1_rstd, param(m, p->norm1_w),
                         param(m, p->norm1_b), T, D);
     linear_backward(g->ln, grad(m, p->qkv_w), grad(m, p->qkv_b), g->qkv, m->normed,
