@@ -93,7 +93,9 @@ cpu=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n 1)
     echo "## How to reproduce"
     echo
     echo '```sh'
-    echo "make bench                      # everything above; a few hours on 2 cores"
+    echo "THREADS=\"$THREADS\" MODELS=\"$MODELS\" INPUTS=\"$INPUTS\" \\"
+    echo "  ENCODINGS=\"$ENCODINGS\" BATCH=$BATCH STEPS=$STEPS REPS=$REPS make bench   # this file"
+    echo "make bench                      # every configuration, batch 128; a few hours on 2 cores"
     echo "QUICK=1 make bench              # ViT-Tiny, 28 px, three encodings, once"
     echo "THREADS=2 MODELS=small ENCODINGS=absolute make bench"
     echo '```'
