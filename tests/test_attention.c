@@ -74,7 +74,8 @@ static void rope_backward(const QkRotation *self, int layer, float *dx, const fl
 typedef struct {
     AttnDims d;
     float *qkv, *out, *q, *k, *probs;
-    float *dqkv, *dout, *dq, *dk;
+    float *dqkv, *dout, *dq, *dk, *dp_tiles;
+    int tiles;
     const QkRotation *rotation;
 } AttnCase;
 
@@ -87,6 +88,8 @@ static void attn_case_init(AttnCase *a, const QkRotation *rotation)
     a->q = gc_zeros(heads), a->k = gc_zeros(heads);
     a->dq = gc_zeros(heads), a->dk = gc_zeros(heads);
     a->probs = gc_zeros(probs);
+    a->tiles = attention_scratch_tiles();
+    a->dp_tiles = gc_zeros((size_t)a->tiles * 5 * 5);
     a->dqkv = gc_zeros(T * 3 * D);
     a->rotation = rotation;
 }
@@ -100,8 +103,8 @@ static void attn_fwd(void *c)
 static void attn_bwd(void *c)
 {
     AttnCase *a = c;
-    attention_backward(a->dqkv, a->dq, a->dk, a->dout, a->q, a->k, a->probs, a->qkv,
-                       a->rotation, 0, &a->d);
+    attention_backward(a->dqkv, a->dq, a->dk, a->dp_tiles, a->tiles, a->dout, a->q, a->k,
+                       a->probs, a->qkv, a->rotation, 0, &a->d);
 }
 
 static void check_attention(const char *title, const QkRotation *rotation, TestRope *rope)
@@ -194,6 +197,24 @@ START_TEST(test_attention_permutation_equivariant)
 }
 END_TEST
 
+START_TEST(test_attention_keeps_nan)
+{
+    /* A NaN score must reach the output (and so the loss, where on_nan
+     * sees it), not be clamped away by the vectorized exp. Token 2 of
+     * image 0 gets a NaN in its key of head 0: every query of that head
+     * attends to it. */
+    AttnCase a;
+    attn_case_init(&a, NULL);
+    const int D = 8;
+    a.qkv[(0 * 5 + 2) * 3 * D + D + 1] = NAN;
+    attn_fwd(&a);
+    for (int i = 0; i < 5; i++) {
+        ck_assert_msg(isnan(a.out[i * D + 0]), "query %d of head 0 lost the NaN", i);
+        ck_assert_msg(!isnan(a.out[(5 + i) * D + 0]), "image 1 caught image 0's NaN");
+    }
+}
+END_TEST
+
 Suite *attention_suite(void)
 {
     Suite *s = suite_create("attention");
@@ -203,6 +224,7 @@ Suite *attention_suite(void)
     tcase_add_test(tc, test_attention_rotary_hook_gradients);
     tcase_add_test(tc, test_attention_matches_reference);
     tcase_add_test(tc, test_attention_permutation_equivariant);
+    tcase_add_test(tc, test_attention_keeps_nan);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -71,9 +71,15 @@ static void model_bwd(void *c)
 static const double MODEL_TOLERANCE = 5e-3;
 static const double MODEL_EPS = 1e-2;
 
-static void check_model(const char *title, const char *pe, PoolMode pool)
+/* layer_scale and drop_path override small_config's: each combination
+ * takes its own path through the model (the fused residual GEMM without
+ * either, the branch scratch with drop path alone). */
+static void check_model(const char *title, const char *pe, PoolMode pool, float layer_scale,
+                        float drop_path)
 {
     VitConfig cfg = small_config(pe, pool);
+    cfg.layer_scale_init = layer_scale;
+    cfg.drop_path = drop_path;
     enum { B = 3 };
     Vit m;
     make_model(&m, &cfg, B);
@@ -103,13 +109,27 @@ static void check_model(const char *title, const char *pe, PoolMode pool)
 
 START_TEST(test_model_gradients_absolute_cls)
 {
-    check_model("vit (absolute, cls pool)", "absolute", POOL_CLS);
+    check_model("vit (absolute, cls pool)", "absolute", POOL_CLS, 0.5f, 0.3f);
+}
+END_TEST
+
+START_TEST(test_model_gradients_rotary_plain_blocks)
+{
+    check_model("vit (rope_mixed, no LayerScale or drop path)", "rope_mixed", POOL_CLS, 0.0f,
+                0.0f);
+}
+END_TEST
+
+START_TEST(test_model_gradients_drop_path_only)
+{
+    check_model("vit (absolute, drop path without LayerScale)", "absolute", POOL_MEAN, 0.0f,
+                0.3f);
 }
 END_TEST
 
 START_TEST(test_model_gradients_none_mean)
 {
-    check_model("vit (no pe, mean pool)", "none", POOL_MEAN);
+    check_model("vit (no pe, mean pool)", "none", POOL_MEAN, 0.5f, 0.3f);
 }
 END_TEST
 
@@ -337,6 +357,8 @@ Suite *model_suite(void)
     TCase *grads = tcase_with_timeout("gradients", 120, NULL);
     tcase_add_test(grads, test_model_gradients_absolute_cls);
     tcase_add_test(grads, test_model_gradients_none_mean);
+    tcase_add_test(grads, test_model_gradients_rotary_plain_blocks);
+    tcase_add_test(grads, test_model_gradients_drop_path_only);
     suite_add_tcase(s, grads);
     TCase *tc = tcase_with_timeout("structure", 30, NULL);
     tcase_add_test(tc, test_model_timm_names);

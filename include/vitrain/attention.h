@@ -43,12 +43,18 @@ void attention_forward(float *out /* (B, N, D) */, float *q_rot /* (B, H, N, Dh)
                        const float *qkv /* (B, N, 3D) */, const QkRotation *rotation, int layer,
                        const AttnDims *dims);
 
+/* How many (N, N) tiles of scratch the backward should be given: one per
+ * thread it may run on. */
+int attention_scratch_tiles(void);
+
 /* Writes dqkv whole. dq_rot and dk_rot (needed with a rotation only) are
- * scratch of the shape of q_rot. */
+ * scratch of the shape of q_rot; dp_tiles holds `tiles` (N, N) tiles, one
+ * per thread (the backward runs on at most that many). */
 void attention_backward(float *dqkv /* (B, N, 3D) */, float *dq_rot /* (B, H, N, Dh) or NULL */,
-                        float *dk_rot /* (B, H, N, Dh) or NULL */, const float *dout /* (B, N, D) */,
-                        const float *q_rot, const float *k_rot, const float *probs,
-                        const float *qkv /* (B, N, 3D) */, const QkRotation *rotation,
-                        int layer, const AttnDims *dims);
+                        float *dk_rot /* (B, H, N, Dh) or NULL */,
+                        float *dp_tiles /* (tiles, N, N) */, int tiles,
+                        const float *dout /* (B, N, D) */, const float *q_rot,
+                        const float *k_rot, const float *probs, const float *qkv /* (B, N, 3D) */,
+                        const QkRotation *rotation, int layer, const AttnDims *dims);
 
 #endif

@@ -1,5 +1,5 @@
 /*
- * parallel.h - thread setup and the thin wrapper over cblas_sgemm.
+ * parallel.h - thread setup and the thin wrappers over cblas_sgemm/dgemm.
  *
  * vitrain links Debian's OpenMP build of OpenBLAS, so our OpenMP regions and
  * OpenBLAS share one thread pool (DESIGN §1). Big GEMMs are called outside
@@ -24,5 +24,9 @@ int threads_cores(void);
 void blas_sgemm(bool trans_a, bool trans_b, int M, int N, int K,
                 float alpha, const float *A, int lda, const float *B, int ldb,
                 float beta, float *C, int ldc);
+/* The same in double, for the matrix exponentials of the encodings. */
+void blas_dgemm(bool trans_a, bool trans_b, int M, int N, int K,
+                double alpha, const double *A, int lda, const double *B, int ldb,
+                double beta, double *C, int ldc);
 
 #endif

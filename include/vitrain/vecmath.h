@@ -11,13 +11,14 @@
 #include <stdint.h>
 
 /* e^x for x in [-87, 88]; inputs beyond are clamped, so the result is
- * never 0 or infinite (softmax and GELU never need those). Written without
- * libm calls (floorf, fminf) so that loops vectorize. */
-static inline float vec_expf(float x)
+ * never 0 or infinite (softmax and GELU never need those); NaN stays NaN,
+ * so that a diverging step still shows in the loss. Written without libm
+ * calls (floorf, fminf) so that loops vectorize. */
+static inline float vec_expf(float x_in)
 {
-    /* Written so that NaN clamps too (every comparison with NaN is false):
-     * the conversion of k below stays defined. */
-    x = x > -87.0f ? x : -87.0f;
+    /* NaN clamps too (every comparison with NaN is false), which keeps the
+     * conversion of k below defined; it is given back at the end. */
+    float x = x_in > -87.0f ? x_in : -87.0f;
     x = x < 88.0f ? x : 88.0f;
     /* k = round(x / ln 2): adding 1.5 * 2^23 pushes the fraction out. */
     const float k = (x * 1.44269504088896341f + 12582912.0f) - 12582912.0f;
@@ -33,7 +34,7 @@ static inline float vec_expf(float x)
         uint32_t bits;
         float value;
     } scale = {.bits = (uint32_t)((int32_t)k + 127) << 23};
-    return p * scale.value;
+    return x_in == x_in ? p * scale.value : x_in;
 }
 
 #endif

@@ -54,7 +54,7 @@ typedef struct VitBlockParams {
  * by the backward into shared scratch, and q, k, v are read from qkv in
  * place. That keeps about 10 (B, N, D) units per block instead of 21.
  * (Recomputing the attention core as well would save 2 more but cost
- * about 7 % of a ViT-Tiny step: its small GEMMs run far below peak.) */
+ * about 4 % of a ViT-Tiny step: its small GEMMs run far below peak.) */
 typedef struct VitBlockActs {
     float *x_mid;                 /* (B, N, D) stream after the attention branch */
     float *ln1_mean, *ln1_rstd;   /* (B*N) statistics of norm1 */
@@ -81,6 +81,8 @@ typedef struct VitGradScratch {
     float *attn;        /* (B, N, D) dL/d(attention output), shares ln */
     float *qkv;         /* (B, N, 3D), shares slope */
     float *q, *k;       /* (B, H, N, Dh), with a rotation only */
+    float *dp_tiles;    /* (dp_tile_count, N, N) the attention backward's per-thread dP */
+    int dp_tile_count;
     float *slope;       /* (B, N, max(F, 3D)) GELU's derivative at fc1 */
     float *patches;     /* (B*Np, D), shares ln */
     float *pooled;      /* (B, D) */

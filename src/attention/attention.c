@@ -17,51 +17,91 @@
 #include "vitrain/vecmath.h"
 
 #include <math.h>
+#include <omp.h>
 #include <stdint.h>
-#include <stdlib.h>
 #include <string.h>
 
 /* Which of q, k, v a slice of the qkv buffer holds. */
 enum { SLOT_Q = 0, SLOT_K = 1, SLOT_V = 2 };
 
-/* One head's (N, Dh) matrix inside a larger buffer: its start and row stride. */
+/* One head's (N, Dh) matrix inside a larger buffer: where it starts and
+ * its row stride; HeadSlice to read, HeadOut to write. */
 typedef struct HeadSlice {
-    float *at;
+    const float *at;
     int ld;
 } HeadSlice;
+typedef struct HeadOut {
+    float *at;
+    int ld;
+} HeadOut;
 
-/* Head h of image b in slot `slot` of a (B, N, 3D) qkv-shaped buffer. */
-static HeadSlice qkv_slice(const float *qkv, int slot, int bh, const AttnDims *d)
+/* Offset of head (b, h) in slot `slot` of a (B, N, 3D) qkv-shaped buffer,
+ * whose rows are 3D apart. */
+static int64_t qkv_offset(int slot, int bh, const AttnDims *d)
 {
     const int D = d->H * d->Dh, b = bh / d->H, h = bh % d->H;
-    return (HeadSlice){(float *)qkv + (int64_t)b * d->N * 3 * D + slot * D + h * d->Dh, 3 * D};
+    return (int64_t)b * d->N * 3 * D + slot * D + h * d->Dh;
 }
 
-/* Head (b, h) of a head-major (B, H, N, Dh) buffer. */
-static HeadSlice head_major_slice(const float *x, int bh, const AttnDims *d)
+/* Offset of head (b, h) in a head-major (B, H, N, Dh) buffer. */
+static int64_t head_major_offset(int bh, const AttnDims *d)
 {
-    return (HeadSlice){(float *)x + (int64_t)bh * d->N * d->Dh, d->Dh};
+    return (int64_t)bh * d->N * d->Dh;
+}
+
+static HeadSlice qkv_slice(const float *qkv, int slot, int bh, const AttnDims *d)
+{
+    return (HeadSlice){qkv + qkv_offset(slot, bh, d), 3 * d->H * d->Dh};
+}
+
+static HeadOut qkv_out(float *dqkv, int slot, int bh, const AttnDims *d)
+{
+    return (HeadOut){dqkv + qkv_offset(slot, bh, d), 3 * d->H * d->Dh};
 }
 
 /* q or k of head (b, h): the rotated copy when there is one, else the raw slot. */
 static HeadSlice qk_slice(const float *rotated, const float *qkv, int slot, int bh,
                           const AttnDims *d)
 {
-    return rotated ? head_major_slice(rotated, bh, d) : qkv_slice(qkv, slot, bh, d);
+    return rotated ? (HeadSlice){rotated + head_major_offset(bh, d), d->Dh}
+                   : qkv_slice(qkv, slot, bh, d);
 }
 
-/* Slot of (B, N, 3D) -> (B, H, N, Dh), or back when to_heads is false. */
-static void copy_heads(float *heads, float *qkv, int slot, bool to_heads, const AttnDims *d)
+static HeadOut qk_out(float *rotated, float *dqkv, int slot, int bh, const AttnDims *d)
+{
+    return rotated ? (HeadOut){rotated + head_major_offset(bh, d), d->Dh}
+                   : qkv_out(dqkv, slot, bh, d);
+}
+
+/* Slot of (B, N, 3D) -> (B, H, N, Dh). */
+static void gather_heads(float *heads, const float *qkv, int slot, const AttnDims *d)
 {
 #pragma omp parallel for schedule(static)
     for (int bh = 0; bh < d->B * d->H; bh++) {
-        HeadSlice raw = qkv_slice(qkv, slot, bh, d), hm = head_major_slice(heads, bh, d);
-        for (int n = 0; n < d->N; n++) {
-            float *from = to_heads ? raw.at + (int64_t)n * raw.ld : hm.at + (int64_t)n * hm.ld;
-            float *to = to_heads ? hm.at + (int64_t)n * hm.ld : raw.at + (int64_t)n * raw.ld;
-            memcpy(to, from, (size_t)d->Dh * sizeof(float));
-        }
+        const HeadSlice from = qkv_slice(qkv, slot, bh, d);
+        float *to = heads + head_major_offset(bh, d);
+        for (int n = 0; n < d->N; n++)
+            memcpy(to + (int64_t)n * d->Dh, from.at + (int64_t)n * from.ld,
+                   (size_t)d->Dh * sizeof(float));
     }
+}
+
+/* (B, H, N, Dh) -> slot of (B, N, 3D): the inverse of gather_heads. */
+static void scatter_heads(float *qkv, const float *heads, int slot, const AttnDims *d)
+{
+#pragma omp parallel for schedule(static)
+    for (int bh = 0; bh < d->B * d->H; bh++) {
+        const HeadOut to = qkv_out(qkv, slot, bh, d);
+        const float *from = heads + head_major_offset(bh, d);
+        for (int n = 0; n < d->N; n++)
+            memcpy(to.at + (int64_t)n * to.ld, from + (int64_t)n * d->Dh,
+                   (size_t)d->Dh * sizeof(float));
+    }
+}
+
+int attention_scratch_tiles(void)
+{
+    return VT_MAX(omp_get_max_threads(), omp_get_num_procs());
 }
 
 static void softmax_rows(float *s /* (N, N) */, int N)
@@ -91,9 +131,10 @@ void attention_forward(float *out, float *q_rot, float *k_rot, float *probs, con
     const int N = dims->N, Dh = dims->Dh, D = dims->H * Dh;
     const float scale = 1.0f / sqrtf((float)Dh);
     prof_push(PROF_ATTENTION);
+    VT_ASSERT(!rotation || (q_rot && k_rot));
     if (rotation) {
-        copy_heads(q_rot, (float *)qkv, SLOT_Q, true, dims);
-        copy_heads(k_rot, (float *)qkv, SLOT_K, true, dims);
+        gather_heads(q_rot, qkv, SLOT_Q, dims);
+        gather_heads(k_rot, qkv, SLOT_K, dims);
         rotation->forward(rotation, layer, q_rot, dims);
         rotation->forward(rotation, layer, k_rot, dims);
     } else {
@@ -134,46 +175,56 @@ static void softmax_rows_backward(float *dp /* (N, N) */, const float *p /* (N, 
     }
 }
 
-void attention_backward(float *dqkv, float *dq_rot, float *dk_rot, const float *dout, const float *q_rot, const float *k_rot,
+/* The backward of one head (b, h), its dP in the thread's tile dp. */
+static void head_backward(float *dqkv, float *dq_rot, float *dk_rot, float *dp, const float *dout,
+                          const float *q_rot, const float *k_rot, const float *probs,
+                          const float *qkv, int bh, const AttnDims *dims)
+{
+    const int N = dims->N, Dh = dims->Dh, D = dims->H * Dh;
+    const int b = bh / dims->H, h = bh % dims->H;
+    const float scale = 1.0f / sqrtf((float)Dh);
+    const HeadSlice q = qk_slice(q_rot, qkv, SLOT_Q, bh, dims);
+    const HeadSlice k = qk_slice(k_rot, qkv, SLOT_K, bh, dims);
+    const HeadSlice v = qkv_slice(qkv, SLOT_V, bh, dims);
+    const HeadOut dq = qk_out(dq_rot, dqkv, SLOT_Q, bh, dims);
+    const HeadOut dk = qk_out(dk_rot, dqkv, SLOT_K, bh, dims);
+    const HeadOut dv = qkv_out(dqkv, SLOT_V, bh, dims);
+    const float *p = probs + (int64_t)bh * N * N;
+    const float *dO = dout + (int64_t)b * N * D + h * Dh; /* (N, Dh), row stride D */
+    /* O = P v: dP = dO v^T, dv = P^T dO */
+    blas_sgemm(false, true, N, N, Dh, 1.0f, dO, D, v.at, v.ld, 0.0f, dp, N);
+    blas_sgemm(true, false, N, Dh, N, 1.0f, p, N, dO, D, 0.0f, dv.at, dv.ld);
+    /* P = softmax(S), S = scale q k^T: dS = scale * softmax'(dP) */
+    softmax_rows_backward(dp, p, N, scale);
+    /* dq = dS k, dk = dS^T q */
+    blas_sgemm(false, false, N, Dh, N, 1.0f, dp, N, k.at, k.ld, 0.0f, dq.at, dq.ld);
+    blas_sgemm(true, false, N, Dh, N, 1.0f, dp, N, q.at, q.ld, 0.0f, dk.at, dk.ld);
+}
+
+void attention_backward(float *dqkv, float *dq_rot, float *dk_rot, float *dp_tiles, int tiles,
+                        const float *dout, const float *q_rot, const float *k_rot,
                         const float *probs, const float *qkv, const QkRotation *rotation,
                         int layer, const AttnDims *dims)
 {
-    const int N = dims->N, Dh = dims->Dh, D = dims->H * Dh;
-    const float scale = 1.0f / sqrtf((float)Dh);
+    const int N = dims->N, D = dims->H * dims->Dh;
+    VT_ASSERT(!rotation || (q_rot && k_rot && dq_rot && dk_rot));
+    VT_ASSERT(tiles >= 1);
     prof_push(PROF_ATTENTION);
     if (!rotation)
         q_rot = k_rot = dq_rot = dk_rot = NULL;
-#pragma omp parallel
+    /* One thread per tile of scratch, at most: each keeps dP of its heads. */
+#pragma omp parallel num_threads(VT_MIN(omp_get_max_threads(), tiles))
     {
-    /* dP of one head at a time: a thread's own (N, N) tile, kept in cache. */
-    float *dp = vt_xmalloc((size_t)N * N * sizeof(float));
+        float *dp = dp_tiles + (int64_t)omp_get_thread_num() * N * N;
 #pragma omp for schedule(static)
-    for (int bh = 0; bh < dims->B * dims->H; bh++) {
-        const int b = bh / dims->H, h = bh % dims->H;
-        const HeadSlice q = qk_slice(q_rot, qkv, SLOT_Q, bh, dims);
-        const HeadSlice k = qk_slice(k_rot, qkv, SLOT_K, bh, dims);
-        const HeadSlice v = qkv_slice(qkv, SLOT_V, bh, dims);
-        const HeadSlice dq = qk_slice(dq_rot, dqkv, SLOT_Q, bh, dims);
-        const HeadSlice dk = qk_slice(dk_rot, dqkv, SLOT_K, bh, dims);
-        const HeadSlice dv = qkv_slice(dqkv, SLOT_V, bh, dims);
-        const float *p = probs + (int64_t)bh * N * N;
-        const float *dO = dout + (int64_t)b * N * D + h * Dh; /* (N, Dh), row stride D */
-        /* O = P v: dP = dO v^T, dv = P^T dO */
-        blas_sgemm(false, true, N, N, Dh, 1.0f, dO, D, v.at, v.ld, 0.0f, dp, N);
-        blas_sgemm(true, false, N, Dh, N, 1.0f, p, N, dO, D, 0.0f, dv.at, dv.ld);
-        /* P = softmax(S), S = scale q k^T: dS = scale * softmax'(dP) */
-        softmax_rows_backward(dp, p, N, scale);
-        /* dq = dS k, dk = dS^T q */
-        blas_sgemm(false, false, N, Dh, N, 1.0f, dp, N, k.at, k.ld, 0.0f, dq.at, dq.ld);
-        blas_sgemm(true, false, N, Dh, N, 1.0f, dp, N, q.at, q.ld, 0.0f, dk.at, dk.ld);
-    }
-    free(dp);
+        for (int bh = 0; bh < dims->B * dims->H; bh++)
+            head_backward(dqkv, dq_rot, dk_rot, dp, dout, q_rot, k_rot, probs, qkv, bh, dims);
     }
     if (rotation) {
         rotation->backward(rotation, layer, dq_rot, qkv + SLOT_Q * D, 3 * D, dims);
         rotation->backward(rotation, layer, dk_rot, qkv + SLOT_K * D, 3 * D, dims);
-        copy_heads(dq_rot, dqkv, SLOT_Q, false, dims);
-        copy_heads(dk_rot, dqkv, SLOT_K, false, dims);
+        scatter_heads(dqkv, dq_rot, SLOT_Q, dims);
+        scatter_heads(dqkv, dk_rot, SLOT_K, dims);
     }
     prof_pop();
 }

@@ -35,3 +35,12 @@ void blas_sgemm(bool trans_a, bool trans_b, int M, int N, int K,
                 trans_b ? CblasTrans : CblasNoTrans, M, N, K,
                 alpha, A, lda, B, ldb, beta, C, ldc);
 }
+
+void blas_dgemm(bool trans_a, bool trans_b, int M, int N, int K,
+                double alpha, const double *A, int lda, const double *B, int ldb,
+                double beta, double *C, int ldc)
+{
+    cblas_dgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans,
+                trans_b ? CblasTrans : CblasNoTrans, M, N, K,
+                alpha, A, lda, B, ldb, beta, C, ldc);
+}

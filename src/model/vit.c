@@ -103,6 +103,8 @@ static void plan_grads(ActPlan *p, VitGradScratch *g, int64_t B, const Vit *m)
         plan(p, &g->k, T * D, "grad.k_rot");
     }
     plan(p, &g->slope, T * VT_MAX(F, 3 * D), "grad.gelu_slope+qkv");
+    g->dp_tile_count = attention_scratch_tiles();
+    plan(p, &g->dp_tiles, (int64_t)g->dp_tile_count * N * N, "grad.attn_probs_tiles");
     plan(p, &g->pooled, B * D, "grad.pooled");
     plan(p, &g->logits, B * K, "grad.logits");
 }
@@ -427,8 +429,8 @@ static void block_backward(Vit *m, int l, int B, const VitPass *pass)
                                        drop ? a->drop1 : NULL, B);
     linear_backward(g->attn, grad(m, p->proj_w), grad(m, p->proj_b), dbranch, a->attn,
                     param(m, p->proj_w), T, D, D);
-    attention_backward(g->qkv, g->q, g->k, g->attn, a->q_rot, a->k_rot, a->probs, a->qkv,
-                       m->rotation, l, &dims);
+    attention_backward(g->qkv, g->q, g->k, g->dp_tiles, g->dp_tile_count, g->attn, a->q_rot,
+                       a->k_rot, a->probs, a->qkv, m->rotation, l, &dims);
     layernorm_recompute(m->normed, m->stream[l], a->ln1_mean, a->ln1_rstd, param(m, p->norm1_w),
                         param(m, p->norm1_b), T, D);
     linear_backward(g->ln, grad(m, p->qkv_w), grad(m, p->qkv_b), g->qkv, m->normed,

@@ -81,7 +81,8 @@ void layernorm_backward(float *dx, float *dw, float *db, const float *dy, const 
                         const float *mean, const float *rstd, const float *w, int T, int D)
 {
     /* With g = dy * w and xhat = (x - mu) * rstd:
-     * dx = rstd * (g - mean(g) - xhat * mean(g * xhat)). */
+     * dx += rstd * (g - mean(g) - xhat * mean(g * xhat)), added into the
+     * stream gradient (ops.h). */
     if (dx) {
 #pragma omp parallel for schedule(static)
         for (int t = 0; t < T; t++) {

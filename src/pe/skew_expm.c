@@ -23,8 +23,8 @@
 #include "vitrain/skew_expm.h"
 
 #include "vitrain/common.h"
+#include "vitrain/parallel.h"
 
-#include <cblas.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -92,13 +92,13 @@ enum { BLAS_MIN_N = 16 };
 
 /* C = A B, or C += A B when accumulate; C overlaps neither A nor B. A
  * dense LieRE generator is 64 x 64, where OpenBLAS runs about three times
- * the plain loop (single-threaded inside the encoding's parallel region). */
+ * the plain loop. The encodings call this from their parallel regions, one
+ * matrix per thread, where OpenBLAS does not start threads of its own. */
 static void matmul(double *restrict C, const double *restrict A, const double *restrict B, int n,
                    int accumulate)
 {
     if (n >= BLAS_MIN_N) {
-        cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, n, n, 1.0, A, n, B, n,
-                    accumulate ? 1.0 : 0.0, C, n);
+        blas_dgemm(false, false, n, n, n, 1.0, A, n, B, n, accumulate ? 1.0 : 0.0, C, n);
         return;
     }
     if (!accumulate)
