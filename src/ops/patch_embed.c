@@ -61,6 +61,7 @@ void patch_embed_backward(float *dimg, float *dcols, float *dw, float *db, const
 {
     const int Np = (Hi / P) * (Wi / P), row_len = C * P * P;
     VT_ASSERT(!dimg || dcols);
+    VT_ASSERT(Hi % P == 0 && Wi % P == 0); /* dimg is written whole only then */
     linear_backward(dimg ? dcols : NULL, dw, db, dy, cols, w, B * Np, row_len, D);
     if (dimg)
         col2im(dimg, dcols, B, C, Hi, Wi, P);
