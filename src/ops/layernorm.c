@@ -7,6 +7,8 @@
 #include "vitrain/common.h"
 #include "vitrain/ops.h"
 
+#include "reduce.h"
+
 #include <math.h>
 
 /* y = (x - mu) * rstd * w + b for one row: the forward's output, and the
@@ -57,7 +59,7 @@ static void layernorm_param_grads(float *dw, float *db, const float *dy, const f
 {
     /* y = xhat * w + b, so dw += sum_t dy * xhat and db += sum_t dy.
      * Columns are split between threads: each sum runs over t in order. */
-    enum { TILE = 64 }; /* as reduce.c */
+    enum { TILE = REDUCE_TILE };
 #pragma omp parallel for schedule(static)
     for (int j0 = 0; j0 < D; j0 += TILE) {
         int width = VT_MIN(TILE, D - j0);

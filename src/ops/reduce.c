@@ -3,9 +3,7 @@
  */
 #include "reduce.h"
 
-/* 64 floats: four AVX-512 registers of sums, four cache lines per row and
- * tile, which the prefetcher streams at about 1.6x the speed of one line. */
-enum { TILE = 64 };
+enum { TILE = REDUCE_TILE };
 
 void rows_sum_add(float *out, const float *x, int64_t R, int64_t L)
 {
