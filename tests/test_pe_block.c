@@ -67,6 +67,20 @@ START_TEST(test_liere_gradients)
 }
 END_TEST
 
+START_TEST(test_block8_gradients_with_several_blocks)
+{
+    /* b = 8 has kernels of its own (block_rotary.c, skew_expm.c); a head
+     * of 24 gives them three blocks, so block offsets are checked too. */
+    const char *types[] = {"comrope_ld", "liere"};
+    const PeGeometry g = pe_test_geometry(24, 3, 3);
+    for (int i = 0; i < 2; i++) {
+        PeOptions o = block_options(types[i], 8);
+        double e = pe_gradcheck(&o, &g, 0.05, 13);
+        ck_assert_msg(e < PE_TOLERANCE, "%s b=8, 3 blocks: gradient error %.3g", types[i], e);
+    }
+}
+END_TEST
+
 START_TEST(test_liere_shared_gradients)
 {
     const bool layers[3] = {true, false, true}, heads[3] = {false, true, true};
@@ -235,11 +249,13 @@ END_TEST
 
 START_TEST(test_results_do_not_depend_on_threads)
 {
-    const char *types[] = {"comrope_ap", "comrope_ld", "liere"};
+    /* liere twice: b = 4 runs the generic kernels, b = 8 its own. */
+    const char *types[] = {"comrope_ap", "comrope_ld", "liere", "liere"};
+    const int sizes[] = {4, 4, 4, 8};
     const PeGeometry g = pe_test_geometry(16, 5, 4);
     const PeStep step = {.train = true, .step = 7, .seed = 1};
-    for (int i = 0; i < 3; i++) {
-        PeOptions o = block_options(types[i], 4);
+    for (int i = 0; i < 4; i++) {
+        PeOptions o = block_options(types[i], sizes[i]);
         o.sigma = 0.3f;
         threads_setup(1);
         Pass one = run_pass(&o, &g, &step);
@@ -295,6 +311,7 @@ Suite *pe_block_suite(void)
     tcase_add_test(tc, test_comrope_ap_gradients);
     tcase_add_test(tc, test_comrope_ld_gradients);
     tcase_add_test(tc, test_liere_gradients);
+    tcase_add_test(tc, test_block8_gradients_with_several_blocks);
     tcase_add_test(tc, test_liere_shared_gradients);
     tcase_add_test(tc, test_comrope_is_relative);
     tcase_add_test(tc, test_liere_is_not_relative);

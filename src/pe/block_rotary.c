@@ -136,9 +136,35 @@ static inline void rotate_block(float *x, const float *Rt, int b)
     memcpy(x, y, (size_t)b * sizeof(float));
 }
 
+/* rotate_block for b = 8, the default block size: with fixed trip counts
+ * y lives in one vector register and every update is one multiply-add. */
+static inline void rotate_block8(float *restrict x, const float *restrict Rt)
+{
+    float even[8], odd[8]; /* two partial sums halve the chain of multiply-adds */
+#pragma omp simd
+    for (int r = 0; r < 8; r++) {
+        even[r] = Rt[r] * x[0];
+        odd[r] = Rt[8 + r] * x[1];
+    }
+    for (int c = 2; c < 8; c += 2)
+#pragma omp simd
+        for (int r = 0; r < 8; r++) {
+            even[r] += Rt[c * 8 + r] * x[c];
+            odd[r] += Rt[(c + 1) * 8 + r] * x[c + 1];
+        }
+#pragma omp simd
+    for (int r = 0; r < 8; r++)
+        x[r] = even[r] + odd[r];
+}
+
 /* The blocks of one head vector; Rt: its (K, b, b) consecutive matrices. */
 static inline void rotate_vector(float *v, const float *Rt, int blocks, int b)
 {
+    if (b == 8) {
+        for (int j = 0; j < blocks; j++)
+            rotate_block8(v + j * 8, Rt + (size_t)j * 64);
+        return;
+    }
     for (int j = 0; j < blocks; j++)
         rotate_block(v + j * b, Rt + (size_t)j * b * b, b);
 }
@@ -173,10 +199,41 @@ static inline void rotate_block_backward(float *dy, float *dR, const float *x, c
     memcpy(dy, dx, (size_t)b * sizeof(float));
 }
 
+/* rotate_block_backward for b = 8, the default block size: fixed trip
+ * counts make every update one multiply-add on a vector of 8. */
+static inline void rotate_block8_backward(float *restrict dy, float *restrict dR,
+                                          const float *restrict x, const float *restrict R)
+{
+    for (int r = 0; r < 8; r++)
+#pragma omp simd
+        for (int c = 0; c < 8; c++)
+            dR[r * 8 + c] += dy[r] * x[c];
+    float even[8], odd[8]; /* two partial sums halve the chain of multiply-adds */
+#pragma omp simd
+    for (int c = 0; c < 8; c++) {
+        even[c] = R[c] * dy[0];
+        odd[c] = R[8 + c] * dy[1];
+    }
+    for (int r = 2; r < 8; r += 2)
+#pragma omp simd
+        for (int c = 0; c < 8; c++) {
+            even[c] += R[r * 8 + c] * dy[r];
+            odd[c] += R[(r + 1) * 8 + c] * dy[r + 1];
+        }
+#pragma omp simd
+    for (int c = 0; c < 8; c++)
+        dy[c] = even[c] + odd[c];
+}
+
 /* The blocks of one head vector; dR and R: its (K, b, b) matrices. */
 static inline void rotate_vector_backward(float *dy, float *dR, const float *x, const float *R,
                                           int blocks, int b)
 {
+    if (b == 8) {
+        for (int j = 0; j < blocks; j++)
+            rotate_block8_backward(dy + j * 8, dR + j * 64, x + j * 8, R + j * 64);
+        return;
+    }
     for (int j = 0; j < blocks; j++) {
         const size_t at = (size_t)j * b * b;
         rotate_block_backward(dy + j * b, dR + at, x + j * b, R + at, b);

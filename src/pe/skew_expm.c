@@ -94,9 +94,31 @@ enum { BLAS_MIN_N = 16 };
  * dense LieRE generator is 64 x 64, where OpenBLAS runs about three times
  * the plain loop. The encodings call this from their parallel regions, one
  * matrix per thread, where OpenBLAS does not start threads of its own. */
+/* matmul for n = 8, the default block size: fixed trip counts keep a row
+ * of C in vector registers, one multiply-add per row of B. */
+static void matmul8(double *restrict C, const double *restrict A, const double *restrict B,
+                    int accumulate)
+{
+    for (int i = 0; i < 8; i++) {
+        double c[8];
+#pragma omp simd
+        for (int j = 0; j < 8; j++)
+            c[j] = accumulate ? C[i * 8 + j] : 0.0;
+        for (int k = 0; k < 8; k++)
+#pragma omp simd
+            for (int j = 0; j < 8; j++)
+                c[j] += A[i * 8 + k] * B[k * 8 + j];
+        memcpy(C + i * 8, c, sizeof c);
+    }
+}
+
 static void matmul(double *restrict C, const double *restrict A, const double *restrict B, int n,
                    int accumulate)
 {
+    if (n == 8) {
+        matmul8(C, A, B, accumulate);
+        return;
+    }
     if (n >= BLAS_MIN_N) {
         blas_dgemm(false, false, n, n, n, 1.0, A, n, B, n, accumulate ? 1.0 : 0.0, C, n);
         return;
@@ -150,7 +172,7 @@ static double norm1(const double *A, int n)
 /* In place q = P L U with partial pivoting; piv[k] is the row swapped with
  * row k at step k. q_m(A) is nonsingular (well conditioned, even) for
  * ||A||_1 <= theta_13, so no zero pivot can occur for finite input. */
-static void lu_factor(double *q, int *piv, int n)
+static inline void lu_factor_sized(double *q, int *piv, int n)
 {
     for (int k = 0; k < n; k++) {
         int p = k;
@@ -177,7 +199,7 @@ static void lu_factor(double *q, int *piv, int n)
 
 /* X <- q^-1 X for the n right-hand sides in the columns of X (n x n),
  * working on whole rows so that the inner loops run along memory. */
-static void lu_solve(const double *q, const int *piv, double *X, int n)
+static inline void lu_solve_sized(const double *q, const int *piv, double *X, int n)
 {
     for (int k = 0; k < n; k++)
         if (piv[k] != k)
@@ -189,19 +211,40 @@ static void lu_solve(const double *q, const int *piv, double *X, int n)
     for (int i = 1; i < n; i++)
         for (int k = 0; k < i; k++) {
             const double f = q[(size_t)i * n + k];
+#pragma omp simd
             for (int j = 0; j < n; j++)
                 X[(size_t)i * n + j] -= f * X[(size_t)k * n + j];
         }
     for (int i = n - 1; i >= 0; i--) {
         for (int k = i + 1; k < n; k++) {
             const double f = q[(size_t)i * n + k];
+#pragma omp simd
             for (int j = 0; j < n; j++)
                 X[(size_t)i * n + j] -= f * X[(size_t)k * n + j];
         }
         const double inv = 1.0 / q[(size_t)i * n + i];
+#pragma omp simd
         for (int j = 0; j < n; j++)
             X[(size_t)i * n + j] *= inv;
     }
+}
+
+/* b = 8, the default block size, gets its own copies of the two: fixed
+ * trip counts turn every row update into whole-vector operations. */
+static void lu_factor(double *q, int *piv, int n)
+{
+    if (n == 8)
+        lu_factor_sized(q, piv, 8);
+    else
+        lu_factor_sized(q, piv, n);
+}
+
+static void lu_solve(const double *q, const int *piv, double *X, int n)
+{
+    if (n == 8)
+        lu_solve_sized(q, piv, X, 8);
+    else
+        lu_solve_sized(q, piv, X, n);
 }
 
 /* ---- Pade approximant ------------------------------------------------- */
@@ -388,8 +431,9 @@ void skew_expm(double *R, const double *G, int b, SkewExpmWork *work)
     int m, s;
     choose_degree(norm, THETA_EXPM, &m, &s);
     const size_t len = (size_t)b * (size_t)b;
+    const double scale = ldexp(1.0, -s); /* a product with it is exact, like ldexp */
     for (size_t i = 0; i < len; i++)
-        work->a[i] = ldexp(G[i], -s);
+        work->a[i] = G[i] * scale;
     pade_solve(work, m, 0, b);
     square(work, s, 0, b);
     memcpy(R, work->r, len * sizeof(double));
@@ -411,9 +455,10 @@ void skew_expm_backward(double *dG, const double *G, const double *dR, int b, Sk
     int m, s;
     choose_degree(norm, ELL_FRECHET, &m, &s);
     const size_t len = (size_t)b * (size_t)b;
+    const double scale = ldexp(1.0, -s);
     for (size_t i = 0; i < len; i++) {
-        work->a[i] = ldexp(work->a[i], -s);
-        work->e[i] = ldexp(dR[i], -s);
+        work->a[i] *= scale;
+        work->e[i] = dR[i] * scale;
     }
     pade_solve(work, m, 1, b);
     square(work, s, 1, b);
