@@ -74,12 +74,13 @@ static const double MODEL_EPS = 1e-2;
 /* layer_scale and drop_path override small_config's: each combination
  * takes its own path through the model (the fused residual GEMM without
  * either, the branch scratch with drop path alone). */
-static void check_model(const char *title, const char *pe, PoolMode pool, float layer_scale,
-                        float drop_path)
+static void check_model_mlp(const char *title, const char *pe, PoolMode pool, float layer_scale,
+                            float drop_path, int mlp_dim)
 {
     VitConfig cfg = small_config(pe, pool);
     cfg.layer_scale_init = layer_scale;
     cfg.drop_path = drop_path;
+    cfg.mlp_dim = mlp_dim;
     enum { B = 3 };
     Vit m;
     make_model(&m, &cfg, B);
@@ -107,6 +108,12 @@ static void check_model(const char *title, const char *pe, PoolMode pool, float 
     vit_free(&m);
 }
 
+static void check_model(const char *title, const char *pe, PoolMode pool, float layer_scale,
+                        float drop_path)
+{
+    check_model_mlp(title, pe, pool, layer_scale, drop_path, 32);
+}
+
 START_TEST(test_model_gradients_absolute_cls)
 {
     check_model("vit (absolute, cls pool)", "absolute", POOL_CLS, 0.5f, 0.3f);
@@ -124,6 +131,14 @@ START_TEST(test_model_gradients_drop_path_only)
 {
     check_model("vit (absolute, drop path without LayerScale)", "absolute", POOL_MEAN, 0.0f,
                 0.3f);
+}
+END_TEST
+
+START_TEST(test_model_gradients_wide_mlp)
+{
+    /* mlp_dim 64 >= 3 dim: dL/dqkv takes the memory of fc1's activation
+     * (the other checks run mlp_dim 32, with a qkv buffer of its own). */
+    check_model_mlp("vit (rope_mixed, mlp_dim 4 dim)", "rope_mixed", POOL_CLS, 0.0f, 0.0f, 64);
 }
 END_TEST
 
@@ -359,6 +374,7 @@ Suite *model_suite(void)
     tcase_add_test(grads, test_model_gradients_none_mean);
     tcase_add_test(grads, test_model_gradients_rotary_plain_blocks);
     tcase_add_test(grads, test_model_gradients_drop_path_only);
+    tcase_add_test(grads, test_model_gradients_wide_mlp);
     suite_add_tcase(s, grads);
     TCase *tc = tcase_with_timeout("structure", 30, NULL);
     tcase_add_test(tc, test_model_timm_names);

@@ -60,7 +60,7 @@ void gelu_backward(float *dx /* (n) */, const float *dy /* (n) */, const float *
                    int64_t n);
 /* The backward's half of GELU without the saved output: recomputes
  * y = gelu(x) and writes the slope dy/dx, so that dL/dx = dL/dy * slope
- * (gelu_slope_backward) once dL/dy is known. */
+ * (gelu_slope_backward) once dL/dy is known. slope may be x. */
 void gelu_forward_slope(float *y /* (n) */, float *slope /* (n) */, const float *x /* (n) */,
                         int64_t n);
 /* dx = dy * slope; dx may be dy or slope. */

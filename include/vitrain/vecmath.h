@@ -8,7 +8,23 @@
 #ifndef VITRAIN_VECMATH_H
 #define VITRAIN_VECMATH_H
 
+#include <math.h>
 #include <stdint.h>
+
+/* a b + c for polynomial steps: one fused instruction with one rounding
+ * where the target has FMA (ISO C does not let the compiler fuse a b + c
+ * by itself, and unfused the polynomials below cost twice the
+ * instructions); elsewhere a product and a sum, as a libm fmaf call would
+ * not vectorize. The last bits therefore depend on the target, like
+ * everything the build flags choose. */
+static inline float vec_fmaf(float a, float b, float c)
+{
+#ifdef __FMA__
+    return fmaf(a, b, c);
+#else
+    return a * b + c;
+#endif
+}
 
 /* e^x for x in [-87, 88]; inputs beyond are clamped, so the result is
  * never 0 or infinite (softmax and GELU never need those); NaN stays NaN,
@@ -24,12 +40,12 @@ static inline float vec_expf(float x_in)
     const float k = (x * 1.44269504088896341f + 12582912.0f) - 12582912.0f;
     const float r = (x - k * 0.693359375f) + k * 2.12194440e-4f;
     float p = 1.9875691500e-4f;
-    p = p * r + 1.3981999507e-3f;
-    p = p * r + 8.3334519073e-3f;
-    p = p * r + 4.1665795894e-2f;
-    p = p * r + 1.6666665459e-1f;
-    p = p * r + 5.0000001201e-1f;
-    p = p * r * r + r + 1.0f;
+    p = vec_fmaf(p, r, 1.3981999507e-3f);
+    p = vec_fmaf(p, r, 8.3334519073e-3f);
+    p = vec_fmaf(p, r, 4.1665795894e-2f);
+    p = vec_fmaf(p, r, 1.6666665459e-1f);
+    p = vec_fmaf(p, r, 5.0000001201e-1f);
+    p = vec_fmaf(p, r * r, r + 1.0f);
     const union {
         uint32_t bits;
         float value;

@@ -64,26 +64,27 @@ typedef struct VitBlockActs {
     float *attn;                  /* (B, N, D) heads merged, before proj */
     float *proj;                  /* (B, N, D) kept for LayerScale's gradient; else NULL */
     float *ln2_mean, *ln2_rstd;   /* (B*N) statistics of norm2 */
-    float *fc1;                   /* (B, N, F) before GELU */
+    float *fc1;                   /* (B, N, F) before GELU; the backward overwrites it */
     float *fc2;                   /* (B, N, D) as proj */
     float *drop1, *drop2;         /* (B) drop-path scales of the two branches */
 } VitBlockActs;
 
 /* Gradient scratch, reused by every block. Buffers whose uses never
  * overlap share memory: ln, attn and patches are one buffer (attn is read
- * by the attention backward before ln is written), slope and qkv another
- * (the MLP half is done with slope before the attention half writes qkv). */
+ * by the attention backward before ln is written). GELU's slope and
+ * dL/dqkv live in the block's own fc1 activation, which the backward
+ * consumes (fc1 is never read again once the slope is known); qkv has a
+ * buffer of its own only when fc1 is smaller (mlp_dim < 3 dim). */
 typedef struct VitGradScratch {
     float *stream;      /* (B, N, D) dL/d(residual stream) */
     float *branch;      /* (B, N, D) dL/d(branch output before LayerScale); with LayerScale only */
     float *tmp;         /* (B, N, D) through drop path; with drop path only */
     float *ln;          /* (B, N, D) dL/d(a LayerNorm's output) */
     float *attn;        /* (B, N, D) dL/d(attention output), shares ln */
-    float *qkv;         /* (B, N, 3D), shares slope */
+    float *qkv;         /* (B, N, 3D) when mlp_dim < 3 dim; else NULL (the block's fc1 serves) */
     float *q, *k;       /* (B, H, N, Dh), with a rotation only */
     float *dp_tiles;    /* (dp_tile_count, N, N) the attention backward's per-thread dP */
     int dp_tile_count;
-    float *slope;       /* (B, N, max(F, 3D)) GELU's derivative at fc1 */
     float *patches;     /* (B*Np, D), shares ln */
     float *pooled;      /* (B, D) */
     float *logits;      /* (B, K) */
@@ -111,7 +112,7 @@ typedef struct Vit {
     TensorList act_list;
     Arena acts;
     float *cols;      /* (B*Np, C*P*P) im2col of the input */
-    float *patches;   /* (B*Np, D) */
+    float *patches;   /* (B*Np, D) the patch embedding; shares normed */
     float **stream;   /* (depth+1) x (B, N, D): stream[0] embedded, stream[l+1] after block l */
     VitBlockActs *block_acts; /* (depth) */
     float *branch;    /* (B, N, D) forward scratch; with LayerScale or drop path only */
@@ -148,7 +149,8 @@ const float *vit_forward(Vit *m, const float *images, int B, const VitPass *pass
 /* Forward and mean loss. */
 double vit_forward_loss(Vit *m, const float *images, const int *labels, int B,
                         const VitPass *pass);
-/* Adds dL/d(parameters) of the last vit_forward_loss into m->grads. */
+/* Adds dL/d(parameters) of the last vit_forward_loss into m->grads. It
+ * consumes the saved activations: a second backward needs a new forward. */
 void vit_backward(Vit *m, const int *labels, const VitPass *pass);
 
 /* Copies src's parameters into dst, a model of the same architecture at

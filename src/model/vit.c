@@ -102,7 +102,11 @@ static void plan_grads(ActPlan *p, VitGradScratch *g, int64_t B, const Vit *m)
         plan(p, &g->q, T * D, "grad.q_rot");
         plan(p, &g->k, T * D, "grad.k_rot");
     }
-    plan(p, &g->slope, T * VT_MAX(F, 3 * D), "grad.gelu_slope+qkv");
+    /* GELU's slope overwrites fc1's saved output, and dL/dqkv takes fc1's
+     * memory too once the MLP half is done: a buffer of its own only where
+     * fc1 is smaller than qkv (an MLP ratio below 3). */
+    if (F < 3 * D)
+        plan(p, &g->qkv, T * 3 * D, "grad.qkv");
     g->dp_tile_count = attention_scratch_tiles();
     plan(p, &g->dp_tiles, (int64_t)g->dp_tile_count * N * N, "grad.attn_probs_tiles");
     plan(p, &g->pooled, B * D, "grad.pooled");
@@ -120,7 +124,6 @@ static ActPlan *plan_activations(Vit *m, int64_t B)
     m->stream = vt_xcalloc((size_t)c->depth + 1, sizeof *m->stream);
     m->block_acts = vt_xcalloc((size_t)c->depth, sizeof *m->block_acts);
     plan(p, &m->cols, B * Np * patch_len, "patch_embed.cols");
-    plan(p, &m->patches, B * Np * D, "patch_embed.out");
     for (int l = 0; l <= c->depth; l++)
         plan(p, &m->stream[l], T * D, "stream.%d", l);
     for (int l = 0; l < c->depth; l++)
@@ -146,10 +149,12 @@ static void bind_activations(Vit *m, ActPlan *p)
     for (int i = 0; i < p->count; i++)
         *p->slots[i] = arena_tensor(&m->acts, p->indices[i]);
     act_plan_free(p);
-    /* Gradient scratch of disjoint lifetimes shares memory (VitGradScratch). */
+    /* The patch embedding is copied into stream 0 before any LayerNorm
+     * runs; gradient scratch of disjoint lifetimes shares memory
+     * (VitGradScratch). */
+    m->patches = m->normed;
     VitGradScratch *g = &m->grad;
     g->attn = g->patches = g->ln;
-    g->qkv = g->slope;
 }
 
 static double gib(size_t floats)
@@ -412,11 +417,13 @@ static void block_backward(Vit *m, int l, int B, const VitPass *pass)
     dbranch = residual_branch_backward(m, a->fc2, param(m, p->ls2), grad(m, p->ls2),
                                        drop ? a->drop2 : NULL, B);
     /* m.hidden holds GELU's output for fc2's weight gradient, then (dx may
-     * overwrite x) dL/d(GELU output), then dL/d(fc1 output). */
-    gelu_forward_slope(m->hidden, g->slope, a->fc1, (int64_t)T * F);
+     * overwrite x) dL/d(GELU output), then dL/d(fc1 output). GELU's slope
+     * replaces the saved fc1 output, which nothing reads afterwards. */
+    float *slope = a->fc1;
+    gelu_forward_slope(m->hidden, slope, a->fc1, (int64_t)T * F);
     linear_backward(m->hidden, grad(m, p->fc2_w), grad(m, p->fc2_b), dbranch, m->hidden,
                     param(m, p->fc2_w), T, F, D);
-    gelu_slope_backward(m->hidden, m->hidden, g->slope, (int64_t)T * F);
+    gelu_slope_backward(m->hidden, m->hidden, slope, (int64_t)T * F);
     layernorm_recompute(m->normed, a->x_mid, a->ln2_mean, a->ln2_rstd, param(m, p->norm2_w),
                         param(m, p->norm2_b), T, D);
     linear_backward(g->ln, grad(m, p->fc1_w), grad(m, p->fc1_b), m->hidden, m->normed,
@@ -424,16 +431,18 @@ static void block_backward(Vit *m, int l, int B, const VitPass *pass)
     layernorm_backward(g->stream, grad(m, p->norm2_w), grad(m, p->norm2_b), g->ln, a->x_mid,
                        a->ln2_mean, a->ln2_rstd, param(m, p->norm2_w), T, D);
 
-    /* Attention branch: g.stream now holds dL/dx_mid. */
+    /* Attention branch: g.stream now holds dL/dx_mid; the slope is spent,
+     * so dL/dqkv may take its memory. */
+    float *dqkv = g->qkv ? g->qkv : slope;
     dbranch = residual_branch_backward(m, a->proj, param(m, p->ls1), grad(m, p->ls1),
                                        drop ? a->drop1 : NULL, B);
     linear_backward(g->attn, grad(m, p->proj_w), grad(m, p->proj_b), dbranch, a->attn,
                     param(m, p->proj_w), T, D, D);
-    attention_backward(g->qkv, g->q, g->k, g->dp_tiles, g->dp_tile_count, g->attn, a->q_rot,
+    attention_backward(dqkv, g->q, g->k, g->dp_tiles, g->dp_tile_count, g->attn, a->q_rot,
                        a->k_rot, a->probs, a->qkv, m->rotation, l, &dims);
     layernorm_recompute(m->normed, m->stream[l], a->ln1_mean, a->ln1_rstd, param(m, p->norm1_w),
                         param(m, p->norm1_b), T, D);
-    linear_backward(g->ln, grad(m, p->qkv_w), grad(m, p->qkv_b), g->qkv, m->normed,
+    linear_backward(g->ln, grad(m, p->qkv_w), grad(m, p->qkv_b), dqkv, m->normed,
                     param(m, p->qkv_w), T, D, 3 * D);
     layernorm_backward(g->stream, grad(m, p->norm1_w), grad(m, p->norm1_b), g->ln, m->stream[l],
                        a->ln1_mean, a->ln1_rstd, param(m, p->norm1_w), T, D);

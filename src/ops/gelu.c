@@ -23,15 +23,15 @@ static inline float normal_cdf(float x)
     const float z = fabsf(x) * 0.70710678118654752f;
     const float t = 1.0f / (1.0f + 0.5f * z);
     float p = 0.17087277f;
-    p = p * t - 0.82215223f;
-    p = p * t + 1.48851587f;
-    p = p * t - 1.13520398f;
-    p = p * t + 0.27886807f;
-    p = p * t - 0.18628806f;
-    p = p * t + 0.09678418f;
-    p = p * t + 0.37409196f;
-    p = p * t + 1.00002368f;
-    p = p * t - 1.26551223f;
+    p = vec_fmaf(p, t, -0.82215223f);
+    p = vec_fmaf(p, t, 1.48851587f);
+    p = vec_fmaf(p, t, -1.13520398f);
+    p = vec_fmaf(p, t, 0.27886807f);
+    p = vec_fmaf(p, t, -0.18628806f);
+    p = vec_fmaf(p, t, 0.09678418f);
+    p = vec_fmaf(p, t, 0.37409196f);
+    p = vec_fmaf(p, t, 1.00002368f);
+    p = vec_fmaf(p, t, -1.26551223f);
     /* z^2 = x^2 / 2 = hi + lo exactly, from x rather than the rounded z:
      * any rounding of the exponent costs its size (up to ~40) times
      * 6e-8 in relative error of the tail. */
