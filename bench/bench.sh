@@ -9,7 +9,8 @@
 #
 # Knobs (environment): THREADS ("1 2"), MODELS ("tiny small"), INPUTS
 # ("28x1 32x3": size x channels, patch 4), ENCODINGS ("absolute rope_mixed
-# spherical comrope_ld liere liere:dense"), BATCH (128), STEPS (timed steps
+# spherical comrope_ld liere liere:dense"; ENC:recompute runs vitrain with
+# train.recompute_attention, less memory for a slower step), BATCH (128), STEPS (timed steps
 # per measurement, 3), REPS (3), OUT. The full default run takes a few
 # hours on 2 cores; QUICK=1 runs ViT-Tiny at 28 px with three encodings,
 # once, in a few minutes.
@@ -44,8 +45,10 @@ RAW=$WORK/results.txt
 # measurement, appended to $RAW as "key=value ..." lines.
 measure() {
     t=$1 model=$2 size=$3 ch=$4 enc=$5
-    pe=${enc%%:*} block=8
-    [ "$enc" = "liere:dense" ] && block=64 # the head size of ViT-Tiny and ViT-S
+    pe=$enc block=8
+    if [ "$enc" = "liere:dense" ]; then
+        pe=liere block=64 # the head size of ViT-Tiny and ViT-S
+    fi
     tag="threads=$t model=$model size=$size channels=$ch encoding=$enc"
     line=$(OMP_NUM_THREADS=$t $BENCH train "$model" "$size" "$ch" 4 "$pe" "$block" "$BATCH" \
         "$STEPS" "$t" "$WORK/model.safetensors")

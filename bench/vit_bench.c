@@ -9,7 +9,8 @@
  *       warm-up steps), achieved GFLOP/s, seconds per step in each phase
  *       (profile.h) and peak RSS; EXPORT writes the initial model as
  *       safetensors with its config, from which bench/torch_peer.py builds
- *       the same model.
+ *       the same model. PE may end in ":recompute" for a run with
+ *       train.recompute_attention (the peer has nothing to match it).
  *
  * Output: one line of key=value pairs, for the script to read.
  *
@@ -95,17 +96,24 @@ typedef struct Setup {
 static VtCode setup_config(RunConfig *cfg, const Setup *s, VtError *err)
 {
     config_defaults(cfg);
-    char sets[8][96];
+    char sets[9][96];
+    const char *suffix = strchr(s->pe, ':');
+    const int pe_len = suffix ? (int)(suffix - s->pe) : (int)strlen(s->pe);
     snprintf(sets[0], sizeof sets[0], "model.preset=%s", s->preset);
     snprintf(sets[1], sizeof sets[1], "data.img_size=%d", s->img);
     snprintf(sets[2], sizeof sets[2], "data.channels=%d", s->channels);
     snprintf(sets[3], sizeof sets[3], "model.patch_size=%d", s->patch);
-    snprintf(sets[4], sizeof sets[4], "pe.type=%s", s->pe);
+    snprintf(sets[4], sizeof sets[4], "pe.type=%.*s", pe_len, s->pe);
     snprintf(sets[5], sizeof sets[5], "pe.block_size=%d", s->block);
     snprintf(sets[6], sizeof sets[6], "train.batch_size=%d", s->batch);
     snprintf(sets[7], sizeof sets[7], "model.num_classes=%d", SYNTHETIC_QUADRANT_CLASSES);
+    snprintf(sets[8], sizeof sets[8], "train.recompute_attention=%s",
+             suffix && strcmp(suffix, ":recompute") == 0 ? "true" : "false");
+    if (suffix && strcmp(suffix, ":recompute") != 0)
+        return vt_fail(err, VT_ERR_ARGUMENT, "unknown encoding suffix '%s' (only :recompute)",
+                       suffix);
     VtCode code = VT_OK;
-    for (int i = 0; i < 8 && !code; i++)
+    for (int i = 0; i < 9 && !code; i++)
         code = config_set(cfg, sets[i], err);
     return code ? code : config_validate(cfg, err);
 }

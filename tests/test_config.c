@@ -111,7 +111,7 @@ static const char *const all_keys[] = {
     "optim.opt", "optim.lr", "optim.min_lr", "optim.warmup_lr", "optim.warmup_epochs",
     "optim.weight_decay", "optim.opt_betas", "optim.opt_eps", "optim.clip_grad",
     "train.epochs", "train.batch_size", "train.seed", "train.max_steps", "train.smoothing",
-    "train.eval_every", "train.threads", "train.on_nan",
+    "train.eval_every", "train.recompute_attention", "train.threads", "train.on_nan",
     "log.name", "log.dir", "log.every",
 };
 enum { ALL_KEYS = sizeof all_keys / sizeof all_keys[0] };

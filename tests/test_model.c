@@ -148,6 +148,59 @@ START_TEST(test_model_gradients_none_mean)
 }
 END_TEST
 
+/* ---- recompute_attention ----------------------------------------------------- */
+
+typedef struct StepResult {
+    double loss;
+    float *grads;      /* copy of the gradient arena */
+    size_t activations; /* floats of the activation plan */
+} StepResult;
+
+/* One training step of small_config(pe) from fixed parameters and images. */
+static StepResult train_step_with(const char *pe, bool recompute)
+{
+    VitConfig cfg = small_config(pe, POOL_CLS);
+    cfg.recompute_attention = recompute;
+    enum { B = 3 };
+    Vit m;
+    make_model(&m, &cfg, B);
+    gc_fill_normal(m.params.data, m.param_list.total, 0.5, 46);
+    float images[B * 2 * 8 * 8];
+    gc_fill_normal(images, sizeof images / sizeof images[0], 1.0, 47);
+    const int labels[B] = {2, 0, 1};
+    const VitPass pass = {.train = true, .step = 5, .seed = 3, .smoothing = 0.1f};
+    StepResult r = {.loss = vit_forward_loss(&m, images, labels, B, &pass),
+                    .grads = gc_zeros(m.param_list.total),
+                    .activations = m.act_list.total};
+    vit_backward(&m, labels, &pass);
+    memcpy(r.grads, m.grads.data, m.param_list.total * sizeof(float));
+    vit_free(&m);
+    return r;
+}
+
+START_TEST(test_recompute_attention_changes_only_memory)
+{
+    /* The backward reruns the very forward computation, so the step is
+     * bit for bit the same, with LayerScale and drop path on, with and
+     * without a rotation; only the activation plan shrinks. */
+    const char *pes[] = {"absolute", "rope_mixed", "liere"};
+    for (int i = 0; i < 3; i++) {
+        StepResult kept = train_step_with(pes[i], false), redone = train_step_with(pes[i], true);
+        VitConfig cfg = small_config(pes[i], POOL_CLS);
+        Vit m;
+        make_model(&m, &cfg, 3);
+        const size_t n = m.param_list.total;
+        vit_free(&m);
+        ck_assert_msg(kept.loss == redone.loss, "%s: loss %.9g vs %.9g", pes[i], kept.loss,
+                      redone.loss);
+        ck_assert_msg(memcmp(kept.grads, redone.grads, n * sizeof(float)) == 0,
+                      "%s: gradients differ with recompute_attention", pes[i]);
+        ck_assert_msg(redone.activations < kept.activations, "%s: %zu activations, not below %zu",
+                      pes[i], redone.activations, kept.activations);
+    }
+}
+END_TEST
+
 /* ---- names and sizes -------------------------------------------------------- */
 
 static void expect_tensor(const Vit *m, const char *name, int ndim, const int64_t *shape,
@@ -375,6 +428,7 @@ Suite *model_suite(void)
     tcase_add_test(grads, test_model_gradients_rotary_plain_blocks);
     tcase_add_test(grads, test_model_gradients_drop_path_only);
     tcase_add_test(grads, test_model_gradients_wide_mlp);
+    tcase_add_test(grads, test_recompute_attention_changes_only_memory);
     suite_add_tcase(s, grads);
     TCase *tc = tcase_with_timeout("structure", 30, NULL);
     tcase_add_test(tc, test_model_timm_names);

@@ -109,6 +109,7 @@ typedef struct TrainSection {
     float smoothing;               /* smoothing: label smoothing */
     int eval_every;                /* eval_every: evaluate every N epochs (and at the end) */
     int threads;                   /* threads: 0 = OMP_NUM_THREADS or all cores */
+    bool recompute_attention;      /* recompute_attention: less memory, a slightly slower step */
     NanPolicy on_nan;              /* on_nan: stop | skip_step */
 } TrainSection;
 

@@ -35,6 +35,7 @@ typedef struct VitConfig {
     PoolMode pool;
     float layer_scale_init; /* LayerScale gamma init; 0 disables ls1/ls2 */
     float drop_path;        /* stochastic depth rate of the last block (timm's drop_path_rate) */
+    bool recompute_attention; /* the backward recomputes the attention core (VitBlockActs) */
 } VitConfig;
 
 /* Fills dim, depth, heads and mlp_dim from "tiny", "small" or "base". */
@@ -53,8 +54,11 @@ typedef struct VitBlockParams {
  * the saved row statistics) and GELU's output (from fc1) are recomputed
  * by the backward into shared scratch, and q, k, v are read from qkv in
  * place. That keeps about 10 (B, N, D) units per block instead of 21.
- * (Recomputing the attention core as well would save 2 more but cost
- * about 4 % of a ViT-Tiny step: its small GEMMs run far below peak.) */
+ * With recompute_attention the backward also reruns the attention core
+ * (rotations, probabilities, output) from qkv: probs, attn, q_rot and
+ * k_rot then point at scratch shared by every block, which saves about 2
+ * units per block (4 with a rotation) for a few % of step time, as the
+ * attention's small GEMMs run far below peak. */
 typedef struct VitBlockActs {
     float *x_mid;                 /* (B, N, D) stream after the attention branch */
     float *ln1_mean, *ln1_rstd;   /* (B*N) statistics of norm1 */
@@ -115,8 +119,10 @@ typedef struct Vit {
     float *patches;   /* (B*Np, D) the patch embedding; shares normed */
     float **stream;   /* (depth+1) x (B, N, D): stream[0] embedded, stream[l+1] after block l */
     VitBlockActs *block_acts; /* (depth) */
+    VitBlockActs recomputed;  /* with recompute_attention: the shared q_rot, k_rot and probs */
     float *branch;    /* (B, N, D) forward scratch; with LayerScale or drop path only */
-    float *normed;    /* (B, N, D) scratch: the output of a LayerNorm */
+    float *normed;    /* (B, N, D) scratch: the output of a LayerNorm; with
+                       * recompute_attention also the attention output */
     float *hidden;    /* (B, N, F) scratch: GELU's output; in the backward
                        * also its gradient, then fc1's output gradient */
     float *norm_mean, *norm_rstd; /* statistics of the final LayerNorm */

@@ -71,12 +71,15 @@ static void plan_block(ActPlan *p, VitBlockActs *a, int l, int64_t B, const Vit 
     plan(p, &a->ln1_mean, T, "blocks.%d.norm1.mean", l);
     plan(p, &a->ln1_rstd, T, "blocks.%d.norm1.rstd", l);
     plan(p, &a->qkv, T * 3 * D, "blocks.%d.attn.qkv", l);
-    if (m->rotation) {
-        plan(p, &a->q_rot, T * D, "blocks.%d.attn.q_rot", l);
-        plan(p, &a->k_rot, T * D, "blocks.%d.attn.k_rot", l);
+    /* With recompute_attention these point at shared scratch (bind_activations). */
+    if (!m->cfg.recompute_attention) {
+        if (m->rotation) {
+            plan(p, &a->q_rot, T * D, "blocks.%d.attn.q_rot", l);
+            plan(p, &a->k_rot, T * D, "blocks.%d.attn.k_rot", l);
+        }
+        plan(p, &a->probs, B * H * N * N, "blocks.%d.attn.probs", l);
+        plan(p, &a->attn, T * D, "blocks.%d.attn.out", l);
     }
-    plan(p, &a->probs, B * H * N * N, "blocks.%d.attn.probs", l);
-    plan(p, &a->attn, T * D, "blocks.%d.attn.out", l);
     plan(p, &a->ln2_mean, T, "blocks.%d.norm2.mean", l);
     plan(p, &a->ln2_rstd, T, "blocks.%d.norm2.rstd", l);
     plan(p, &a->fc1, T * F, "blocks.%d.mlp.fc1", l);
@@ -131,6 +134,15 @@ static ActPlan *plan_activations(Vit *m, int64_t B)
     if (c->layer_scale_init > 0.0f || c->drop_path > 0.0f)
         plan(p, &m->branch, T * D, "branch");
     plan(p, &m->normed, T * D, "normed");
+    if (c->recompute_attention) {
+        /* One block's attention core at a time, rebuilt by the backward. */
+        VitBlockActs *shared = &m->recomputed;
+        if (m->rotation) {
+            plan(p, &shared->q_rot, T * D, "recomputed.attn.q_rot");
+            plan(p, &shared->k_rot, T * D, "recomputed.attn.k_rot");
+        }
+        plan(p, &shared->probs, B * c->heads * N * N, "recomputed.attn.probs");
+    }
     plan(p, &m->hidden, T * c->mlp_dim, "hidden");
     plan(p, &m->norm_mean, T, "norm.mean");
     plan(p, &m->norm_rstd, T, "norm.rstd");
@@ -153,6 +165,14 @@ static void bind_activations(Vit *m, ActPlan *p)
      * runs; gradient scratch of disjoint lifetimes shares memory
      * (VitGradScratch). */
     m->patches = m->normed;
+    if (m->cfg.recompute_attention)
+        for (int l = 0; l < m->cfg.depth; l++) {
+            VitBlockActs *a = &m->block_acts[l];
+            a->q_rot = m->recomputed.q_rot;
+            a->k_rot = m->recomputed.k_rot;
+            a->probs = m->recomputed.probs;
+            a->attn = m->normed; /* free from the qkv linear to the proj linear */
+        }
     VitGradScratch *g = &m->grad;
     g->attn = g->patches = g->ln;
 }
@@ -432,8 +452,11 @@ static void block_backward(Vit *m, int l, int B, const VitPass *pass)
                        a->ln2_mean, a->ln2_rstd, param(m, p->norm2_w), T, D);
 
     /* Attention branch: g.stream now holds dL/dx_mid; the slope is spent,
-     * so dL/dqkv may take its memory. */
+     * so dL/dqkv may take its memory. normed is free until norm1's
+     * recompute: the recomputed attention output goes there. */
     float *dqkv = g->qkv ? g->qkv : slope;
+    if (c->recompute_attention)
+        attention_forward(a->attn, a->q_rot, a->k_rot, a->probs, a->qkv, m->rotation, l, &dims);
     dbranch = residual_branch_backward(m, a->proj, param(m, p->ls1), grad(m, p->ls1),
                                        drop ? a->drop1 : NULL, B);
     linear_backward(g->attn, grad(m, p->proj_w), grad(m, p->proj_b), dbranch, a->attn,

@@ -20,6 +20,7 @@ VtCode vit_config_from_run(VitConfig *vc, const RunConfig *cfg, int img_size, Vt
     vc->num_classes = cfg->model.num_classes;
     vc->layer_scale_init = cfg->model.layer_scale;
     vc->drop_path = cfg->model.drop_path;
+    vc->recompute_attention = cfg->train.recompute_attention;
     vc->pool = strcmp(cfg->model.pool, "avg") == 0 ? POOL_MEAN : POOL_CLS;
     vc->train_img_size = cfg->data.img_size;
     const PeSection *p = &cfg->pe;
