@@ -15,6 +15,7 @@
 #include "vitrain/ops.h"
 
 #include <math.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -181,10 +182,24 @@ START_TEST(test_gelu_matches_erf_in_double)
             ck_assert_msg(err / fabs(ref) < 2e-6, "gelu(%g) = %.9g, expected %.9g", (double)x[i],
                           (double)y[i], ref);
     }
+    /* Beyond the range above the tails are exact to float: x and 0, with
+     * slopes 1 and 0. */
+    const float far[4] = {20.0f, -20.0f, 1e6f, -1e6f};
+    float slope[4], y_far[4];
+    gelu_forward_slope(y_far, slope, far, 4);
+    for (int i = 0; i < 4; i++) {
+        const bool positive = far[i] > 0.0f;
+        ck_assert_msg(positive ? y_far[i] == far[i] : fabsf(y_far[i]) < 1e-30f, "gelu(%g) = %g",
+                      (double)far[i], (double)y_far[i]);
+        ck_assert_msg(positive ? slope[i] == 1.0f : fabsf(slope[i]) < 1e-30f, "gelu'(%g) = %g",
+                      (double)far[i], (double)slope[i]);
+    }
     /* A NaN must come out as NaN, so that a broken step is noticed. */
     x[0] = NAN;
     gelu_forward(y, x, 1);
     ck_assert(isnan(y[0]));
+    gelu_forward_slope(y, slope, x, 1);
+    ck_assert(isnan(y[0]) && isnan(slope[0]));
 }
 END_TEST
 

@@ -26,16 +26,11 @@ static inline float vec_fmaf(float a, float b, float c)
 #endif
 }
 
-/* e^x for x in [-87, 88]; inputs beyond are clamped, so the result is
- * never 0 or infinite (softmax and GELU never need those); NaN stays NaN,
- * so that a diverging step still shows in the loss. Written without libm
- * calls (floorf, fminf) so that loops vectorize. */
-static inline float vec_expf(float x_in)
+/* e^x for x the caller keeps in [-87, 88] (so never NaN): the clamps of
+ * vec_expf cost a fifth of GELU's time, which bounds its argument once
+ * instead. Written without libm calls (floorf) so that loops vectorize. */
+static inline float vec_expf_in_range(float x)
 {
-    /* NaN clamps too (every comparison with NaN is false), which keeps the
-     * conversion of k below defined; it is given back at the end. */
-    float x = x_in > -87.0f ? x_in : -87.0f;
-    x = x < 88.0f ? x : 88.0f;
     /* k = round(x / ln 2): adding 1.5 * 2^23 pushes the fraction out. */
     const float k = (x * 1.44269504088896341f + 12582912.0f) - 12582912.0f;
     const float r = (x - k * 0.693359375f) + k * 2.12194440e-4f;
@@ -50,7 +45,21 @@ static inline float vec_expf(float x_in)
         uint32_t bits;
         float value;
     } scale = {.bits = (uint32_t)((int32_t)k + 127) << 23};
-    return x_in == x_in ? p * scale.value : x_in;
+    return p * scale.value;
+}
+
+/* e^x for any x: inputs beyond [-87, 88] are clamped, so the result is
+ * never 0 or infinite (the softmax never needs those); NaN stays NaN, so
+ * that a diverging step still shows in the loss. */
+static inline float vec_expf(float x_in)
+{
+    /* NaN clamps too (every comparison with NaN is false), which keeps the
+     * conversion of k in vec_expf_in_range defined; it is given back at
+     * the end. */
+    float x = x_in > -87.0f ? x_in : -87.0f;
+    x = x < 88.0f ? x : 88.0f;
+    const float y = vec_expf_in_range(x);
+    return x_in == x_in ? y : x_in;
 }
 
 #endif

@@ -16,11 +16,23 @@
 #include <math.h>
 #include <stdint.h>
 
+/* |x| beyond this changes neither Phi(x) nor phi(x) in float beyond
+ * 1e-37 (phi(13) = 5e-38); capped there, the exponentials below stay in
+ * vec_expf_in_range's range, and a NaN x becomes 13 there while x itself
+ * still carries the NaN into GELU's output. */
+static const float TAIL = 13.0f;
+
+static inline float magnitude(float x)
+{
+    const float a = fabsf(x);
+    return a < TAIL ? a : TAIL;
+}
+
 /* Phi(x) = erfc(-x / sqrt 2) / 2, with erfc from Numerical Recipes' erfcc
  * (Chebyshev fit, relative error < 1.2e-7 for every argument). */
 static inline float normal_cdf(float x)
 {
-    const float z = fabsf(x) * 0.70710678118654752f;
+    const float a = magnitude(x), z = a * 0.70710678118654752f;
     const float t = 1.0f / (1.0f + 0.5f * z);
     float p = 0.17087277f;
     p = vec_fmaf(p, t, -0.82215223f);
@@ -32,17 +44,18 @@ static inline float normal_cdf(float x)
     p = vec_fmaf(p, t, 0.37409196f);
     p = vec_fmaf(p, t, 1.00002368f);
     p = vec_fmaf(p, t, -1.26551223f);
-    /* z^2 = x^2 / 2 = hi + lo exactly, from x rather than the rounded z:
-     * any rounding of the exponent costs its size (up to ~40) times
-     * 6e-8 in relative error of the tail. */
-    const float hi = 0.5f * (x * x), lo = 0.5f * fmaf(x, x, -(x * x));
-    const float erfc_z = t * vec_expf(-hi + p) * (1.0f - lo); /* erfc(|x| / sqrt 2) */
+    /* z^2 = a^2 / 2 = hi + lo exactly, from a rather than the rounded z:
+     * any rounding of the exponent costs its size (up to ~85) times
+     * 6e-8 in relative error of the tail. The exponent is in [-86, 0]. */
+    const float hi = 0.5f * (a * a), lo = 0.5f * fmaf(a, a, -(a * a));
+    const float erfc_z = t * vec_expf_in_range(-hi + p) * (1.0f - lo); /* erfc(|x| / sqrt 2) */
     return x >= 0.0f ? 1.0f - 0.5f * erfc_z : 0.5f * erfc_z;
 }
 
 static inline float normal_pdf(float x)
 {
-    return 0.39894228040143268f * vec_expf(-0.5f * x * x);
+    const float a = magnitude(x);
+    return 0.39894228040143268f * vec_expf_in_range(-0.5f * a * a);
 }
 
 void gelu_forward(float *y, const float *x, int64_t n)
