@@ -449,6 +449,33 @@ START_TEST(test_token_ops)
 }
 END_TEST
 
+START_TEST(test_residual_branch_is_the_three_ops)
+{
+    /* Bit for bit layerscale, then drop path, then the residual add, with
+     * each of the two scalings on or off. */
+    enum { B = 3, N = 5, D = 19, L = N * D, n = B * L };
+    const float *x = gc_randn(n, 1, 51), *branch = gc_randn(n, 1, 52), *gamma = gc_randn(D, 1, 53);
+    const float scale[B] = {0.0f, 1.25f, 1.25f};
+    float *want = gc_zeros(n), *got = gc_zeros(n), *tmp = gc_zeros(n), *tmp2 = gc_zeros(n);
+    for (int with = 0; with < 4; with++) {
+        const float *g = with & 1 ? gamma : NULL, *s = with & 2 ? scale : NULL;
+        const float *y = branch;
+        if (g) {
+            layerscale_forward(tmp, y, g, B * N, D);
+            y = tmp;
+        }
+        if (s) {
+            drop_path_forward(tmp2, y, s, B, L);
+            y = tmp2;
+        }
+        residual_forward(want, x, y, n);
+        residual_branch_forward(got, x, branch, g, s, B, N, D);
+        ck_assert_msg(memcmp(want, got, n * sizeof(float)) == 0, "gamma %s, scale %s",
+                      g ? "on" : "off", s ? "on" : "off");
+    }
+}
+END_TEST
+
 START_TEST(test_drop_path_scales)
 {
     /* Scales are 0 or 1/keep, the kept fraction is near keep, and the same
@@ -494,6 +521,7 @@ Suite *ops_suite(void)
     tcase_add_test(values, test_layernorm_recompute_matches_forward);
     tcase_add_test(values, test_patch_embed_layout);
     tcase_add_test(values, test_drop_path_scales);
+    tcase_add_test(values, test_residual_branch_is_the_three_ops);
     suite_add_tcase(s, values);
     return s;
 }

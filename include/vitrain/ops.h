@@ -124,6 +124,14 @@ void drop_path_forward(float *y /* (B, L) */, const float *x /* (B, L) */,
 void drop_path_backward(float *dx /* (B, L) */, const float *dy /* (B, L) */,
                         const float *scale /* (B) */, int B, int64_t L);
 
+/* ---- the end of a residual branch, fused ----------------------------------
+ * y = x + scale[b] * (gamma * branch) over B samples of N tokens: LayerScale
+ * (gamma NULL: none), drop path (scale NULL: none) and the residual add in
+ * one pass, bit for bit the three ops above in that order. */
+void residual_branch_forward(float *y /* (B, N, D) */, const float *x /* (B, N, D) */,
+                             const float *branch /* (B, N, D) */, const float *gamma /* (D) */,
+                             const float *scale /* (B) */, int B, int N, int D);
+
 /* ---- pooling to one vector per image ------------------------------------- */
 /* CLS pooling: y[b] = x[b, 0] */
 void pool_cls_forward(float *y /* (B, D) */, const float *x /* (B, N, D) */, int B, int N, int D);

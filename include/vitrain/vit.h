@@ -120,7 +120,7 @@ typedef struct Vit {
     float **stream;   /* (depth+1) x (B, N, D): stream[0] embedded, stream[l+1] after block l */
     VitBlockActs *block_acts; /* (depth) */
     VitBlockActs recomputed;  /* with recompute_attention: the shared q_rot, k_rot and probs */
-    float *branch;    /* (B, N, D) forward scratch; with LayerScale or drop path only */
+    float *branch;    /* (B, N, D) forward scratch; with drop path and no LayerScale only */
     float *normed;    /* (B, N, D) scratch: the output of a LayerNorm; with
                        * recompute_attention also the attention output */
     float *hidden;    /* (B, N, F) scratch: GELU's output; in the backward

@@ -131,7 +131,7 @@ static ActPlan *plan_activations(Vit *m, int64_t B)
         plan(p, &m->stream[l], T * D, "stream.%d", l);
     for (int l = 0; l < c->depth; l++)
         plan_block(p, &m->block_acts[l], l, B, m);
-    if (c->layer_scale_init > 0.0f || c->drop_path > 0.0f)
+    if (c->drop_path > 0.0f && !(c->layer_scale_init > 0.0f)) /* else kept or fused */
         plan(p, &m->branch, T * D, "branch");
     plan(p, &m->normed, T * D, "normed");
     if (c->recompute_attention) {
@@ -295,7 +295,7 @@ static float *grad(const Vit *m, int index)
  * x_out = x_in + drop_path(gamma * (h W^T + b)), gamma and scale optional.
  * With neither, the GEMM adds straight onto the stream; otherwise the
  * branch output goes to `kept` (LayerScale's gradient needs it), else to
- * scratch, and the scaling passes follow, each element-wise. */
+ * scratch, and one element-wise pass scales it onto the stream. */
 static void branch_end_forward(Vit *m, float *x_out, const float *x_in, const float *h,
                                int weight, int bias, int I, const float *gamma, float *kept,
                                const float *scale, int B)
@@ -307,15 +307,7 @@ static void branch_end_forward(Vit *m, float *x_out, const float *x_in, const fl
     }
     float *y = kept ? kept : m->branch;
     linear_forward(y, h, param(m, weight), param(m, bias), T, I, D);
-    if (gamma) {
-        layerscale_forward(m->branch, y, gamma, T, D);
-        y = m->branch;
-    }
-    if (scale) {
-        drop_path_forward(m->branch, y, scale, B, (int64_t)m->tokens * D);
-        y = m->branch;
-    }
-    residual_forward(x_out, x_in, y, (int64_t)T * D);
+    residual_branch_forward(x_out, x_in, y, gamma, scale, B, m->tokens, D);
 }
 
 /* timm's stochastic depth: the rate grows linearly to drop_path at the last block. */

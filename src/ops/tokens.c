@@ -64,6 +64,27 @@ void residual_backward(float *da, float *db, const float *dy, int64_t n)
     }
 }
 
+void residual_branch_forward(float *y, const float *x, const float *branch, const float *gamma,
+                             const float *scale, int B, int N, int D)
+{
+#pragma omp parallel for schedule(static)
+    for (int b = 0; b < B; b++) {
+        const float s = scale ? scale[b] : 1.0f; /* times 1 is exact */
+        for (int n = 0; n < N; n++) {
+            const int64_t at = ((int64_t)b * N + n) * D;
+            if (gamma) {
+#pragma omp simd
+                for (int i = 0; i < D; i++)
+                    y[at + i] = x[at + i] + branch[at + i] * gamma[i] * s;
+            } else {
+#pragma omp simd
+                for (int i = 0; i < D; i++)
+                    y[at + i] = x[at + i] + branch[at + i] * s;
+            }
+        }
+    }
+}
+
 /* ---- LayerScale ----------------------------------------------------------- */
 
 void layerscale_forward(float *y, const float *x, const float *gamma, int T, int D)
