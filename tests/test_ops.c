@@ -13,6 +13,7 @@
 
 #include "vitrain/common.h"
 #include "vitrain/ops.h"
+#include "vitrain/vecmath.h"
 
 #include <math.h>
 #include <stdbool.h>
@@ -161,6 +162,27 @@ START_TEST(test_gelu)
                    .dout = u.dy, .out_n = 200};
     gc_add(&p, "x", u.x, u.dx, 200);
     check("gelu", &p, 1);
+}
+END_TEST
+
+START_TEST(test_vec_expf_matches_exp_in_double)
+{
+    /* vecmath.h promises about 1 ulp on [-87, 88]: 2 ulp (2^-22 relative)
+     * is the bound here, for the clamped form and the one without clamps. */
+    enum { N = 350001 };
+    double worst = 0.0;
+    for (int i = 0; i < N; i++) {
+        const float x = -87.0f + 175.0f * (float)i / (N - 1);
+        const double want = exp((double)x);
+        worst = fmax(worst, fabs(vec_expf(x) - want) / want);
+        worst = fmax(worst, fabs(vec_expf_in_range(x) - want) / want);
+    }
+    printf("vec_expf: max relative error %.3g on [-87, 88]\n", worst);
+    ck_assert_msg(worst < 0x1p-22, "vec_expf: relative error %.3g", worst);
+    /* Beyond the range vec_expf clamps (finite, positive); NaN stays NaN. */
+    ck_assert(vec_expf(-1000.0f) == vec_expf(-87.0f) && vec_expf(-1000.0f) > 0.0f);
+    ck_assert(vec_expf(1000.0f) == vec_expf(88.0f) && isfinite(vec_expf(1000.0f)));
+    ck_assert(isnan(vec_expf(NAN)));
 }
 END_TEST
 
@@ -515,6 +537,7 @@ Suite *ops_suite(void)
     TCase *values = tcase_with_timeout("values", 30, NULL);
     tcase_add_checked_fixture(values, NULL, gc_free_all);
     tcase_add_test(values, test_softmax_xent_value);
+    tcase_add_test(values, test_vec_expf_matches_exp_in_double);
     tcase_add_test(values, test_gelu_matches_erf_in_double);
     tcase_add_test(values, test_gelu_recompute_matches_forward_and_backward);
     tcase_add_test(values, test_linear_residual_and_in_place_backward);

@@ -1,5 +1,6 @@
 /*
- * vecmath.h - e^x as a branch-free polynomial that loops vectorize.
+ * vecmath.h - e^x as a branch-free polynomial that loops vectorize, and
+ * the fused multiply-add its polynomials (and GELU's) are made of.
  *
  * libm's expf is a scalar call: inside GELU and the attention softmax it
  * costs as much as the GEMMs around them. This one is Cody-Waite range

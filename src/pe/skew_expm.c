@@ -90,10 +90,6 @@ void skew_expm_work_free(SkewExpmWork *work)
 /* Below this size the plain loop beats a BLAS call's packing overhead. */
 enum { BLAS_MIN_N = 16 };
 
-/* C = A B, or C += A B when accumulate; C overlaps neither A nor B. A
- * dense LieRE generator is 64 x 64, where OpenBLAS runs about three times
- * the plain loop. The encodings call this from their parallel regions, one
- * matrix per thread, where OpenBLAS does not start threads of its own. */
 /* matmul for n = 8, the default block size: fixed trip counts keep a row
  * of C in vector registers, one multiply-add per row of B. */
 static void matmul8(double *restrict C, const double *restrict A, const double *restrict B,
@@ -112,6 +108,10 @@ static void matmul8(double *restrict C, const double *restrict A, const double *
     }
 }
 
+/* C = A B, or C += A B when accumulate; C overlaps neither A nor B. A
+ * dense LieRE generator is 64 x 64, where OpenBLAS runs about three times
+ * the plain loop. The encodings call this from their parallel regions, one
+ * matrix per thread, where OpenBLAS does not start threads of its own. */
 static void matmul(double *restrict C, const double *restrict A, const double *restrict B, int n,
                    int accumulate)
 {
