@@ -42,6 +42,17 @@ typedef struct {
     float loss, dloss;
 } ModelCase;
 
+enum { CASE_BATCH = 3, CASE_IMAGE = 2 * 8 * 8 }; /* small_config's images */
+
+/* A small_config model with parameters of order one (gradients well above
+ * the fp32 noise floor) and CASE_BATCH images, drawn from seed. */
+static void make_case(Vit *m, const VitConfig *cfg, float *images, uint64_t seed)
+{
+    make_model(m, cfg, CASE_BATCH);
+    gc_fill_normal(m->params.data, m->param_list.total, 0.5, seed);
+    gc_fill_normal(images, CASE_BATCH * CASE_IMAGE, 1.0, seed + 1);
+}
+
 static void model_fwd(void *c)
 {
     ModelCase *mc = c;
@@ -81,15 +92,11 @@ static void check_model_mlp(const char *title, const char *pe, PoolMode pool, fl
     cfg.layer_scale_init = layer_scale;
     cfg.drop_path = drop_path;
     cfg.mlp_dim = mlp_dim;
-    enum { B = 3 };
     Vit m;
-    make_model(&m, &cfg, B);
-    /* Parameters of order one: gradients well above the fp32 noise floor. */
-    gc_fill_normal(m.params.data, m.param_list.total, 0.5, 41);
-    float images[B * 2 * 8 * 8];
-    gc_fill_normal(images, sizeof images / sizeof images[0], 1.0, 42);
-    int labels[B] = {0, 2, 1};
-    ModelCase mc = {.m = &m, .images = images, .labels = labels, .B = B,
+    float images[CASE_BATCH * CASE_IMAGE];
+    make_case(&m, &cfg, images, 41);
+    int labels[CASE_BATCH] = {0, 2, 1};
+    ModelCase mc = {.m = &m, .images = images, .labels = labels, .B = CASE_BATCH,
                     .pass = {.train = true, .step = 3, .seed = 9, .smoothing = 0.1f}};
     GcProblem p = {.ctx = &mc, .forward = model_fwd, .backward = model_bwd, .out = &mc.loss,
                    .dout = &mc.dloss, .out_n = 1};
@@ -152,7 +159,8 @@ END_TEST
 
 typedef struct StepResult {
     double loss;
-    float *grads;      /* copy of the gradient arena */
+    float *grads;       /* copy of the gradient arena */
+    size_t params;      /* its floats */
     size_t activations; /* floats of the activation plan */
 } StepResult;
 
@@ -161,16 +169,13 @@ static StepResult train_step_with(const char *pe, bool recompute)
 {
     VitConfig cfg = small_config(pe, POOL_CLS);
     cfg.recompute_attention = recompute;
-    enum { B = 3 };
     Vit m;
-    make_model(&m, &cfg, B);
-    gc_fill_normal(m.params.data, m.param_list.total, 0.5, 46);
-    float images[B * 2 * 8 * 8];
-    gc_fill_normal(images, sizeof images / sizeof images[0], 1.0, 47);
-    const int labels[B] = {2, 0, 1};
+    float images[CASE_BATCH * CASE_IMAGE];
+    make_case(&m, &cfg, images, 46);
+    const int labels[CASE_BATCH] = {2, 0, 1};
     const VitPass pass = {.train = true, .step = 5, .seed = 3, .smoothing = 0.1f};
-    StepResult r = {.loss = vit_forward_loss(&m, images, labels, B, &pass),
-                    .grads = gc_zeros(m.param_list.total),
+    StepResult r = {.loss = vit_forward_loss(&m, images, labels, CASE_BATCH, &pass),
+                    .grads = gc_zeros(m.param_list.total), .params = m.param_list.total,
                     .activations = m.act_list.total};
     vit_backward(&m, labels, &pass);
     memcpy(r.grads, m.grads.data, m.param_list.total * sizeof(float));
@@ -186,14 +191,9 @@ START_TEST(test_recompute_attention_changes_only_memory)
     const char *pes[] = {"absolute", "rope_mixed", "liere"};
     for (int i = 0; i < 3; i++) {
         StepResult kept = train_step_with(pes[i], false), redone = train_step_with(pes[i], true);
-        VitConfig cfg = small_config(pes[i], POOL_CLS);
-        Vit m;
-        make_model(&m, &cfg, 3);
-        const size_t n = m.param_list.total;
-        vit_free(&m);
         ck_assert_msg(kept.loss == redone.loss, "%s: loss %.9g vs %.9g", pes[i], kept.loss,
                       redone.loss);
-        ck_assert_msg(memcmp(kept.grads, redone.grads, n * sizeof(float)) == 0,
+        ck_assert_msg(memcmp(kept.grads, redone.grads, kept.params * sizeof(float)) == 0,
                       "%s: gradients differ with recompute_attention", pes[i]);
         ck_assert_msg(redone.activations < kept.activations, "%s: %zu activations, not below %zu",
                       pes[i], redone.activations, kept.activations);

@@ -136,25 +136,26 @@ static inline void rotate_block(float *x, const float *Rt, int b)
     memcpy(x, y, (size_t)b * sizeof(float));
 }
 
-/* rotate_block for b = 8, the default block size: with fixed trip counts
- * y lives in one vector register and every update is one multiply-add. */
-static inline void rotate_block8(float *restrict x, const float *restrict Rt)
+/* y = sum_k v[k] M[k, :] for a row-major 8 x 8 M: the b = 8 kernel of both
+ * directions (fixed trip counts keep everything in vector registers, one
+ * multiply-add per row). y may be v: it is written after the last read. */
+static inline void sum_rows8(float *y, const float *restrict M, const float *v)
 {
     float even[8], odd[8]; /* two partial sums halve the chain of multiply-adds */
 #pragma omp simd
-    for (int r = 0; r < 8; r++) {
-        even[r] = Rt[r] * x[0];
-        odd[r] = Rt[8 + r] * x[1];
+    for (int c = 0; c < 8; c++) {
+        even[c] = M[c] * v[0];
+        odd[c] = M[8 + c] * v[1];
     }
-    for (int c = 2; c < 8; c += 2)
+    for (int k = 2; k < 8; k += 2)
 #pragma omp simd
-        for (int r = 0; r < 8; r++) {
-            even[r] += Rt[c * 8 + r] * x[c];
-            odd[r] += Rt[(c + 1) * 8 + r] * x[c + 1];
+        for (int c = 0; c < 8; c++) {
+            even[c] += M[k * 8 + c] * v[k];
+            odd[c] += M[(k + 1) * 8 + c] * v[k + 1];
         }
 #pragma omp simd
-    for (int r = 0; r < 8; r++)
-        x[r] = even[r] + odd[r];
+    for (int c = 0; c < 8; c++)
+        y[c] = even[c] + odd[c];
 }
 
 /* The blocks of one head vector; Rt: its (K, b, b) consecutive matrices. */
@@ -162,7 +163,7 @@ static inline void rotate_vector(float *v, const float *Rt, int blocks, int b)
 {
     if (b == 8) {
         for (int j = 0; j < blocks; j++)
-            rotate_block8(v + j * 8, Rt + (size_t)j * 64);
+            sum_rows8(v + j * 8, Rt + (size_t)j * 64, v + j * 8); /* R x = sum_c x_c Rt[c, :] */
         return;
     }
     for (int j = 0; j < blocks; j++)
@@ -201,28 +202,14 @@ static inline void rotate_block_backward(float *dy, float *dR, const float *x, c
 
 /* rotate_block_backward for b = 8, the default block size: fixed trip
  * counts make every update one multiply-add on a vector of 8. */
-static inline void rotate_block8_backward(float *restrict dy, float *restrict dR,
-                                          const float *restrict x, const float *restrict R)
+static inline void rotate_block8_backward(float *dy, float *restrict dR, const float *restrict x,
+                                          const float *restrict R)
 {
     for (int r = 0; r < 8; r++)
 #pragma omp simd
         for (int c = 0; c < 8; c++)
             dR[r * 8 + c] += dy[r] * x[c];
-    float even[8], odd[8]; /* two partial sums halve the chain of multiply-adds */
-#pragma omp simd
-    for (int c = 0; c < 8; c++) {
-        even[c] = R[c] * dy[0];
-        odd[c] = R[8 + c] * dy[1];
-    }
-    for (int r = 2; r < 8; r += 2)
-#pragma omp simd
-        for (int c = 0; c < 8; c++) {
-            even[c] += R[r * 8 + c] * dy[r];
-            odd[c] += R[(r + 1) * 8 + c] * dy[r + 1];
-        }
-#pragma omp simd
-    for (int c = 0; c < 8; c++)
-        dy[c] = even[c] + odd[c];
+    sum_rows8(dy, R, dy); /* dx = R^T dy = sum_r dy_r R[r, :] */
 }
 
 /* The blocks of one head vector; dR and R: its (K, b, b) matrices. */
