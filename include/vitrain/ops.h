@@ -127,7 +127,9 @@ void drop_path_backward(float *dx /* (B, L) */, const float *dy /* (B, L) */,
 /* ---- the end of a residual branch, fused ----------------------------------
  * y = x + scale[b] * (gamma * branch) over B samples of N tokens: LayerScale
  * (gamma NULL: none), drop path (scale NULL: none) and the residual add in
- * one pass, bit for bit the three ops above in that order. */
+ * one pass, bit for bit the three ops above in that order. The model calls
+ * this form; the three forwards stay beside their backwards as the
+ * reference the gradient checks and this op's test use. */
 void residual_branch_forward(float *y /* (B, N, D) */, const float *x /* (B, N, D) */,
                              const float *branch /* (B, N, D) */, const float *gamma /* (D) */,
                              const float *scale /* (B) */, int B, int N, int D);
