@@ -17,6 +17,11 @@ int threads_setup(int n);
 int threads_count(void);
 /* Processors this process may run on (its CPU affinity). */
 int threads_cores(void);
+/* The most threads a parallel region may be given during the run, for
+ * per-thread scratch planned at start-up: the thread count may be set
+ * after a model is built (the CLI does), so the larger of the current
+ * count and the cores. */
+int threads_planned(void);
 
 /* Row-major C = alpha * op(A) op(B) + beta * C with op(A) (M,K), op(B) (K,N),
  * C (M,N); trans_a / trans_b select op(X) = X^T. Leading dimensions are the

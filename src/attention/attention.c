@@ -101,7 +101,7 @@ static void scatter_heads(float *qkv, const float *heads, int slot, const AttnDi
 
 int attention_scratch_tiles(void)
 {
-    return VT_MAX(omp_get_max_threads(), omp_get_num_procs());
+    return threads_planned();
 }
 
 static void softmax_rows(float *s /* (N, N) */, int N)

@@ -27,6 +27,12 @@ int threads_cores(void)
     return omp_get_num_procs();
 }
 
+int threads_planned(void)
+{
+    const int now = omp_get_max_threads(), cores = omp_get_num_procs();
+    return now > cores ? now : cores;
+}
+
 void blas_sgemm(bool trans_a, bool trans_b, int M, int N, int K,
                 float alpha, const float *A, int lda, const float *B, int ldb,
                 float beta, float *C, int ldc)

@@ -11,6 +11,8 @@
  */
 #include "block_rotary.h"
 
+#include "vitrain/parallel.h"
+
 #include <omp.h>
 #include <stdlib.h>
 #include <string.h>
@@ -51,9 +53,8 @@ void br_init(BlockRotary *br, const PeGeometry *g, int b, int layers, int heads,
     br->rot = vt_xcalloc(n, sizeof(float));
     br->rot_t = vt_xcalloc(n, sizeof(float));
     br->grad = vt_xcalloc(n, sizeof(float));
-    /* Threads may be set after the model is built (the CLI does): plan for
-     * the most we could be given; regions never use more than this. */
-    br->threads = VT_MAX(omp_get_max_threads(), omp_get_num_procs());
+    /* Regions never use more threads than this (region_threads). */
+    br->threads = threads_planned();
     br->scratch = vt_xcalloc((size_t)br->threads, sizeof *br->scratch);
     for (int i = 0; i < br->threads; i++) {
         BrScratch *s = &br->scratch[i];
