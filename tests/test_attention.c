@@ -9,7 +9,10 @@
 #include "vitrain/attention.h"
 #include "vitrain/common.h"
 
+#include "../src/attention/head_kernels.h"
+
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -79,19 +82,26 @@ typedef struct {
     const QkRotation *rotation;
 } AttnCase;
 
-static void attn_case_init(AttnCase *a, const QkRotation *rotation)
+static void attn_case_init_dims(AttnCase *a, const QkRotation *rotation, AttnDims dims)
 {
-    a->d = (AttnDims){.B = 2, .N = 5, .H = 2, .Dh = 4};
-    const size_t D = 8, T = 10, heads = T * D, probs = 2 * 2 * 5 * 5;
+    a->d = dims;
+    const size_t D = (size_t)dims.H * dims.Dh, T = (size_t)dims.B * dims.N, heads = T * D;
+    const size_t probs = (size_t)dims.B * dims.H * dims.N * dims.N;
     a->qkv = gc_randn(T * 3 * D, 1.0, 21);
     a->out = gc_zeros(heads), a->dout = gc_zeros(heads);
     a->q = gc_zeros(heads), a->k = gc_zeros(heads);
     a->dq = gc_zeros(heads), a->dk = gc_zeros(heads);
     a->probs = gc_zeros(probs);
     a->tiles = attention_scratch_tiles();
-    a->dp_tiles = gc_zeros((size_t)a->tiles * 5 * 5);
+    a->dp_tiles = gc_zeros((size_t)a->tiles * dims.N * dims.N);
     a->dqkv = gc_zeros(T * 3 * D);
     a->rotation = rotation;
+}
+
+/* Two images of 5 tokens, two heads of 4 channels. */
+static void attn_case_init(AttnCase *a, const QkRotation *rotation)
+{
+    attn_case_init_dims(a, rotation, (AttnDims){.B = 2, .N = 5, .H = 2, .Dh = 4});
 }
 
 static void attn_fwd(void *c)
@@ -107,13 +117,15 @@ static void attn_bwd(void *c)
                        a->probs, a->qkv, a->rotation, 0, &a->d);
 }
 
-static void check_attention(const char *title, const QkRotation *rotation, TestRope *rope)
+static void check_attention_dims(const char *title, const QkRotation *rotation, TestRope *rope,
+                                 AttnDims dims)
 {
     AttnCase a;
-    attn_case_init(&a, rotation);
+    attn_case_init_dims(&a, rotation, dims);
+    const int T = dims.B * dims.N, D = dims.H * dims.Dh;
     GcProblem p = {.ctx = &a, .forward = attn_fwd, .backward = attn_bwd, .out = a.out,
-                   .dout = a.dout, .out_n = 10 * 8};
-    gc_add(&p, "qkv", a.qkv, a.dqkv, 10 * 24);
+                   .dout = a.dout, .out_n = T * D};
+    gc_add(&p, "qkv", a.qkv, a.dqkv, T * 3 * D);
     if (rope)
         gc_add(&p, "theta", rope->theta, rope->dtheta, 2 * 2);
     GcResult r;
@@ -126,6 +138,11 @@ static void check_attention(const char *title, const QkRotation *rotation, TestR
     double mismatch = gradcheck_overwrite(&p, 1);
     ck_assert_msg(mismatch < 1e-6, "%s: dqkv read or theta's gradient overwritten (%.3g)", title,
                   mismatch);
+}
+
+static void check_attention(const char *title, const QkRotation *rotation, TestRope *rope)
+{
+    check_attention_dims(title, rotation, rope, (AttnDims){.B = 2, .N = 5, .H = 2, .Dh = 4});
 }
 
 START_TEST(test_attention_gradients)
@@ -143,18 +160,20 @@ START_TEST(test_attention_rotary_hook_gradients)
 }
 END_TEST
 
-START_TEST(test_attention_matches_reference)
+/* Every output of attention_forward against the formula in double. */
+static void check_attention_values(AttnDims dims)
 {
     AttnCase a;
-    attn_case_init(&a, NULL);
+    attn_case_init_dims(&a, NULL, dims);
     attn_fwd(&a);
     const AttnDims *d = &a.d;
     const int D = d->H * d->Dh;
+    double *logits = malloc((size_t)d->N * sizeof(double));
     for (int b = 0; b < d->B; b++)
         for (int h = 0; h < d->H; h++)
             for (int i = 0; i < d->N; i++) {
                 /* out_i = sum_j softmax_j(q_i . k_j / sqrt(Dh)) v_j, in double */
-                double logits[5], m = -INFINITY, sum = 0.0;
+                double m = -INFINITY, sum = 0.0;
                 const float *qi = a.qkv + (b * d->N + i) * 3 * D + h * d->Dh;
                 for (int j = 0; j < d->N; j++) {
                     const float *kj = a.qkv + (b * d->N + j) * 3 * D + D + h * d->Dh;
@@ -174,6 +193,27 @@ START_TEST(test_attention_matches_reference)
                     ck_assert_double_eq_tol(a.out[(b * d->N + i) * D + h * d->Dh + c], o, 1e-5);
                 }
             }
+    free(logits);
+}
+
+START_TEST(test_attention_matches_reference)
+{
+    check_attention_values((AttnDims){.B = 2, .N = 5, .H = 2, .Dh = 4});
+}
+END_TEST
+
+/* The sizes the models use (N = 17, 50, 65 tokens of 64 channels: the
+ * head kernels' column tails and row blocks), values and gradients. */
+START_TEST(test_attention_model_sizes)
+{
+    const int tokens[] = {17, 50, 65};
+    for (int i = 0; i < 3; i++) {
+        const AttnDims dims = {.B = 1, .N = tokens[i], .H = 2, .Dh = 64};
+        check_attention_values(dims);
+        char title[64];
+        snprintf(title, sizeof title, "attention N=%d Dh=64", tokens[i]);
+        check_attention_dims(title, NULL, NULL, dims);
+    }
 }
 END_TEST
 
@@ -215,6 +255,126 @@ START_TEST(test_attention_keeps_nan)
 }
 END_TEST
 
+/* ---- the head kernels against plain loops in double ------------------------
+ * Every output cell within 1e-5 of the sum of its terms' magnitudes, and
+ * every cell around the output (row and column padding) untouched. */
+
+static const float GUARD = 12345.0f;
+
+static void check_head_gemm(int M, int Nc, int K, bool transposed)
+{
+    const int lda = (transposed ? M : K) + 3, ldb = Nc + 5, ldc = Nc + 7;
+    const float *a = gc_randn((size_t)lda * (transposed ? K : M), 1.0, 31);
+    const float *b = gc_randn((size_t)ldb * K, 1.0, 32);
+    float *c = gc_zeros((size_t)ldc * (M + 1));
+    for (int i = 0; i < ldc * (M + 1); i++)
+        c[i] = GUARD;
+    const int a_row = transposed ? 1 : lda, a_col = transposed ? lda : 1;
+    head_gemm(c, ldc, a, a_row, a_col, b, ldb, M, Nc, K, 0.5f);
+    for (int i = 0; i <= M; i++)
+        for (int j = 0; j < ldc; j++) {
+            const float got = c[i * ldc + j];
+            if (i == M || j >= Nc) {
+                ck_assert_msg(got == GUARD, "head_gemm %dx%dx%d%s wrote (%d, %d)", M, Nc, K,
+                              transposed ? " (A^T)" : "", i, j);
+                continue;
+            }
+            double sum = 0.0, size = 0.0;
+            for (int k = 0; k < K; k++) {
+                const double term = (double)a[i * a_row + k * a_col] * b[k * ldb + j];
+                sum += term;
+                size += fabs(term);
+            }
+            ck_assert_msg(fabs(got - 0.5 * sum) <= 1e-5 * (1.0 + size),
+                          "head_gemm %dx%dx%d%s (%d, %d): %.9g, expected %.9g", M, Nc, K,
+                          transposed ? " (A^T)" : "", i, j, got, 0.5 * sum);
+        }
+}
+
+START_TEST(test_head_gemm_matches_reference)
+{
+    /* Full and partial blocks of 5 rows and of 16 and 64 columns. */
+    const int sizes[][3] = {{1, 1, 1},   {5, 16, 64},  {7, 17, 3},  {13, 65, 64},
+                            {50, 50, 64}, {65, 64, 65}, {4, 130, 9}, {6, 15, 33}};
+    for (int s = 0; s < (int)(sizeof sizes / sizeof sizes[0]); s++)
+        for (int t = 0; t < 2; t++)
+            check_head_gemm(sizes[s][0], sizes[s][1], sizes[s][2], t == 1);
+}
+END_TEST
+
+START_TEST(test_head_transpose_exact)
+{
+    const int sizes[][2] = {{1, 1}, {16, 16}, {17, 64}, {65, 64}, {50, 3}, {33, 47}};
+    for (int s = 0; s < (int)(sizeof sizes / sizeof sizes[0]); s++) {
+        const int rows = sizes[s][0], cols = sizes[s][1], ld_from = cols + 2, ld_to = rows + 5;
+        const float *from = gc_randn((size_t)rows * ld_from, 1.0, 33);
+        float *to = gc_zeros((size_t)(cols + 1) * ld_to);
+        for (int i = 0; i < (cols + 1) * ld_to; i++)
+            to[i] = GUARD;
+        head_transpose(to, ld_to, from, ld_from, rows, cols);
+        for (int j = 0; j <= cols; j++)
+            for (int i = 0; i < ld_to; i++) {
+                const float want = j < cols && i < rows ? from[i * ld_from + j] : GUARD;
+                ck_assert_msg(to[j * ld_to + i] == want, "transpose %dx%d: (%d, %d) is %g, not %g",
+                              rows, cols, j, i, to[j * ld_to + i], want);
+            }
+    }
+}
+END_TEST
+
+START_TEST(test_head_gemm_nt_matches_reference)
+{
+    const int sizes[][3] = {{65, 65, 64}, {17, 17, 64}, {3, 50, 7}};
+    for (int s = 0; s < 3; s++) {
+        const int M = sizes[s][0], Nc = sizes[s][1], K = sizes[s][2];
+        const int lda = K + 1, ldb = K + 2, ldc = Nc + 3;
+        const float *a = gc_randn((size_t)M * lda, 1.0, 34), *b = gc_randn((size_t)Nc * ldb, 1.0, 35);
+        float *c = gc_zeros((size_t)M * ldc);
+        head_gemm_nt(c, ldc, a, lda, b, ldb, M, Nc, K, 0.125f);
+        for (int i = 0; i < M; i++)
+            for (int j = 0; j < Nc; j++) {
+                double sum = 0.0, size = 0.0;
+                for (int k = 0; k < K; k++) {
+                    sum += (double)a[i * lda + k] * b[j * ldb + k];
+                    size += fabs((double)a[i * lda + k] * b[j * ldb + k]);
+                }
+                ck_assert_msg(fabs(c[i * ldc + j] - 0.125 * sum) <= 1e-5 * (1.0 + size),
+                              "head_gemm_nt %dx%dx%d (%d, %d)", M, Nc, K, i, j);
+            }
+    }
+}
+END_TEST
+
+START_TEST(test_head_sgemm_sizes)
+{
+    /* Every form attention uses, at a size the kernels take and at one
+     * they leave to OpenBLAS, against the plain-loop reference. */
+    const int sides[] = {65, HEAD_KERNEL_MAX_SIDE + 1};
+    for (int s = 0; s < 2; s++)
+        for (int form = 0; form < 3; form++) {
+            const bool ta = form == 1, tb = form == 2;
+            const int M = sides[s], N = 64, K = sides[s], ld = sides[s];
+            const float *A = gc_randn((size_t)M * ld, 1.0, 36), *B = gc_randn((size_t)K * ld, 1.0, 37);
+            float *C = gc_zeros((size_t)M * N);
+            head_sgemm(ta, tb, M, N, K, 0.5f, A, ld, B, ld, C, N);
+            for (int i = 0; i < M; i++)
+                for (int j = 0; j < N; j++) {
+                    double sum = 0.0, size = 0.0;
+                    for (int k = 0; k < K; k++) {
+                        const double term = (double)A[ta ? k * ld + i : i * ld + k] *
+                                            B[tb ? j * ld + k : k * ld + j];
+                        sum += term;
+                        size += fabs(term);
+                    }
+                    ck_assert_msg(fabs(C[i * N + j] - 0.5 * sum) <= 1e-5 * (1.0 + size),
+                                  "head_sgemm form %d side %d (%d, %d)", form, sides[s], i, j);
+                }
+        }
+    ck_assert(!head_kernels_take(HEAD_KERNEL_MAX_SIDE + 1, 64, 64, false));
+    ck_assert(!head_kernels_take(64, HEAD_KERNEL_MAX_SIDE, HEAD_KERNEL_MAX_SIDE, true));
+}
+END_TEST
+
 Suite *attention_suite(void)
 {
     Suite *s = suite_create("attention");
@@ -223,8 +383,13 @@ Suite *attention_suite(void)
     tcase_add_test(tc, test_attention_gradients);
     tcase_add_test(tc, test_attention_rotary_hook_gradients);
     tcase_add_test(tc, test_attention_matches_reference);
+    tcase_add_test(tc, test_attention_model_sizes);
     tcase_add_test(tc, test_attention_permutation_equivariant);
     tcase_add_test(tc, test_attention_keeps_nan);
+    tcase_add_test(tc, test_head_gemm_matches_reference);
+    tcase_add_test(tc, test_head_transpose_exact);
+    tcase_add_test(tc, test_head_gemm_nt_matches_reference);
+    tcase_add_test(tc, test_head_sgemm_sizes);
     suite_add_tcase(s, tc);
     return s;
 }

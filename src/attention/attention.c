@@ -1,8 +1,9 @@
 /*
  * attention.c - multi-head self-attention, forward and backward (see
- * attention.h). Per (image, head) the work is three small GEMMs and a
- * row softmax; the pairs run in parallel, each on one thread, so OpenBLAS
- * runs those GEMMs single-threaded inside our region.
+ * attention.h). Per (image, head) the work is two small GEMMs and a row
+ * softmax forward, four GEMMs backward, on the head kernels (or OpenBLAS,
+ * head_kernels.h); the pairs run in parallel, each on one thread, so
+ * OpenBLAS runs single-threaded inside our region.
  *
  * The GEMMs read q, k and v where the qkv linear left them, a row stride
  * of 3D apart, and the backward writes dq, dk and dv straight into dqkv:
@@ -11,6 +12,8 @@
  */
 #include "vitrain/attention.h"
 #include "vitrain/profile.h"
+
+#include "head_kernels.h"
 
 #include "vitrain/common.h"
 #include "vitrain/parallel.h"
@@ -148,10 +151,10 @@ void attention_forward(float *out, float *q_rot, float *k_rot, float *probs, con
         const HeadSlice v = qkv_slice(qkv, SLOT_V, bh, dims);
         float *p = probs + (int64_t)bh * N * N;
         /* P = softmax(q k^T * scale), (N, N) */
-        blas_sgemm(false, true, N, N, Dh, scale, q.at, q.ld, k.at, k.ld, 0.0f, p, N);
+        head_sgemm(false, true, N, N, Dh, scale, q.at, q.ld, k.at, k.ld, p, N);
         softmax_rows(p, N);
         /* out[b, :, head h] = P v, (N, Dh) in a row stride of D */
-        blas_sgemm(false, false, N, Dh, N, 1.0f, p, N, v.at, v.ld, 0.0f,
+        head_sgemm(false, false, N, Dh, N, 1.0f, p, N, v.at, v.ld,
                    out + (int64_t)b * N * D + h * Dh, D);
     }
     prof_pop();
@@ -192,13 +195,13 @@ static void head_backward(float *dqkv, float *dq_rot, float *dk_rot, float *dp, 
     const float *p = probs + (int64_t)bh * N * N;
     const float *dO = dout + (int64_t)b * N * D + h * Dh; /* (N, Dh), row stride D */
     /* O = P v: dP = dO v^T, dv = P^T dO */
-    blas_sgemm(false, true, N, N, Dh, 1.0f, dO, D, v.at, v.ld, 0.0f, dp, N);
-    blas_sgemm(true, false, N, Dh, N, 1.0f, p, N, dO, D, 0.0f, dv.at, dv.ld);
+    head_sgemm(false, true, N, N, Dh, 1.0f, dO, D, v.at, v.ld, dp, N);
+    head_sgemm(true, false, N, Dh, N, 1.0f, p, N, dO, D, dv.at, dv.ld);
     /* P = softmax(S), S = scale q k^T: dS = scale * softmax'(dP) */
     softmax_rows_backward(dp, p, N, scale);
     /* dq = dS k, dk = dS^T q */
-    blas_sgemm(false, false, N, Dh, N, 1.0f, dp, N, k.at, k.ld, 0.0f, dq.at, dq.ld);
-    blas_sgemm(true, false, N, Dh, N, 1.0f, dp, N, q.at, q.ld, 0.0f, dk.at, dk.ld);
+    head_sgemm(false, false, N, Dh, N, 1.0f, dp, N, k.at, k.ld, dq.at, dq.ld);
+    head_sgemm(true, false, N, Dh, N, 1.0f, dp, N, q.at, q.ld, dk.at, dk.ld);
 }
 
 void attention_backward(float *dqkv, float *dq_rot, float *dk_rot, float *dp_tiles, int tiles,

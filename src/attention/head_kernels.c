@@ -1,0 +1,212 @@
+/*
+ * head_kernels.c - the small matrix products of one attention head (see
+ * head_kernels.h).
+ *
+ * head_gemm keeps a block of 5 rows x 64 columns of C in 20 vector
+ * registers; every step along k loads one row of B (4 vectors) and
+ * broadcasts one element of A per row, 20 fused multiply-adds for 9 loads.
+ * Five rows divide the token counts of 28 and 32 px images at patch 4
+ * (N = 50, 65); a last block with fewer rows repeats the last row of A
+ * rather than branching in the loop, and stores only the rows that exist.
+ * Without AVX-512 the same functions are plain loops (correct, not fast,
+ * for the tests) and head_sgemm sends every product to OpenBLAS.
+ */
+#include "head_kernels.h"
+
+#include "vitrain/common.h"
+#include "vitrain/parallel.h"
+
+#include <stdint.h>
+
+/* Row stride of the transposed tile of a B with Nc rows: whole vectors. */
+static int tile_stride(int Nc)
+{
+    return (Nc + 15) / 16 * 16;
+}
+
+static bool tile_fits(int Nc, int K)
+{
+    return (int64_t)tile_stride(Nc) * K <= HEAD_TILE_FLOATS;
+}
+
+#ifdef __AVX512F__
+#include <immintrin.h>
+
+enum { LANES = 16, ROWS = 5, VECS = 4, COLS = VECS * LANES };
+
+bool head_kernels_take(int M, int N, int K, bool trans_b)
+{
+    const int side = VT_MAX(M, VT_MAX(N, K));
+    return side <= HEAD_KERNEL_MAX_SIDE && (!trans_b || tile_fits(N, K));
+}
+
+/* The lanes of the last of nv vectors that hold one of `cols` columns. */
+static __mmask16 last_vector_mask(int cols, int nv)
+{
+    return (__mmask16)(0xFFFFu >> (nv * LANES - cols));
+}
+
+/* rows (<= ROWS) x (nv vectors, the last masked) of C. Inlined per nv so
+ * that the accumulators stay in registers. */
+static inline __attribute__((always_inline)) void gemm_block(float *c, int ldc, const float *a,
+                                                             int a_row, int a_col, int rows,
+                                                             const float *b, int ldb, int K,
+                                                             float alpha, const int nv,
+                                                             __mmask16 last)
+{
+    const float *a_rows[ROWS];
+    for (int r = 0; r < ROWS; r++)
+        a_rows[r] = a + (int64_t)(r < rows ? r : rows - 1) * a_row;
+    __m512 acc[ROWS][VECS];
+    for (int r = 0; r < ROWS; r++)
+        for (int v = 0; v < nv; v++)
+            acc[r][v] = _mm512_setzero_ps();
+    for (int k = 0; k < K; k++) {
+        const float *b_row = b + (int64_t)k * ldb;
+        const int64_t at = (int64_t)k * a_col;
+        __m512 bv[VECS];
+        for (int v = 0; v < nv - 1; v++)
+            bv[v] = _mm512_loadu_ps(b_row + v * LANES);
+        bv[nv - 1] = _mm512_maskz_loadu_ps(last, b_row + (nv - 1) * LANES);
+        for (int r = 0; r < ROWS; r++) {
+            const __m512 av = _mm512_set1_ps(a_rows[r][at]);
+            for (int v = 0; v < nv; v++)
+                acc[r][v] = _mm512_fmadd_ps(av, bv[v], acc[r][v]);
+        }
+    }
+    const __m512 scale = _mm512_set1_ps(alpha);
+    for (int r = 0; r < ROWS; r++) {
+        if (r >= rows)
+            break;
+        float *c_row = c + (int64_t)r * ldc;
+        for (int v = 0; v < nv - 1; v++)
+            _mm512_storeu_ps(c_row + v * LANES, _mm512_mul_ps(acc[r][v], scale));
+        _mm512_mask_storeu_ps(c_row + (nv - 1) * LANES, last,
+                              _mm512_mul_ps(acc[r][nv - 1], scale));
+    }
+}
+
+void head_gemm(float *c, int ldc, const float *a, int a_row, int a_col, const float *b, int ldb,
+               int M, int Nc, int K, float alpha)
+{
+    /* Column panels outside, so that one panel of B (K x 64) stays in L1
+     * while the row blocks of A pass by. */
+    for (int j = 0; j < Nc; j += COLS) {
+        const int cols = VT_MIN(COLS, Nc - j), nv = (cols + LANES - 1) / LANES;
+        const __mmask16 last = last_vector_mask(cols, nv);
+        for (int i = 0; i < M; i += ROWS) {
+            const int rows = VT_MIN(ROWS, M - i);
+            float *ci = c + (int64_t)i * ldc + j;
+            const float *ai = a + (int64_t)i * a_row, *bj = b + j;
+            switch (nv) {
+            case 1: gemm_block(ci, ldc, ai, a_row, a_col, rows, bj, ldb, K, alpha, 1, last); break;
+            case 2: gemm_block(ci, ldc, ai, a_row, a_col, rows, bj, ldb, K, alpha, 2, last); break;
+            case 3: gemm_block(ci, ldc, ai, a_row, a_col, rows, bj, ldb, K, alpha, 3, last); break;
+            default: gemm_block(ci, ldc, ai, a_row, a_col, rows, bj, ldb, K, alpha, 4, last); break;
+            }
+        }
+    }
+}
+
+/* In registers: r[i] lane j <- r[j] lane i. Three rounds, each swapping
+ * ever larger groups: single floats, pairs, then 128-bit quarters (twice). */
+static inline __attribute__((always_inline)) void transpose_registers(__m512 r[16])
+{
+    __m512 t[16];
+    for (int i = 0; i < 16; i += 2) {
+        t[i] = _mm512_unpacklo_ps(r[i], r[i + 1]);
+        t[i + 1] = _mm512_unpackhi_ps(r[i], r[i + 1]);
+    }
+    for (int i = 0; i < 16; i += 4) {
+        r[i] = _mm512_shuffle_ps(t[i], t[i + 2], 0x44);
+        r[i + 1] = _mm512_shuffle_ps(t[i], t[i + 2], 0xEE);
+        r[i + 2] = _mm512_shuffle_ps(t[i + 1], t[i + 3], 0x44);
+        r[i + 3] = _mm512_shuffle_ps(t[i + 1], t[i + 3], 0xEE);
+    }
+    for (int i = 0; i < 4; i++) {
+        t[i] = _mm512_shuffle_f32x4(r[i], r[i + 4], 0x88);
+        t[i + 4] = _mm512_shuffle_f32x4(r[i], r[i + 4], 0xDD);
+        t[i + 8] = _mm512_shuffle_f32x4(r[i + 8], r[i + 12], 0x88);
+        t[i + 12] = _mm512_shuffle_f32x4(r[i + 8], r[i + 12], 0xDD);
+    }
+    for (int i = 0; i < 8; i++) {
+        r[i] = _mm512_shuffle_f32x4(t[i], t[i + 8], 0x88);
+        r[i + 8] = _mm512_shuffle_f32x4(t[i], t[i + 8], 0xDD);
+    }
+}
+
+/* One block of at most 16 x 16; missing rows read as zeros, and only
+ * what exists is stored. */
+static void transpose_block(float *to, int ld_to, const float *from, int ld_from, int rows,
+                            int cols)
+{
+    const __mmask16 col_mask = (__mmask16)(0xFFFFu >> (LANES - cols));
+    const __mmask16 row_mask = (__mmask16)(0xFFFFu >> (LANES - rows));
+    __m512 r[16];
+    for (int i = 0; i < 16; i++)
+        r[i] = i < rows ? _mm512_maskz_loadu_ps(col_mask, from + (int64_t)i * ld_from)
+                        : _mm512_setzero_ps();
+    transpose_registers(r);
+    for (int i = 0; i < 16; i++)
+        if (i < cols)
+            _mm512_mask_storeu_ps(to + (int64_t)i * ld_to, row_mask, r[i]);
+}
+
+void head_transpose(float *to, int ld_to, const float *from, int ld_from, int rows, int cols)
+{
+    for (int i = 0; i < rows; i += LANES)
+        for (int j = 0; j < cols; j += LANES)
+            transpose_block(to + (int64_t)j * ld_to + i, ld_to, from + (int64_t)i * ld_from + j,
+                            ld_from, VT_MIN(LANES, rows - i), VT_MIN(LANES, cols - j));
+}
+
+#else /* plain loops: correct everywhere, used by the tests only */
+
+bool head_kernels_take(int M, int N, int K, bool trans_b)
+{
+    (void)M, (void)N, (void)K, (void)trans_b;
+    return false;
+}
+
+void head_gemm(float *c, int ldc, const float *a, int a_row, int a_col, const float *b, int ldb,
+               int M, int Nc, int K, float alpha)
+{
+    for (int i = 0; i < M; i++)
+        for (int j = 0; j < Nc; j++) {
+            float sum = 0.0f;
+            for (int k = 0; k < K; k++)
+                sum += a[(int64_t)i * a_row + (int64_t)k * a_col] * b[(int64_t)k * ldb + j];
+            c[(int64_t)i * ldc + j] = alpha * sum;
+        }
+}
+
+void head_transpose(float *to, int ld_to, const float *from, int ld_from, int rows, int cols)
+{
+    for (int i = 0; i < rows; i++)
+        for (int j = 0; j < cols; j++)
+            to[(int64_t)j * ld_to + i] = from[(int64_t)i * ld_from + j];
+}
+
+#endif
+
+void head_gemm_nt(float *c, int ldc, const float *a, int lda, const float *b, int ldb, int M,
+                  int Nc, int K, float alpha)
+{
+    float tile[HEAD_TILE_FLOATS] __attribute__((aligned(64)));
+    const int ld = tile_stride(Nc);
+    VT_ASSERT(tile_fits(Nc, K));
+    head_transpose(tile, ld, b, ldb, Nc, K); /* (K, Nc): B^T */
+    head_gemm(c, ldc, a, lda, 1, tile, ld, M, Nc, K, alpha);
+}
+
+void head_sgemm(bool trans_a, bool trans_b, int M, int N, int K, float alpha, const float *A,
+                int lda, const float *B, int ldb, float *C, int ldc)
+{
+    VT_ASSERT(!(trans_a && trans_b));
+    if (!head_kernels_take(M, N, K, trans_b))
+        blas_sgemm(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, 0.0f, C, ldc);
+    else if (trans_b)
+        head_gemm_nt(C, ldc, A, lda, B, ldb, M, N, K, alpha);
+    else
+        head_gemm(C, ldc, A, trans_a ? 1 : lda, trans_a ? lda : 1, B, ldb, M, N, K, alpha);
+}
