@@ -1,7 +1,8 @@
 /*
  * test_attention.c - multi-head self-attention: values against a naive
  * double-precision reference, gradients against finite differences, with
- * and without a rotary hook (DESIGN §4), and the hook's parameter gradient.
+ * and without a rotary hook (DESIGN §4), and the hook's parameter gradient;
+ * the head kernels (head_kernels.h) against plain loops in double.
  */
 #include "gradcheck.h"
 #include "suites.h"
@@ -328,7 +329,8 @@ START_TEST(test_head_gemm_nt_matches_reference)
     for (int s = 0; s < 3; s++) {
         const int M = sizes[s][0], Nc = sizes[s][1], K = sizes[s][2];
         const int lda = K + 1, ldb = K + 2, ldc = Nc + 3;
-        const float *a = gc_randn((size_t)M * lda, 1.0, 34), *b = gc_randn((size_t)Nc * ldb, 1.0, 35);
+        const float *a = gc_randn((size_t)M * lda, 1.0, 34);
+        const float *b = gc_randn((size_t)Nc * ldb, 1.0, 35);
         float *c = gc_zeros((size_t)M * ldc);
         head_gemm_nt(c, ldc, a, lda, b, ldb, M, Nc, K, 0.125f);
         for (int i = 0; i < M; i++)
@@ -354,7 +356,8 @@ START_TEST(test_head_sgemm_sizes)
         for (int form = 0; form < 3; form++) {
             const bool ta = form == 1, tb = form == 2;
             const int M = sides[s], N = 64, K = sides[s], ld = sides[s];
-            const float *A = gc_randn((size_t)M * ld, 1.0, 36), *B = gc_randn((size_t)K * ld, 1.0, 37);
+            const float *A = gc_randn((size_t)M * ld, 1.0, 36);
+            const float *B = gc_randn((size_t)K * ld, 1.0, 37);
             float *C = gc_zeros((size_t)M * N);
             head_sgemm(ta, tb, M, N, K, 0.5f, A, ld, B, ld, C, N);
             for (int i = 0; i < M; i++)
