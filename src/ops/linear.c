@@ -24,7 +24,7 @@ static void thread_rows(int T, int *first, int *count)
 /* y = [residual +] b, then the GEMM adds x W^T onto it. Each thread fills
  * and multiplies a block of rows with its own single-threaded GEMM
  * (OpenBLAS does not thread inside our region): on ViT-Tiny at 2 threads
- * the GEMM phase ran 1-1.5 % faster so than on OpenBLAS's own split (ViT-S:
+ * the GEMM phase ran 1-1.5 % faster than on OpenBLAS's own split (ViT-S:
  * the same within noise). */
 static void linear(float *y, const float *residual, const float *x, const float *w,
                    const float *b, int T, int I, int O)
