@@ -36,11 +36,12 @@ static void linear(float *y, const float *residual, const float *x, const float 
         thread_rows(T, &t0, &rows);
         float *yt = y + (int64_t)t0 * O;
         const float *rt = residual ? residual + (int64_t)t0 * O : NULL;
-        for (int t = 0; t < rows && (b || residual); t++)
-            for (int o = 0; o < O; o++) {
-                const int64_t at = (int64_t)t * O + o;
-                yt[at] = (rt ? rt[at] : 0.0f) + (b ? b[o] : 0.0f);
-            }
+        if (b || residual)
+            for (int t = 0; t < rows; t++)
+                for (int o = 0; o < O; o++) {
+                    const int64_t at = (int64_t)t * O + o;
+                    yt[at] = (rt ? rt[at] : 0.0f) + (b ? b[o] : 0.0f);
+                }
         /* y (rows, O) = x (rows, I) * W^T (I, O) [+ y] */
         if (rows > 0)
             blas_sgemm(false, true, rows, O, I, 1.0f, x + (int64_t)t0 * I, I, w, I,
