@@ -203,8 +203,9 @@ START_TEST(test_attention_matches_reference)
 }
 END_TEST
 
-/* The sizes the models use (N = 17, 50, 65 tokens of 64 channels: the
- * head kernels' column tails and row blocks), values and gradients. */
+/* The sizes the models use, values and gradients: N = 17 tokens of 64
+ * channels (OpenBLAS's side of head_sgemm), 50 and 65 (the head kernels'
+ * column tails and row blocks). */
 START_TEST(test_attention_model_sizes)
 {
     const int tokens[] = {17, 50, 65};
@@ -374,6 +375,7 @@ START_TEST(test_head_sgemm_sizes)
                 }
         }
     ck_assert(!head_kernels_take(HEAD_KERNEL_MAX_SIDE + 1, 64, 64, false));
+    ck_assert(!head_kernels_take(HEAD_KERNEL_MIN_SIDE - 1, 64, 64, false));
     ck_assert(!head_kernels_take(64, HEAD_KERNEL_MAX_SIDE, HEAD_KERNEL_MAX_SIDE, true));
 }
 END_TEST

@@ -36,8 +36,9 @@ enum { LANES = 16, ROWS = 5, VECS = 4, COLS = VECS * LANES };
 
 bool head_kernels_take(int M, int N, int K, bool trans_b)
 {
-    const int side = VT_MAX(M, VT_MAX(N, K));
-    return side <= HEAD_KERNEL_MAX_SIDE && (!trans_b || tile_fits(N, K));
+    const int longest = VT_MAX(M, VT_MAX(N, K)), shortest = VT_MIN(M, VT_MIN(N, K));
+    return shortest >= HEAD_KERNEL_MIN_SIDE && longest <= HEAD_KERNEL_MAX_SIDE &&
+           (!trans_b || tile_fits(N, K));
 }
 
 /* The lanes of the last of nv vectors that hold one of `cols` columns. */

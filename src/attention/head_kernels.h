@@ -15,9 +15,11 @@
 
 #include <stdbool.h>
 
-/* The largest side of a product the kernels take, and the floats in the
- * stack tile of a transposed right-hand factor. Larger products go to
- * OpenBLAS, whose packing pays off at those sizes. */
+/* The sides of a product the kernels take, and the floats in the stack
+ * tile of a transposed right-hand factor. Outside these bounds OpenBLAS was
+ * as fast or faster (attention at N = 17 tokens: 10-14 % slower on the
+ * kernels, their vectors of 16 half empty; N = 50 to 256: 4-15 % faster). */
+#define HEAD_KERNEL_MIN_SIDE 32
 #define HEAD_KERNEL_MAX_SIDE 256
 #define HEAD_TILE_FLOATS 16384
 
@@ -30,8 +32,8 @@ void head_sgemm(bool trans_a, bool trans_b, int M, int N, int K, float alpha, co
                 int lda, const float *B, int ldb, float *C, int ldc);
 
 /* Whether head_sgemm runs this product on the kernels: built with
- * AVX-512F, no side over HEAD_KERNEL_MAX_SIDE, a transposed B within the
- * tile. */
+ * AVX-512F, every side within [HEAD_KERNEL_MIN_SIDE, HEAD_KERNEL_MAX_SIDE],
+ * a transposed B within the tile. */
 bool head_kernels_take(int M, int N, int K, bool trans_b);
 
 /*
