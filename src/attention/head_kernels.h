@@ -3,9 +3,9 @@
  * CPUs with AVX-512.
  *
  * Per (image, head) attention multiplies matrices of N x Dh and N x N with
- * N of 17 to a few hundred tokens and Dh = 64: too small for OpenBLAS's
- * packing to pay for itself (its q k^T products ran at half the rate of
- * its other products of the same size). These kernels work on the operands
+ * N of some 50 to a few hundred tokens and Dh = 64: too small for
+ * OpenBLAS's packing to pay for itself (its q k^T products ran at half the
+ * rate of its other products of the same size). These kernels work on the operands
  * where they lie, with every row of the right-hand factor a run of
  * consecutive floats; a product with a transposed right-hand factor first
  * transposes it into a tile on the stack.
