@@ -263,6 +263,21 @@ END_TEST
 
 static const float GUARD = 12345.0f;
 
+/* Whether `got` is cell (i, j) of alpha A B, computed in double, to within
+ * 1e-5 of the sum of the terms' magnitudes; A's element (i, k) is at
+ * a[i a_row + k a_col], B's (k, j) at b[k b_row + j b_col]. */
+static bool cell_matches(float got, float alpha, const float *a, int a_row, int a_col,
+                         const float *b, int b_row, int b_col, int i, int j, int K)
+{
+    double sum = 0.0, size = 0.0;
+    for (int k = 0; k < K; k++) {
+        const double term = (double)a[i * a_row + k * a_col] * b[k * b_row + j * b_col];
+        sum += term;
+        size += fabs(term);
+    }
+    return fabs(got - alpha * sum) <= 1e-5 * (1.0 + size);
+}
+
 static void check_head_gemm(int M, int Nc, int K, bool transposed)
 {
     const int lda = (transposed ? M : K) + 3, ldb = Nc + 5, ldc = Nc + 7;
@@ -281,15 +296,9 @@ static void check_head_gemm(int M, int Nc, int K, bool transposed)
                               transposed ? " (A^T)" : "", i, j);
                 continue;
             }
-            double sum = 0.0, size = 0.0;
-            for (int k = 0; k < K; k++) {
-                const double term = (double)a[i * a_row + k * a_col] * b[k * ldb + j];
-                sum += term;
-                size += fabs(term);
-            }
-            ck_assert_msg(fabs(got - 0.5 * sum) <= 1e-5 * (1.0 + size),
-                          "head_gemm %dx%dx%d%s (%d, %d): %.9g, expected %.9g", M, Nc, K,
-                          transposed ? " (A^T)" : "", i, j, got, 0.5 * sum);
+            ck_assert_msg(cell_matches(got, 0.5f, a, a_row, a_col, b, ldb, 1, i, j, K),
+                          "head_gemm %dx%dx%d%s (%d, %d): %.9g", M, Nc, K,
+                          transposed ? " (A^T)" : "", i, j, got);
         }
 }
 
@@ -336,12 +345,7 @@ START_TEST(test_head_gemm_nt_matches_reference)
         head_gemm_nt(c, ldc, a, lda, b, ldb, M, Nc, K, 0.125f);
         for (int i = 0; i < M; i++)
             for (int j = 0; j < Nc; j++) {
-                double sum = 0.0, size = 0.0;
-                for (int k = 0; k < K; k++) {
-                    sum += (double)a[i * lda + k] * b[j * ldb + k];
-                    size += fabs((double)a[i * lda + k] * b[j * ldb + k]);
-                }
-                ck_assert_msg(fabs(c[i * ldc + j] - 0.125 * sum) <= 1e-5 * (1.0 + size),
+                ck_assert_msg(cell_matches(c[i * ldc + j], 0.125f, a, lda, 1, b, 1, ldb, i, j, K),
                               "head_gemm_nt %dx%dx%d (%d, %d)", M, Nc, K, i, j);
             }
     }
@@ -363,14 +367,8 @@ START_TEST(test_head_sgemm_sizes)
             head_sgemm(ta, tb, M, N, K, 0.5f, A, ld, B, ld, C, N);
             for (int i = 0; i < M; i++)
                 for (int j = 0; j < N; j++) {
-                    double sum = 0.0, size = 0.0;
-                    for (int k = 0; k < K; k++) {
-                        const double term = (double)A[ta ? k * ld + i : i * ld + k] *
-                                            B[tb ? j * ld + k : k * ld + j];
-                        sum += term;
-                        size += fabs(term);
-                    }
-                    ck_assert_msg(fabs(C[i * N + j] - 0.5 * sum) <= 1e-5 * (1.0 + size),
+                    ck_assert_msg(cell_matches(C[i * N + j], 0.5f, A, ta ? 1 : ld, ta ? ld : 1, B,
+                                               tb ? 1 : ld, tb ? ld : 1, i, j, K),
                                   "head_sgemm form %d side %d (%d, %d)", form, sides[s], i, j);
                 }
         }
