@@ -12,8 +12,11 @@
 #include "suites.h"
 
 #include "vitrain/parallel.h"
+#include "vitrain/skew_expm.h"
 
+#include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 
@@ -64,6 +67,106 @@ START_TEST(test_liere_gradients)
         PeOptions o = block_options("liere", b);
         check_gradients(&o, 0.05);
     }
+}
+END_TEST
+
+START_TEST(test_liere_dense_gradients)
+{
+    /* b = Dh = 16: the rotations run as products over the batch
+     * (block_rotary.c), and grid 5 holds rays of up to four tokens. */
+    PeOptions o = block_options("liere", 16);
+    const PeGeometry at_training = pe_test_geometry(16, 3, 3), extended = pe_test_geometry(16, 5, 3);
+    ck_assert_double_lt(pe_gradcheck(&o, &at_training, 0.05, 14), PE_TOLERANCE);
+    ck_assert_double_lt(pe_gradcheck(&o, &extended, 0.05, 15), PE_TOLERANCE);
+}
+END_TEST
+
+/* G of LieRE table (layer, head), block, at grid position (row, col), built
+ * here from the parameters as DESIGN §4.6 states it. */
+static void liere_generator(double *G, const float *raw, const PeGeometry *g, int b, int layer,
+                            int head, int block, int row, int col)
+{
+    const int K = g->head_dim / b, per_layer = g->heads * K;
+    const double pr = row * ((double)g->grid_h / g->grid_h0) / (g->grid_h - 1);
+    const double pc = col * ((double)g->grid_w / g->grid_w0) / (g->grid_w - 1);
+    const float *ur = raw + ((size_t)(0 * g->depth + layer) * per_layer + head * K + block) * b * b;
+    const float *uc = raw + ((size_t)(1 * g->depth + layer) * per_layer + head * K + block) * b * b;
+    for (int r = 0; r < b; r++)
+        for (int c = 0; c < b; c++) {
+            const int lo = r < c ? r : c, hi = r < c ? c : r;
+            const double a = pr * ur[lo * b + hi] + pc * uc[lo * b + hi];
+            G[r * b + c] = r == c ? 0.0 : r < c ? a : -a;
+        }
+}
+
+/* Max |R_t - exp(G_t)| over layers, heads, patch tokens and blocks, with R_t
+ * read back through the forward pass one basis vector at a time. */
+static double liere_rotation_error(int b, int grid, int grid0)
+{
+    PeOptions o = block_options("liere", b);
+    const PeGeometry g = pe_test_geometry(16, grid, grid0);
+    TensorList list;
+    tensor_list_init(&list);
+    Pe pe;
+    VtError err;
+    ck_assert_msg(pe_create(&pe, &o, &g, &list, &err) == VT_OK, "%s", err.message);
+    Arena params;
+    arena_create(&params, &list);
+    pe.kind->init(&pe, params.data, 9);
+    const PeStep step = {.train = true, .step = 1, .seed = 1};
+    pe.kind->prepare(&pe, params.data, &step);
+    const int N = 1 + grid * grid, H = g.heads, Dh = g.head_dim;
+    const AttnDims d = {.B = 1, .N = N, .H = H, .Dh = Dh};
+    const size_t per_pass = (size_t)H * N * Dh;
+    float *columns = malloc((size_t)Dh * per_pass * sizeof(float)); /* [c]: R e_c per token */
+    double G[16 * 16], R[16 * 16], worst = 0.0;
+    SkewExpmWork *work = skew_expm_work_create(b);
+    for (int layer = 0; layer < g.depth; layer++) {
+        for (int c = 0; c < Dh; c++) {
+            float *x = columns + (size_t)c * per_pass;
+            memset(x, 0, per_pass * sizeof(float));
+            for (int ht = 0; ht < H * N; ht++)
+                x[(size_t)ht * Dh + c] = 1.0f;
+            pe.kind->forward(&pe, layer, x, &d);
+        }
+        for (int h = 0; h < H; h++)
+            for (int t = 1; t < N; t++)
+                for (int j = 0; j < Dh / b; j++) {
+                    liere_generator(G, arena_tensor(&params, 0), &g, b, layer, h, j, pe_row(&g, t),
+                                    pe_col(&g, t));
+                    skew_expm(R, G, b, work);
+                    for (int r = 0; r < b; r++)
+                        for (int c = 0; c < b; c++) {
+                            const float *x = columns + (size_t)(j * b + c) * per_pass;
+                            const double got = x[((size_t)h * N + t) * Dh + j * b + r];
+                            worst = fmax(worst, fabs(got - R[r * b + c]));
+                        }
+                }
+    }
+    skew_expm_work_free(work);
+    free(columns);
+    pe_destroy(&pe);
+    arena_free(&params);
+    tensor_list_free(&list);
+    return worst;
+}
+
+START_TEST(test_liere_rotations_match_their_generators)
+{
+    /* The engine takes one exponential per ray of positions and powers of it
+     * for the rest (G(k p) = k G(p)); each token's rotation must still be
+     * exp of its own generator, built here from the parameters. Grid 7 has
+     * powers up to 6; grid 9 trained at 7 extrapolates. fp32 storage bounds
+     * the error; a wrong root or power would be of order 1. */
+    const int sizes[] = {4, 16}, grids[][2] = {{7, 7}, {9, 7}};
+    for (int i = 0; i < 2; i++)
+        for (int k = 0; k < 2; k++) {
+            double e = liere_rotation_error(sizes[i], grids[k][0], grids[k][1]);
+            printf("liere b=%d grid %d/%d: max |R - exp(G)| %.3g\n", sizes[i], grids[k][0],
+                   grids[k][1], e);
+            ck_assert_msg(e < 1e-6, "liere b=%d grid %d/%d: max |R - exp(G)| %.3g", sizes[i],
+                          grids[k][0], grids[k][1], e);
+        }
 }
 END_TEST
 
@@ -249,12 +352,13 @@ END_TEST
 
 START_TEST(test_results_do_not_depend_on_threads)
 {
-    /* liere twice: b = 4 runs the generic kernels, b = 8 its own. */
-    const char *types[] = {"comrope_ap", "comrope_ld", "liere", "liere"};
-    const int sizes[] = {4, 4, 4, 8};
+    /* liere three times: b = 4 runs the generic kernels, b = 8 its own,
+     * b = 16 = Dh products over the batch. */
+    const char *types[] = {"comrope_ap", "comrope_ld", "liere", "liere", "liere"};
+    const int sizes[] = {4, 4, 4, 8, 16};
     const PeGeometry g = pe_test_geometry(16, 5, 4);
     const PeStep step = {.train = true, .step = 7, .seed = 1};
-    for (int i = 0; i < 4; i++) {
+    for (int i = 0; i < 5; i++) {
         PeOptions o = block_options(types[i], sizes[i]);
         o.sigma = 0.3f;
         threads_setup(1);
@@ -313,6 +417,8 @@ Suite *pe_block_suite(void)
     tcase_add_test(tc, test_liere_gradients);
     tcase_add_test(tc, test_block8_gradients_with_several_blocks);
     tcase_add_test(tc, test_liere_shared_gradients);
+    tcase_add_test(tc, test_liere_dense_gradients);
+    tcase_add_test(tc, test_liere_rotations_match_their_generators);
     tcase_add_test(tc, test_comrope_is_relative);
     tcase_add_test(tc, test_liere_is_not_relative);
     tcase_add_test(tc, test_block_rotations_are_orthogonal);

@@ -33,5 +33,9 @@ void blas_sgemm(bool trans_a, bool trans_b, int M, int N, int K,
 void blas_dgemm(bool trans_a, bool trans_b, int M, int N, int K,
                 double alpha, const double *A, int lda, const double *B, int ldb,
                 double beta, double *C, int ldc);
+/* Row-major B <- T^-1 B for the n x n triangle T of A (upper or lower; its
+ * diagonal taken as ones when unit_diagonal) and B (n, nrhs). */
+void blas_dtrsm(bool upper, bool unit_diagonal, int n, int nrhs, const double *A, int lda,
+                double *B, int ldb);
 
 #endif

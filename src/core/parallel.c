@@ -1,5 +1,5 @@
 /*
- * parallel.c - OpenMP/OpenBLAS thread setup and the sgemm wrapper.
+ * parallel.c - OpenMP/OpenBLAS thread setup and the BLAS wrappers.
  */
 #include "vitrain/parallel.h"
 
@@ -49,4 +49,11 @@ void blas_dgemm(bool trans_a, bool trans_b, int M, int N, int K,
     cblas_dgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans,
                 trans_b ? CblasTrans : CblasNoTrans, M, N, K,
                 alpha, A, lda, B, ldb, beta, C, ldc);
+}
+
+void blas_dtrsm(bool upper, bool unit_diagonal, int n, int nrhs, const double *A, int lda,
+                double *B, int ldb)
+{
+    cblas_dtrsm(CblasRowMajor, CblasLeft, upper ? CblasUpper : CblasLower, CblasNoTrans,
+                unit_diagonal ? CblasUnit : CblasNonUnit, n, nrhs, 1.0, A, lda, B, ldb);
 }

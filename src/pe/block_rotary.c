@@ -8,6 +8,11 @@
  * which spares a fourth, double-precision table (dense LieRE, b = Dh, makes
  * these tables large: 12 layers, 6 heads, 197 tokens, Dh = b = 64 take
  * about 230 MB each).
+ *
+ * Blocks of at least GEMM_BLOCK channels (dense LieRE's 64) rotate as
+ * products over the batch, B vectors of one (head, token, block) being the
+ * rows of a strided matrix; those products read R either way round, so
+ * R^T is not stored for them. Smaller blocks rotate vector by vector.
  */
 #include "block_rotary.h"
 
@@ -16,6 +21,8 @@
 #include <omp.h>
 #include <stdlib.h>
 #include <string.h>
+
+enum { GEMM_BLOCK = 16 };
 
 VtCode br_check(const PeOptions *o, const PeGeometry *g, int pair_multiple, VtError *err)
 {
@@ -51,18 +58,27 @@ void br_init(BlockRotary *br, const PeGeometry *g, int b, int layers, int heads,
     const size_t n = br_at(br, layers, 0, 0, 0);
     /* Entries of tokens below first_token are never read (zeroed all the same). */
     br->rot = vt_xcalloc(n, sizeof(float));
-    br->rot_t = vt_xcalloc(n, sizeof(float));
+    br->rot_t = b < GEMM_BLOCK ? vt_xcalloc(n, sizeof(float)) : NULL;
     br->grad = vt_xcalloc(n, sizeof(float));
+    const int rotated = br->tokens - first_token;
+    br->rays = rotated;
+    br->ray_start = vt_xmalloc((size_t)(rotated + 1) * sizeof(int));
+    br->ray_token = vt_xmalloc((size_t)VT_MAX(rotated, 1) * sizeof(int));
+    for (int r = 0; r <= rotated; r++)
+        br->ray_start[r] = r;
+    for (int r = 0; r < rotated; r++)
+        br->ray_token[r] = first_token + r;
     /* Regions never use more threads than this (region_threads). */
     br->threads = threads_planned();
     br->scratch = vt_xcalloc((size_t)br->threads, sizeof *br->scratch);
     for (int i = 0; i < br->threads; i++) {
         BrScratch *s = &br->scratch[i];
         s->work = skew_expm_work_create(b);
-        s->g = vt_xmalloc(4 * (size_t)b * b * sizeof(double));
-        s->r = s->g + (size_t)b * b;
-        s->dr = s->r + (size_t)b * b;
-        s->dg = s->dr + (size_t)b * b;
+        double **slots[] = {&s->g, &s->root, &s->cur, &s->next, &s->acc, &s->prev};
+        const int count = (int)(sizeof slots / sizeof slots[0]);
+        double *block = vt_xmalloc((size_t)count * b * b * sizeof(double));
+        for (int k = 0; k < count; k++)
+            *slots[k] = block + (size_t)k * b * b;
     }
 }
 
@@ -73,34 +89,104 @@ void br_free(BlockRotary *br)
         free(br->scratch[i].g);
     }
     free(br->scratch);
+    free(br->ray_start);
+    free(br->ray_token);
     free(br->rot);
     free(br->rot_t);
     free(br->grad);
     memset(br, 0, sizeof *br);
 }
 
-/* Items are the rotated (layer table, head table, token, block) tuples. */
-static int item_count(const BlockRotary *br)
-{
-    return br->layers * br->heads * (br->tokens - br->first_token) * br->blocks;
-}
-
-/* Unpacks an item index into its table offset, calling the generator. */
-static size_t item_generator(const BlockRotary *br, int item, const Pe *pe, const float *params,
-                             BrGenerator generator, double *G)
+void br_set_rays(BlockRotary *br, const int *root, const int *power)
 {
     const int rotated = br->tokens - br->first_token;
-    const int j = item % br->blocks;
-    const int t = br->first_token + (item / br->blocks) % rotated;
-    const int lh = item / (br->blocks * rotated);
-    const int l = lh / br->heads, h = lh % br->heads;
-    generator(pe, params, l, h, t, j, G);
-    return br_at(br, l, h, t, j);
+    int next = 0;
+    br->rays = 0;
+    for (int t = br->first_token; t < br->tokens; t++) {
+        if (root[t] != t)
+            continue;
+        VT_ASSERT(power[t] == 1);
+        br->ray_start[br->rays++] = next;
+        /* The ray's tokens by power; a power missing in between would leave
+         * the chain of products without its next factor. */
+        for (int k = 1, found = 1; found; k++) {
+            found = 0;
+            for (int u = br->first_token; u < br->tokens; u++)
+                if (root[u] == t && power[u] == k) {
+                    VT_ASSERT(!found);
+                    br->ray_token[next++] = u;
+                    found = 1;
+                }
+        }
+    }
+    VT_ASSERT(next == rotated); /* every token on exactly one ray */
+    br->ray_start[br->rays] = next;
+}
+
+/* Items are the (layer table, head table, ray, block) tuples. */
+static int item_count(const BlockRotary *br)
+{
+    return br->layers * br->heads * br->rays * br->blocks;
+}
+
+typedef struct Item {
+    int layer, head, block;
+    const int *token; /* the ray's tokens, root first */
+    int length;
+} Item;
+
+static Item item_at(const BlockRotary *br, int item)
+{
+    const int ray = (item / br->blocks) % br->rays;
+    const int lh = item / (br->blocks * br->rays);
+    return (Item){.layer = lh / br->heads, .head = lh % br->heads, .block = item % br->blocks,
+                  .token = br->ray_token + br->ray_start[ray],
+                  .length = br->ray_start[ray + 1] - br->ray_start[ray]};
+}
+
+static size_t item_offset(const BlockRotary *br, const Item *it, int k)
+{
+    return br_at(br, it->layer, it->head, it->token[k], it->block);
 }
 
 static int region_threads(const BlockRotary *br)
 {
     return VT_MIN(omp_get_max_threads(), br->threads);
+}
+
+/* C = op(A) op(B) + beta C, all b x b. */
+static void product(double *C, const double *A, bool trans_a, const double *B, bool trans_b,
+                    double beta, int b)
+{
+    blas_dgemm(trans_a, trans_b, b, b, b, 1.0, A, b, B, b, beta, C, b);
+}
+
+static void store_rotation(BlockRotary *br, size_t at, const double *R)
+{
+    const int b = br->b;
+    for (int r = 0; r < b; r++)
+        for (int c = 0; c < b; c++) {
+            br->rot[at + r * b + c] = (float)R[r * b + c];
+            if (br->rot_t)
+                br->rot_t[at + c * b + r] = (float)R[r * b + c];
+        }
+}
+
+/* R = exp(G) of the root, then R^k = R^(k-1) R along the ray, in double. */
+static void prepare_ray(BlockRotary *br, const Item *it, BrScratch *s, const Pe *pe,
+                        const float *params, BrGenerator generator)
+{
+    const int b = br->b;
+    generator(pe, params, it->layer, it->head, it->token[0], it->block, s->g);
+    skew_expm(s->root, s->g, b, s->work);
+    store_rotation(br, item_offset(br, it, 0), s->root);
+    const double *power = s->root;
+    for (int k = 1; k < it->length; k++) {
+        double *out = power == s->cur ? s->next : s->cur;
+        product(out, power, false, s->root, false, 0.0, b);
+        store_rotation(br, item_offset(br, it, k), out);
+        power = out;
+    }
 }
 
 void br_prepare(BlockRotary *br, const Pe *pe, const float *params, BrGenerator generator)
@@ -111,13 +197,8 @@ void br_prepare(BlockRotary *br, const Pe *pe, const float *params, BrGenerator 
         BrScratch *s = &br->scratch[omp_get_thread_num()];
 #pragma omp for schedule(static)
         for (int i = 0; i < items; i++) {
-            const size_t at = item_generator(br, i, pe, params, generator, s->g);
-            skew_expm(s->r, s->g, br->b, s->work);
-            for (int r = 0; r < br->b; r++)
-                for (int c = 0; c < br->b; c++) {
-                    br->rot[at + r * br->b + c] = (float)s->r[r * br->b + c];
-                    br->rot_t[at + c * br->b + r] = (float)s->r[r * br->b + c];
-                }
+            const Item it = item_at(br, i);
+            prepare_ray(br, &it, s, pe, params, generator);
         }
     }
     memset(br->grad, 0, br_at(br, br->layers, 0, 0, 0) * sizeof(float));
@@ -171,9 +252,45 @@ static inline void rotate_vector(float *v, const float *Rt, int blocks, int b)
         rotate_block(v + j * b, Rt + (size_t)j * b * b, b);
 }
 
+/* A product may not overwrite its input, so rows go through a tile of
+ * TILE_ROWS at a time. */
+enum { TILE_ROWS = 64 };
+
+/* Each of count rows (b, stride ld) <- R row (forward) or R^T row. */
+static void rotate_rows(float *rows, int ld, int count, const float *R, bool forward, int b)
+{
+    float tile[TILE_ROWS * BR_MAX_BLOCK];
+    for (int i0 = 0; i0 < count; i0 += TILE_ROWS) {
+        const int m = VT_MIN(TILE_ROWS, count - i0);
+        float *first = rows + (size_t)i0 * ld;
+        for (int i = 0; i < m; i++)
+            memcpy(tile + (size_t)i * b, first + (size_t)i * ld, (size_t)b * sizeof(float));
+        /* rows R^T for y = R x, rows R for y = R^T x */
+        blas_sgemm(false, forward, m, b, b, 1.0f, tile, b, R, b, 0.0f, first, ld);
+    }
+}
+
+/* br_forward by products: one (head, token) per iteration. */
+static void forward_products(const BlockRotary *br, int table, float *x, const AttnDims *d)
+{
+    const int rotated = d->N - br->first_token, ld = d->H * d->N * d->Dh, b = br->b;
+#pragma omp parallel for schedule(static)
+    for (int hn = 0; hn < d->H * rotated; hn++) {
+        const int h = hn / rotated, n = br->first_token + hn % rotated;
+        const int th = br->heads == 1 ? 0 : h;
+        for (int j = 0; j < br->blocks; j++)
+            rotate_rows(x + ((size_t)h * d->N + n) * d->Dh + (size_t)j * b, ld, d->B,
+                        br->rot + br_at(br, table, th, n, j), true, b);
+    }
+}
+
 void br_forward(const BlockRotary *br, int layer, float *x, const AttnDims *d)
 {
     const int table = br->layers == 1 ? 0 : layer;
+    if (br->b >= GEMM_BLOCK) {
+        forward_products(br, table, x, d);
+        return;
+    }
 #pragma omp parallel for schedule(static)
     for (int bh = 0; bh < d->B * d->H; bh++) {
         const int h = br->heads == 1 ? 0 : bh % d->H;
@@ -228,6 +345,23 @@ static inline void rotate_vector_backward(float *dy, float *dR, const float *x, 
     }
 }
 
+/* The heads of table head th at token n, by products over the batch:
+ * dR += dY^T X, then dY <- dY R. */
+static void backward_products(BlockRotary *br, size_t at, int th, int group, int n, float *dx,
+                              const float *x_raw, int raw_stride, const AttnDims *d)
+{
+    const int b = br->b, ld = d->H * d->N * d->Dh;
+    for (int h = th * group; h < (th + 1) * group; h++)
+        for (int j = 0; j < br->blocks; j++) {
+            float *dy = dx + ((size_t)h * d->N + n) * d->Dh + (size_t)j * b;
+            const float *x = x_raw + (size_t)n * raw_stride + (size_t)h * d->Dh + (size_t)j * b;
+            const size_t block = at + (size_t)j * b * b;
+            blas_sgemm(true, false, b, b, d->B, 1.0f, dy, ld, x, d->N * raw_stride, 1.0f,
+                       br->grad + block, b);
+            rotate_rows(dy, ld, d->B, br->rot + block, false, b);
+        }
+}
+
 void br_backward(BlockRotary *br, int layer, float *dx, const float *x_raw, int raw_stride,
                  const AttnDims *d)
 {
@@ -240,6 +374,10 @@ void br_backward(BlockRotary *br, int layer, float *dx, const float *x_raw, int 
     for (int hn = 0; hn < br->heads * rotated; hn++) {
         const int th = hn / rotated, n = br->first_token + hn % rotated;
         const size_t at = br_at(br, table, th, n, 0);
+        if (br->b >= GEMM_BLOCK) {
+            backward_products(br, at, th, group, n, dx, x_raw, raw_stride, d);
+            continue;
+        }
         for (int h = th * group; h < (th + 1) * group; h++)
             for (int bi = 0; bi < d->B; bi++) {
                 float *g = dx + (((size_t)bi * d->H + h) * d->N + n) * d->Dh;
@@ -249,20 +387,57 @@ void br_backward(BlockRotary *br, int layer, float *dx, const float *x_raw, int 
     }
 }
 
+static void load(double *y, const float *x, int b)
+{
+    for (int e = 0; e < b * b; e++)
+        y[e] = x[e];
+}
+
+/* The ray's dR folded back to its root along R^k = R^(k-1) R, from the
+ * last power down: the adjoint D_k of R^k gives D_(k-1) += D_k R^T and
+ * the root's own adjoint gets (R^(k-1))^T D_k. The powers are read back
+ * from the float table, which is what the forward used. Then one Frechet
+ * derivative turns the root's total adjoint into dG. */
+static void finish_ray(BlockRotary *br, const Item *it, BrScratch *s, const Pe *pe,
+                       const float *params, BrGenerator generator)
+{
+    const int b = br->b;
+    double *adj = s->cur;
+    load(adj, br->grad + item_offset(br, it, it->length - 1), b);
+    if (it->length > 1) {
+        load(s->root, br->rot + item_offset(br, it, 0), b);
+        memset(s->acc, 0, (size_t)b * b * sizeof(double));
+    }
+    for (int k = it->length - 1; k >= 1; k--) {
+        float *below = br->grad + item_offset(br, it, k - 1);
+        load(s->prev, br->rot + item_offset(br, it, k - 1), b);
+        product(s->acc, s->prev, true, adj, false, 1.0, b);
+        double *lower = adj == s->cur ? s->next : s->cur;
+        load(lower, below, b);
+        product(lower, adj, false, s->root, true, 1.0, b);
+        memset(br->grad + item_offset(br, it, k), 0, (size_t)b * b * sizeof(float));
+        adj = lower;
+    }
+    if (it->length > 1)
+        for (int e = 0; e < b * b; e++)
+            adj[e] += s->acc[e];
+    generator(pe, params, it->layer, it->head, it->token[0], it->block, s->g);
+    skew_expm_backward(s->prev, s->g, adj, b, s->work);
+    float *out = br->grad + item_offset(br, it, 0);
+    for (int e = 0; e < b * b; e++)
+        out[e] = (float)s->prev[e];
+}
+
 void br_finish(BlockRotary *br, const Pe *pe, const float *params, BrGenerator generator)
 {
-    const int bb = br->b * br->b, items = item_count(br);
+    const int items = item_count(br);
 #pragma omp parallel num_threads(region_threads(br))
     {
         BrScratch *s = &br->scratch[omp_get_thread_num()];
 #pragma omp for schedule(static)
         for (int i = 0; i < items; i++) {
-            const size_t at = item_generator(br, i, pe, params, generator, s->g);
-            for (int e = 0; e < bb; e++)
-                s->dr[e] = br->grad[at + e];
-            skew_expm_backward(s->dg, s->g, s->dr, br->b, s->work);
-            for (int e = 0; e < bb; e++)
-                br->grad[at + e] = (float)s->dg[e];
+            const Item it = item_at(br, i);
+            finish_ray(br, &it, s, pe, params, generator);
         }
     }
 }

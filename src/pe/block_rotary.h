@@ -14,6 +14,10 @@
  *                over q and k; one writer per (table head, token)
  *   br_finish    dG = skew_expm_backward(G, dR) per item, written over dR;
  *                the encoding then chains dG to its parameters
+ * An encoding whose generators are integer multiples of each other along
+ * rays of tokens (LieRE: G is linear in the position, and positions form a
+ * lattice) declares them with br_set_rays; the engine then takes powers of
+ * one exponential per ray instead of an exponential per token.
  * Results never depend on the thread count: every item is computed by one
  * thread from its own inputs, and every sum runs in a fixed order.
  *
@@ -41,7 +45,9 @@ typedef void (*BrGenerator)(const Pe *pe, const float *params, int layer, int he
 
 typedef struct BrScratch {
     SkewExpmWork *work;
-    double *g, *r, *dr, *dg;  /* (b, b) each */
+    double *g, *root;            /* a ray's generator and R = exp(G) */
+    double *cur, *next, *acc;    /* the ray's products and adjoints */
+    double *prev;                /* R^(k-1), read back for the backward */
 } BrScratch;
 
 typedef struct BlockRotary {
@@ -53,8 +59,13 @@ typedef struct BlockRotary {
     int first_token;  /* tokens below it are not rotated (LieRE's CLS) */
     float *rot;       /* (layers, heads, N, K, b, b) R = exp(G), row-major */
     float *rot_t;     /* the same R stored transposed, so that both y = R x and
-                         dx = R^T dy run as vectorisable column sweeps */
+                         dx = R^T dy run as vectorisable column sweeps; NULL
+                         for blocks rotated by products (block_rotary.c) */
     float *grad;      /* same shape: dL/dR while backward runs, dL/dG after br_finish */
+    int rays;         /* ray r holds the tokens ray_token[ray_start[r] ..
+                         ray_start[r + 1]) in power order (br_set_rays) */
+    int *ray_start;   /* (rays + 1) */
+    int *ray_token;   /* (N - first_token) */
     BrScratch *scratch;  /* one per thread */
     int threads;
 } BlockRotary;
@@ -75,11 +86,23 @@ static inline size_t br_at(const BlockRotary *br, int layer, int head, int token
            br->b * br->b;
 }
 
+/* Declares G_t = power[t] G_root[t] for every rotated token t, the root
+ * itself having power 1 (indexed by token; entries below first_token are
+ * not read). Then R_t = R_root^power[t], so each ray (a root and its
+ * multiples) costs one exponential and one product per further token in
+ * br_prepare, one Frechet derivative and two products per further token in
+ * br_finish. Until called, every token is a ray of its own. A root's powers
+ * must run 1, 2, ..., K. */
+void br_set_rays(BlockRotary *br, const int *root, const int *power);
+
 void br_prepare(BlockRotary *br, const Pe *pe, const float *params, BrGenerator generator);
 void br_forward(const BlockRotary *br, int layer, float *x /* (B, H, N, Dh) */, const AttnDims *d);
 void br_backward(BlockRotary *br, int layer, float *dx /* (B, H, N, Dh) */,
                  const float *x_raw /* rows of raw_stride */, int raw_stride, const AttnDims *d);
-/* Turns grad from dL/dR into dL/dG for every rotated item. */
+/* Turns grad from dL/dR into dL/dG: each ray's whole gradient lands on its
+ * root's generator and its other tokens get zero (their rotations reach the
+ * parameters only through the root's), so the encoding chains dG to its
+ * parameters over all tokens as before. */
 void br_finish(BlockRotary *br, const Pe *pe, const float *params, BrGenerator generator);
 
 /* torch.linspace(start, end, count)[i] in double (from the nearer end, so

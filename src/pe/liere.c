@@ -19,7 +19,11 @@
  * Positions per axis: linspace(0, g/g0, g) at a grid of g patches trained
  * at g0, i.e. linspace(0, 1, g0) at the training grid and a range that
  * grows with the grid beyond it (extrapolation), computed like
- * torch.linspace. The CLS token gets the identity.
+ * torch.linspace. The CLS token gets the identity. Positions are a
+ * lattice (row dr, col dc), so G is an integer multiple of the generator at
+ * the first lattice point on its ray from the origin: the engine computes
+ * one exponential per ray and powers of it (block_rotary.h, br_set_rays),
+ * 25 exponentials instead of 48 on a 7 x 7 grid.
  *
  * Gradients: the engine (block_rotary.h) gives dG per (layer, head, token,
  * block); G = p_row A_row + p_col A_col, so dA_a = sum_t p_a(t) dG_t over
@@ -44,6 +48,32 @@ static VtCode liere_check(const PeOptions *o, const PeGeometry *g, VtError *err)
     return br_check(o, g, 1, err);
 }
 
+static int gcd(int a, int b)
+{
+    while (b) {
+        const int r = a % b;
+        a = b;
+        b = r;
+    }
+    return a;
+}
+
+/* Patch (row, col) sits at (row dr, col dc) for the grid's steps dr, dc, so
+ * G(row, col) = d G(row / d, col / d) with d = gcd(row, col): the rays from
+ * the origin through the grid (block_rotary.h). The origin is a ray alone. */
+static void declare_rays(Liere *st, const PeGeometry *g)
+{
+    const int n = st->br.tokens;
+    int *root = vt_xcalloc((size_t)n * 2, sizeof(int)), *power = root + n;
+    for (int t = 1; t < n; t++) {
+        const int row = pe_row(g, t), col = pe_col(g, t), d = gcd(row, col);
+        root[t] = d ? 1 + (row / d) * g->grid_w + col / d : t;
+        power[t] = d ? d : 1;
+    }
+    br_set_rays(&st->br, root, power);
+    free(root);
+}
+
 static void liere_create(Pe *pe, TensorList *params)
 {
     const PeGeometry *g = &pe->geo;
@@ -63,6 +93,7 @@ static void liere_create(Pe *pe, TensorList *params)
         st->pos[2 * t + 1] =
             br_linspace(0.0, (double)g->grid_w / g->grid_w0, g->grid_w, pe_col(g, t));
     }
+    declare_rays(st, g);
     pe->state = st;
 }
 
