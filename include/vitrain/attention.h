@@ -43,6 +43,12 @@ void attention_forward(float *out /* (B, N, D) */, float *q_rot /* (B, H, N, Dh)
                        const float *qkv /* (B, N, 3D) */, const QkRotation *rotation, int layer,
                        const AttnDims *dims);
 
+/* out = P v per head from the saved probabilities: the attention output
+ * again, for the backward of the projection that reads it, so that the
+ * forward need not keep it. */
+void attention_output(float *out /* (B, N, D) */, const float *probs /* (B, H, N, N) */,
+                      const float *qkv /* (B, N, 3D) */, const AttnDims *dims);
+
 /* How many (N, N) tiles of scratch the backward should be given: one per
  * thread it may run on. */
 int attention_scratch_tiles(void);

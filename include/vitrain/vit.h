@@ -51,21 +51,22 @@ typedef struct VitBlockParams {
 
 /* One block's saved activations and its drop-path scales. What is cheap
  * to recompute is not kept: the LayerNorm outputs (from the stream and
- * the saved row statistics) and GELU's output (from fc1) are recomputed
- * by the backward into shared scratch, and q, k, v are read from qkv in
- * place. That keeps about 10 (B, N, D) units per block instead of 21.
- * With recompute_attention the backward also reruns the attention core
- * (rotations, probabilities, output) from qkv: probs, attn, q_rot and
- * k_rot then point at scratch shared by every block, which saves about 2
- * units per block (4 with a rotation) for a few % of step time, as the
- * attention's small GEMMs run far below peak. */
+ * the saved row statistics), GELU's output (from fc1) and the attention
+ * output (P v, from probs and qkv) are recomputed by the backward into
+ * shared scratch, and q, k, v are read from qkv in place. That keeps
+ * about 9 (B, N, D) units per block instead of 21. With
+ * recompute_attention the backward also reruns the rest of the attention
+ * core (rotations, probabilities) from qkv: probs, q_rot and k_rot then
+ * point at scratch shared by every block, which saves about 1 unit per
+ * block (3 with a rotation) for a few % of step time, as the attention's
+ * small GEMMs run far below peak. */
 typedef struct VitBlockActs {
     float *x_mid;                 /* (B, N, D) stream after the attention branch */
     float *ln1_mean, *ln1_rstd;   /* (B*N) statistics of norm1 */
     float *qkv;                   /* (B, N, 3D) */
     float *q_rot, *k_rot;         /* (B, H, N, Dh) rotated q and k; NULL without a rotation */
     float *probs;                 /* (B, H, N, N) */
-    float *attn;                  /* (B, N, D) heads merged, before proj */
+    float *attn;                  /* (B, N, D) heads merged, before proj: normed */
     float *proj;                  /* (B, N, D) kept for LayerScale's gradient; else NULL */
     float *ln2_mean, *ln2_rstd;   /* (B*N) statistics of norm2 */
     float *fc1;                   /* (B, N, F) before GELU; the backward overwrites it */
@@ -121,8 +122,8 @@ typedef struct Vit {
     VitBlockActs *block_acts; /* (depth) */
     VitBlockActs recomputed;  /* with recompute_attention: the shared q_rot, k_rot and probs */
     float *branch;    /* (B, N, D) forward scratch; with drop path and no LayerScale only */
-    float *normed;    /* (B, N, D) scratch: the output of a LayerNorm; with
-                       * recompute_attention also the attention output */
+    float *normed;    /* (B, N, D) scratch: the output of a LayerNorm, and the
+                       * attention output (attn of every block) */
     float *hidden;    /* (B, N, F) scratch: GELU's output; in the backward
                        * also its gradient, then fc1's output gradient */
     float *norm_mean, *norm_rstd; /* statistics of the final LayerNorm */

@@ -128,10 +128,30 @@ static void softmax_rows(float *s /* (N, N) */, int N)
     }
 }
 
+/* out[b, :, head h] = P v, (N, Dh) in a row stride of D. */
+static void head_output(float *out, const float *p, const float *qkv, int bh, const AttnDims *dims)
+{
+    const int N = dims->N, Dh = dims->Dh, D = dims->H * Dh;
+    const int b = bh / dims->H, h = bh % dims->H;
+    const HeadSlice v = qkv_slice(qkv, SLOT_V, bh, dims);
+    head_sgemm(false, false, N, Dh, N, 1.0f, p, N, v.at, v.ld, out + (int64_t)b * N * D + h * Dh,
+               D);
+}
+
+void attention_output(float *out, const float *probs, const float *qkv, const AttnDims *dims)
+{
+    const int64_t NN = (int64_t)dims->N * dims->N;
+    prof_push(PROF_ATTENTION);
+#pragma omp parallel for schedule(static)
+    for (int bh = 0; bh < dims->B * dims->H; bh++)
+        head_output(out, probs + bh * NN, qkv, bh, dims);
+    prof_pop();
+}
+
 void attention_forward(float *out, float *q_rot, float *k_rot, float *probs, const float *qkv,
                        const QkRotation *rotation, int layer, const AttnDims *dims)
 {
-    const int N = dims->N, Dh = dims->Dh, D = dims->H * Dh;
+    const int N = dims->N, Dh = dims->Dh;
     const float scale = 1.0f / sqrtf((float)Dh);
     prof_push(PROF_ATTENTION);
     VT_ASSERT(!rotation || (q_rot && k_rot));
@@ -145,17 +165,13 @@ void attention_forward(float *out, float *q_rot, float *k_rot, float *probs, con
     }
 #pragma omp parallel for schedule(static)
     for (int bh = 0; bh < dims->B * dims->H; bh++) {
-        const int b = bh / dims->H, h = bh % dims->H;
         const HeadSlice q = qk_slice(q_rot, qkv, SLOT_Q, bh, dims);
         const HeadSlice k = qk_slice(k_rot, qkv, SLOT_K, bh, dims);
-        const HeadSlice v = qkv_slice(qkv, SLOT_V, bh, dims);
         float *p = probs + (int64_t)bh * N * N;
         /* P = softmax(q k^T * scale), (N, N) */
         head_sgemm(false, true, N, N, Dh, scale, q.at, q.ld, k.at, k.ld, p, N);
         softmax_rows(p, N);
-        /* out[b, :, head h] = P v, (N, Dh) in a row stride of D */
-        head_sgemm(false, false, N, Dh, N, 1.0f, p, N, v.at, v.ld,
-                   out + (int64_t)b * N * D + h * Dh, D);
+        head_output(out, p, qkv, bh, dims);
     }
     prof_pop();
 }

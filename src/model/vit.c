@@ -78,7 +78,6 @@ static void plan_block(ActPlan *p, VitBlockActs *a, int l, int64_t B, const Vit 
             plan(p, &a->k_rot, T * D, "blocks.%d.attn.k_rot", l);
         }
         plan(p, &a->probs, B * H * N * N, "blocks.%d.attn.probs", l);
-        plan(p, &a->attn, T * D, "blocks.%d.attn.out", l);
     }
     plan(p, &a->ln2_mean, T, "blocks.%d.norm2.mean", l);
     plan(p, &a->ln2_rstd, T, "blocks.%d.norm2.rstd", l);
@@ -165,14 +164,15 @@ static void bind_activations(Vit *m, ActPlan *p)
      * runs; gradient scratch of disjoint lifetimes shares memory
      * (VitGradScratch). */
     m->patches = m->normed;
-    if (m->cfg.recompute_attention)
-        for (int l = 0; l < m->cfg.depth; l++) {
-            VitBlockActs *a = &m->block_acts[l];
+    for (int l = 0; l < m->cfg.depth; l++) {
+        VitBlockActs *a = &m->block_acts[l];
+        a->attn = m->normed; /* free from the qkv linear to the proj linear */
+        if (m->cfg.recompute_attention) {
             a->q_rot = m->recomputed.q_rot;
             a->k_rot = m->recomputed.k_rot;
             a->probs = m->recomputed.probs;
-            a->attn = m->normed; /* free from the qkv linear to the proj linear */
         }
+    }
     VitGradScratch *g = &m->grad;
     g->attn = g->patches = g->ln;
 }
@@ -445,10 +445,13 @@ static void block_backward(Vit *m, int l, int B, const VitPass *pass)
 
     /* Attention branch: g.stream now holds dL/dx_mid; the slope is spent,
      * so dL/dqkv may take its memory. normed is free until norm1's
-     * recompute: the recomputed attention output goes there. */
+     * recompute: the attention output, rebuilt for proj's weight gradient,
+     * goes there (with the whole attention core under recompute_attention). */
     float *dqkv = g->qkv ? g->qkv : slope;
     if (c->recompute_attention)
         attention_forward(a->attn, a->q_rot, a->k_rot, a->probs, a->qkv, m->rotation, l, &dims);
+    else
+        attention_output(a->attn, a->probs, a->qkv, &dims);
     dbranch = residual_branch_backward(m, a->proj, param(m, p->ls1), grad(m, p->ls1),
                                        drop ? a->drop1 : NULL, B);
     linear_backward(g->attn, grad(m, p->proj_w), grad(m, p->proj_b), dbranch, a->attn,
