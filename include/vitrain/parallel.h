@@ -37,5 +37,7 @@ void blas_dgemm(bool trans_a, bool trans_b, int M, int N, int K,
  * diagonal taken as ones when unit_diagonal) and B (n, nrhs). */
 void blas_dtrsm(bool upper, bool unit_diagonal, int n, int nrhs, const double *A, int lda,
                 double *B, int ldb);
+void blas_strsm(bool upper, bool unit_diagonal, int n, int nrhs, const float *A, int lda,
+                float *B, int ldb);
 
 #endif

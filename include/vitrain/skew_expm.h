@@ -4,8 +4,8 @@
  * of the ComRoPE and LieRE encodings (DESIGN §4.5-4.7).
  *
  * Matrices are row-major b x b; b is the block size (2 to 64 in practice,
- * any b >= 1 works). Everything is computed in double; the float variants
- * only convert at the boundary.
+ * any b >= 1 works). Everything is computed in double, except
+ * skew_expm_backward_f, which runs the same algorithm in float.
  *
  * Promises (tests/test_skew_expm.c measures them for b in {2, 4, 8, 16, 64}):
  * - skew_expm(G) equals exp(G) to about 1e-12 in max-norm for skew-symmetric
@@ -48,8 +48,14 @@ void skew_expm(double *R /* (b, b) */, const double *G /* (b, b) */, int b, Skew
 void skew_expm_backward(double *dG /* (b, b) */, const double *G /* (b, b) */,
                         const double *dR /* (b, b) */, int b, SkewExpmWork *work);
 
-/* The same in float at the boundary, double inside. */
+/* skew_expm in float at the boundary, double inside. */
 void skew_expm_f(float *R /* (b, b) */, const float *G /* (b, b) */, int b, SkewExpmWork *work);
+
+/* skew_expm_backward computed in float throughout, for training: 1.9x
+ * faster at b = 64 (sgemm against dgemm), and within about 1e-5 of
+ * max |dG| of the double result for ||G||_1 up to a few hundred (float
+ * rounding carried through the squarings; tests/test_skew_expm.c). The
+ * gradient it feeds is float already. */
 void skew_expm_backward_f(float *dG /* (b, b) */, const float *G /* (b, b) */,
                           const float *dR /* (b, b) */, int b, SkewExpmWork *work);
 

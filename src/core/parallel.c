@@ -57,3 +57,10 @@ void blas_dtrsm(bool upper, bool unit_diagonal, int n, int nrhs, const double *A
     cblas_dtrsm(CblasRowMajor, CblasLeft, upper ? CblasUpper : CblasLower, CblasNoTrans,
                 unit_diagonal ? CblasUnit : CblasNonUnit, n, nrhs, 1.0, A, lda, B, ldb);
 }
+
+void blas_strsm(bool upper, bool unit_diagonal, int n, int nrhs, const float *A, int lda,
+                float *B, int ldb)
+{
+    cblas_strsm(CblasRowMajor, CblasLeft, upper ? CblasUpper : CblasLower, CblasNoTrans,
+                unit_diagonal ? CblasUnit : CblasNonUnit, n, nrhs, 1.0f, A, lda, B, ldb);
+}

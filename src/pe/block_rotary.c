@@ -79,6 +79,8 @@ void br_init(BlockRotary *br, const PeGeometry *g, int b, int layers, int heads,
         double *block = vt_xmalloc((size_t)count * b * b * sizeof(double));
         for (int k = 0; k < count; k++)
             *slots[k] = block + (size_t)k * b * b;
+        s->g32 = vt_xmalloc(2 * (size_t)b * b * sizeof(float));
+        s->adj32 = s->g32 + (size_t)b * b;
     }
 }
 
@@ -87,6 +89,7 @@ void br_free(BlockRotary *br)
     for (int i = 0; i < br->threads; i++) {
         skew_expm_work_free(br->scratch[i].work);
         free(br->scratch[i].g);
+        free(br->scratch[i].g32);
     }
     free(br->scratch);
     free(br->ray_start);
@@ -397,7 +400,7 @@ static void load(double *y, const float *x, int b)
  * last power down: the adjoint D_k of R^k gives D_(k-1) += D_k R^T and
  * the root's own adjoint gets (R^(k-1))^T D_k. The powers are read back
  * from the float table, which is what the forward used. Then one Frechet
- * derivative turns the root's total adjoint into dG. */
+ * derivative, in float, turns the root's total adjoint into dG. */
 static void finish_ray(BlockRotary *br, const Item *it, BrScratch *s, const Pe *pe,
                        const float *params, BrGenerator generator)
 {
@@ -422,10 +425,11 @@ static void finish_ray(BlockRotary *br, const Item *it, BrScratch *s, const Pe *
         for (int e = 0; e < b * b; e++)
             adj[e] += s->acc[e];
     generator(pe, params, it->layer, it->head, it->token[0], it->block, s->g);
-    skew_expm_backward(s->prev, s->g, adj, b, s->work);
-    float *out = br->grad + item_offset(br, it, 0);
-    for (int e = 0; e < b * b; e++)
-        out[e] = (float)s->prev[e];
+    for (int e = 0; e < b * b; e++) {
+        s->g32[e] = (float)s->g[e];
+        s->adj32[e] = (float)adj[e];
+    }
+    skew_expm_backward_f(br->grad + item_offset(br, it, 0), s->g32, s->adj32, b, s->work);
 }
 
 void br_finish(BlockRotary *br, const Pe *pe, const float *params, BrGenerator generator)

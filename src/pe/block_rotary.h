@@ -12,7 +12,8 @@
  *   br_forward   y = R x per block, in parallel over (batch, head)
  *   br_backward  dx = R^T dy and dR += dy x^T, dR summed over the batch and
  *                over q and k; one writer per (table head, token)
- *   br_finish    dG = skew_expm_backward(G, dR) per item, written over dR;
+ *   br_finish    dG = skew_expm_backward_f(G, dR) per item (in float: the
+ *                dR it starts from is float already), written over dR;
  *                the encoding then chains dG to its parameters
  * An encoding whose generators are integer multiples of each other along
  * rays of tokens (LieRE: G is linear in the position, and positions form a
@@ -48,6 +49,7 @@ typedef struct BrScratch {
     double *g, *root;            /* a ray's generator and R = exp(G) */
     double *cur, *next, *acc;    /* the ray's products and adjoints */
     double *prev;                /* R^(k-1), read back for the backward */
+    float *g32, *adj32;          /* the backward's float inputs */
 } BrScratch;
 
 typedef struct BlockRotary {

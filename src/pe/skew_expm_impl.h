@@ -1,0 +1,403 @@
+/*
+ * skew_expm_impl.h - the body of skew_expm.c written once for a scalar
+ * type: skew_expm.c includes it twice, with REAL double (everything whose
+ * accuracy skew_expm.h promises) and REAL float (skew_expm_backward_f, the
+ * training path's backward). Before including, define REAL, NAME(x) (the
+ * name of x in that precision), GEMM and TRSM (the BLAS wrappers of that
+ * precision); the constants, choose_degree and pade_coefficients come from
+ * skew_expm.c. No include guard: it is meant to be included twice.
+ */
+
+/* The scratch matrices of one call, (n, n) each, and the LU row swaps. */
+typedef struct NAME(Mats) {
+    int *piv;
+    REAL *a, *e;            /* scaled A and E */
+    REAL *pw[POWERS + 1];   /* pw[j] = A^(2j), j = 1..4 (pw[0] unused) */
+    REAL *mw[POWERS + 1];   /* mw[j] = L(A^(2j), E) */
+    REAL *u, *v, *lu, *lv;  /* Pade parts and their derivatives */
+    REAL *w, *t;            /* scratch */
+    REAL *q;                /* LU factors of q_m(A) = V - U */
+    REAL *r, *l;            /* r_m(A), then its squares; L likewise */
+} NAME(Mats);
+
+/* Points the matrices at consecutive (nn-entry) slices of block; returns
+ * the first entry after them. */
+static REAL *NAME(mats_bind)(NAME(Mats) *w, REAL *block, int *piv, size_t nn)
+{
+    REAL **slots[] = {&w->a,     &w->e,     &w->pw[1], &w->pw[2], &w->pw[3], &w->pw[4],
+                      &w->mw[1], &w->mw[2], &w->mw[3], &w->mw[4], &w->u,     &w->v,
+                      &w->lu,    &w->lv,    &w->w,     &w->t,     &w->q,     &w->r,
+                      &w->l};
+    _Static_assert(sizeof(slots) / sizeof(slots[0]) == MATS, "one slot per matrix");
+    w->piv = piv;
+    w->pw[0] = w->mw[0] = NULL;
+    for (int i = 0; i < MATS; i++, block += nn)
+        *slots[i] = block;
+    return block;
+}
+
+/* ---- small dense kernels (n <= 64) --------------------------------------- */
+
+/* matmul for n = 8, the default block size: fixed trip counts keep a row
+ * of C in vector registers, one multiply-add per row of B. */
+static void NAME(matmul8)(REAL *restrict C, const REAL *restrict A, const REAL *restrict B,
+                    int accumulate)
+{
+    for (int i = 0; i < 8; i++) {
+        REAL c[8];
+#pragma omp simd
+        for (int j = 0; j < 8; j++)
+            c[j] = accumulate ? C[i * 8 + j] : 0.0;
+        for (int k = 0; k < 8; k++)
+#pragma omp simd
+            for (int j = 0; j < 8; j++)
+                c[j] += A[i * 8 + k] * B[k * 8 + j];
+        memcpy(C + i * 8, c, sizeof c);
+    }
+}
+
+/* C = A B, or C += A B when accumulate; C overlaps neither A nor B. A
+ * dense LieRE generator is 64 x 64, where OpenBLAS runs about three times
+ * the plain loop. The encodings call this from their parallel regions, one
+ * matrix per thread, where OpenBLAS does not start threads of its own. */
+static void NAME(matmul)(REAL *restrict C, const REAL *restrict A, const REAL *restrict B, int n,
+                   int accumulate)
+{
+    if (n == 8) {
+        NAME(matmul8)(C, A, B, accumulate);
+        return;
+    }
+    if (n >= BLAS_MIN_N) {
+        GEMM(false, false, n, n, n, 1.0, A, n, B, n, accumulate ? 1.0 : 0.0, C, n);
+        return;
+    }
+    if (!accumulate)
+        memset(C, 0, (size_t)n * (size_t)n * sizeof(REAL));
+    for (int i = 0; i < n; i++) {
+        REAL *restrict c = C + (size_t)i * n;
+        for (int k = 0; k < n; k++) {
+            const REAL aik = A[(size_t)i * n + k];
+            const REAL *restrict brow = B + (size_t)k * n;
+            for (int j = 0; j < n; j++)
+                c[j] += aik * brow[j];
+        }
+    }
+}
+
+/* y += alpha x over n*n entries. */
+static void NAME(axpy)(REAL *restrict y, REAL alpha, const REAL *restrict x, int n)
+{
+    const size_t len = (size_t)n * (size_t)n;
+    for (size_t i = 0; i < len; i++)
+        y[i] += alpha * x[i];
+}
+
+/* y = alpha I. */
+static void NAME(set_identity)(REAL *y, REAL alpha, int n)
+{
+    memset(y, 0, (size_t)n * (size_t)n * sizeof(REAL));
+    for (int i = 0; i < n; i++)
+        y[(size_t)i * n + i] = alpha;
+}
+
+static double NAME(norm1)(const REAL *A, int n)
+{
+    double best = 0.0;
+    for (int j = 0; j < n; j++) {
+        double sum = 0.0;
+        for (int i = 0; i < n; i++)
+            sum += fabs(A[(size_t)i * n + j]);
+        /* A NaN must stick, so that the caller sees it: no later column
+         * may replace it (every comparison with NaN is false). */
+        if (sum > best || isnan(sum))
+            best = sum;
+        if (isnan(best))
+            break;
+    }
+    return best;
+}
+
+static inline void NAME(swap_rows)(REAL *X, int a, int b, int n)
+{
+    for (int j = 0; j < n; j++) {
+        const REAL tmp = X[(size_t)a * n + j];
+        X[(size_t)a * n + j] = X[(size_t)b * n + j];
+        X[(size_t)b * n + j] = tmp;
+    }
+}
+
+/* In place q = P L U with partial pivoting; piv[k] is the row swapped with
+ * row k at step k. q_m(A) is nonsingular (well conditioned, even) for
+ * ||A||_1 <= theta_13, so no zero pivot can occur for finite input. */
+static inline void NAME(lu_factor_sized)(REAL *q, int *piv, int n)
+{
+    for (int k = 0; k < n; k++) {
+        int p = k;
+        for (int i = k + 1; i < n; i++)
+            if (fabs(q[(size_t)i * n + k]) > fabs(q[(size_t)p * n + k]))
+                p = i;
+        piv[k] = p;
+        if (p != k)
+            NAME(swap_rows)(q, k, p, n);
+        const REAL inv = 1.0 / q[(size_t)k * n + k];
+        for (int i = k + 1; i < n; i++) {
+            REAL *row = q + (size_t)i * n;
+            const REAL f = row[k] * inv;
+            row[k] = f;
+            for (int j = k + 1; j < n; j++)
+                row[j] -= f * q[(size_t)k * n + j];
+        }
+    }
+}
+
+/* X <- q^-1 X for the n right-hand sides in the columns of X (n x n),
+ * working on whole rows so that the inner loops run along memory. */
+static inline void NAME(lu_solve_sized)(const REAL *q, const int *piv, REAL *X, int n)
+{
+    for (int k = 0; k < n; k++)
+        if (piv[k] != k)
+            NAME(swap_rows)(X, k, piv[k], n);
+    for (int i = 1; i < n; i++)
+        for (int k = 0; k < i; k++) {
+            const REAL f = q[(size_t)i * n + k];
+#pragma omp simd
+            for (int j = 0; j < n; j++)
+                X[(size_t)i * n + j] -= f * X[(size_t)k * n + j];
+        }
+    for (int i = n - 1; i >= 0; i--) {
+        for (int k = i + 1; k < n; k++) {
+            const REAL f = q[(size_t)i * n + k];
+#pragma omp simd
+            for (int j = 0; j < n; j++)
+                X[(size_t)i * n + j] -= f * X[(size_t)k * n + j];
+        }
+        const REAL inv = 1.0 / q[(size_t)i * n + i];
+#pragma omp simd
+        for (int j = 0; j < n; j++)
+            X[(size_t)i * n + j] *= inv;
+    }
+}
+
+/* b = 8, the default block size, gets its own copies of the two: fixed
+ * trip counts turn every row update into whole-vector operations. */
+static void NAME(lu_factor)(REAL *q, int *piv, int n)
+{
+    if (n == 8)
+        NAME(lu_factor_sized)(q, piv, 8);
+    else
+        NAME(lu_factor_sized)(q, piv, n);
+}
+
+static void NAME(lu_solve)(const REAL *q, const int *piv, REAL *X, int n)
+{
+    if (n == 8) {
+        NAME(lu_solve_sized)(q, piv, X, 8);
+        return;
+    }
+    if (n < BLAS_MIN_N) {
+        NAME(lu_solve_sized)(q, piv, X, n);
+        return;
+    }
+    /* Dense LieRE's 64 x 64: OpenBLAS's triangular solves (its encoding
+     * phase ran 10 % shorter than with the loops above). */
+    for (int k = 0; k < n; k++)
+        if (piv[k] != k)
+            NAME(swap_rows)(X, k, piv[k], n);
+    TRSM(false, true, n, n, q, n, X, n);
+    TRSM(true, false, n, n, q, n, X, n);
+}
+
+/* Even powers pw[j] = A^(2j), j = 1..k, and when E is given their
+ * derivatives mw[j] = L(A^(2j), E) by the product rule on
+ * A^(2j) = A^(2j-2) A^2: mw[j] = A^(2j-2) mw[1] + mw[j-1] A^2. */
+static void NAME(even_powers)(NAME(Mats) *w, int k, int with_e, int n)
+{
+    NAME(matmul)(w->pw[1], w->a, w->a, n, 0);
+    if (with_e) {
+        NAME(matmul)(w->mw[1], w->a, w->e, n, 0);
+        NAME(matmul)(w->mw[1], w->e, w->a, n, 1);
+    }
+    for (int j = 2; j <= k; j++) {
+        NAME(matmul)(w->pw[j], w->pw[j - 1], w->pw[1], n, 0);
+        if (with_e) {
+            NAME(matmul)(w->mw[j], w->pw[j - 1], w->mw[1], n, 0);
+            NAME(matmul)(w->mw[j], w->mw[j - 1], w->pw[1], n, 1);
+        }
+    }
+}
+
+/* Degrees 3..9, evaluated directly from the even powers:
+ * U = A W with W = sum_j c_(2j+1) A^(2j), V = sum_j c_(2j) A^(2j);
+ * Lu = A Lw + E W with Lw = sum_(j>=1) c_(2j+1) M_(2j), Lv = sum c_(2j) M_(2j). */
+static void NAME(pade_low)(NAME(Mats) *w, int m, int with_e, int n)
+{
+    double c[MAX_DEGREE + 1];
+    pade_coefficients(c, m);
+    const int k = m / 2;
+    NAME(even_powers)(w, k, with_e, n);
+    NAME(set_identity)(w->w, c[1], n);
+    NAME(set_identity)(w->v, c[0], n);
+    for (int j = 1; j <= k; j++) {
+        NAME(axpy)(w->w, c[2 * j + 1], w->pw[j], n);
+        NAME(axpy)(w->v, c[2 * j], w->pw[j], n);
+    }
+    NAME(matmul)(w->u, w->a, w->w, n, 0);
+    if (!with_e)
+        return;
+    memset(w->t, 0, (size_t)n * (size_t)n * sizeof(REAL));
+    memset(w->lv, 0, (size_t)n * (size_t)n * sizeof(REAL));
+    for (int j = 1; j <= k; j++) {
+        NAME(axpy)(w->t, c[2 * j + 1], w->mw[j], n);
+        NAME(axpy)(w->lv, c[2 * j], w->mw[j], n);
+    }
+    NAME(matmul)(w->lu, w->a, w->t, n, 0);
+    NAME(matmul)(w->lu, w->e, w->w, n, 1);
+}
+
+/* y = c6 X6 + c4 X4 + c2 X2 (+ c0 I when with_identity), the blocks of
+ * Higham's degree-13 scheme. */
+static void NAME(combine3)(REAL *y, const double *c, int first, REAL *const *x, int with_identity,
+                     int n)
+{
+    if (with_identity)
+        NAME(set_identity)(y, c[first], n);
+    else
+        memset(y, 0, (size_t)n * (size_t)n * sizeof(REAL));
+    for (int j = 1; j <= 3; j++)
+        NAME(axpy)(y, c[first + 2 * j], x[j], n);
+}
+
+/* Degree 13 (Higham 2005, eq. 2.3-2.4; Al-Mohy & Higham 2009, Alg. 6.4):
+ * W = A6 (c13 A6 + c11 A4 + c9 A2) + (c7 A6 + c5 A4 + c3 A2 + c1 I), U = A W,
+ * V = A6 (c12 A6 + c10 A4 + c8 A2) + (c6 A6 + c4 A4 + c2 A2 + c0 I),
+ * and their derivatives by the product rule. Uses pw[4]/mw[4] as scratch. */
+static void NAME(pade13)(NAME(Mats) *w, int with_e, int n)
+{
+    double c[MAX_DEGREE + 1];
+    pade_coefficients(c, 13);
+    NAME(even_powers)(w, 3, with_e, n);
+    REAL *w1 = w->pw[4], *z1 = w->t;
+    NAME(combine3)(w1, c, 7, w->pw, 0, n); /* c9 A2 + c11 A4 + c13 A6 */
+    NAME(combine3)(w->w, c, 1, w->pw, 1, n);
+    NAME(matmul)(w->w, w->pw[3], w1, n, 1);
+    NAME(matmul)(w->u, w->a, w->w, n, 0);
+    NAME(combine3)(z1, c, 6, w->pw, 0, n); /* c8 A2 + c10 A4 + c12 A6 */
+    NAME(combine3)(w->v, c, 0, w->pw, 1, n);
+    NAME(matmul)(w->v, w->pw[3], z1, n, 1);
+    if (!with_e)
+        return;
+    /* Lv = A6 Lz1 + M6 Z1 + Lz2, with Lz1, Lz2 the same sums over the M's. */
+    REAL *lx = w->mw[4];
+    NAME(combine3)(w->lv, c, 0, w->mw, 0, n);
+    NAME(matmul)(w->lv, w->mw[3], z1, n, 1);
+    NAME(combine3)(lx, c, 6, w->mw, 0, n);
+    NAME(matmul)(w->lv, w->pw[3], lx, n, 1);
+    /* Lw = A6 Lw1 + M6 W1 + Lw2 (into z1, free now); Lu = A Lw + E W. */
+    NAME(combine3)(z1, c, 1, w->mw, 0, n);
+    NAME(matmul)(z1, w->mw[3], w1, n, 1);
+    NAME(combine3)(lx, c, 7, w->mw, 0, n);
+    NAME(matmul)(z1, w->pw[3], lx, n, 1);
+    NAME(matmul)(w->lu, w->a, z1, n, 0);
+    NAME(matmul)(w->lu, w->e, w->w, n, 1);
+}
+
+/* w->r = r_m(A) and, with E, w->l = L_r(A, E), for the scaled w->a, w->e:
+ * solve q R = p and q L = Lu + Lv + (Lu - Lv) R, where the right side is
+ * the derivative of p minus that of q times R. */
+static void NAME(pade_solve)(NAME(Mats) *w, int m, int with_e, int n)
+{
+    if (m == MAX_DEGREE)
+        NAME(pade13)(w, with_e, n);
+    else
+        NAME(pade_low)(w, m, with_e, n);
+    const size_t len = (size_t)n * (size_t)n;
+    for (size_t i = 0; i < len; i++) {
+        w->q[i] = w->v[i] - w->u[i];
+        w->r[i] = w->v[i] + w->u[i];
+    }
+    NAME(lu_factor)(w->q, w->piv, n);
+    NAME(lu_solve)(w->q, w->piv, w->r, n);
+    if (!with_e)
+        return;
+    for (size_t i = 0; i < len; i++) {
+        w->l[i] = w->lu[i] + w->lv[i];
+        w->t[i] = w->lu[i] - w->lv[i];
+    }
+    NAME(matmul)(w->l, w->t, w->r, n, 1);
+    NAME(lu_solve)(w->q, w->piv, w->l, n);
+}
+
+/* Undoes the scaling by 2^-s: exp(2X) = R^2 for R = exp(X) and, by the
+ * product rule on R^2, L(2X, 2E) = R L + L R for L = L(X, E). */
+static void NAME(square)(NAME(Mats) *w, int s, int with_e, int n)
+{
+    const size_t bytes = (size_t)n * (size_t)n * sizeof(REAL);
+    for (int k = 0; k < s; k++) {
+        if (with_e) {
+            NAME(matmul)(w->t, w->r, w->l, n, 0);
+            NAME(matmul)(w->t, w->l, w->r, n, 1);
+            memcpy(w->l, w->t, bytes);
+        }
+        NAME(matmul)(w->t, w->r, w->r, n, 0);
+        memcpy(w->r, w->t, bytes);
+    }
+}
+
+static void NAME(fill_nan)(REAL *y, int n)
+{
+    const size_t len = (size_t)n * (size_t)n;
+    for (size_t i = 0; i < len; i++)
+        y[i] = NAN;
+}
+
+/* static inline: the float build uses the backward only. */
+static inline void NAME(expm)(REAL *R, const REAL *G, int b, NAME(Mats) *work)
+{
+    const double norm = NAME(norm1)(G, b);
+    if (!isfinite(norm)) {
+        NAME(fill_nan)(R, b);
+        return;
+    }
+    if (norm == 0.0) { /* exp(0) = I exactly (LieRE's patch at the origin) */
+        NAME(set_identity)(R, 1.0, b);
+        return;
+    }
+    int m, s;
+    choose_degree(norm, THETA_EXPM, &m, &s);
+    const size_t len = (size_t)b * (size_t)b;
+    const double scale = ldexp(1.0, -s); /* a product with it is exact, like ldexp */
+    for (size_t i = 0; i < len; i++)
+        work->a[i] = G[i] * scale;
+    NAME(pade_solve)(work, m, 0, b);
+    NAME(square)(work, s, 0, b);
+    memcpy(R, work->r, len * sizeof(REAL));
+}
+
+static void NAME(expm_backward)(REAL *dG, const REAL *G, const REAL *dR, int b, NAME(Mats) *work)
+{
+    for (int i = 0; i < b; i++)
+        for (int j = 0; j < b; j++)
+            work->a[(size_t)i * b + j] = G[(size_t)j * b + i];
+    /* A non-finite dR needs no check: the result is linear in it, so its
+     * NaNs and infinities reach dG by themselves. */
+    const double norm = NAME(norm1)(work->a, b);
+    if (!isfinite(norm)) {
+        NAME(fill_nan)(dG, b);
+        return;
+    }
+    if (norm == 0.0) { /* L_exp(0, E) = E */
+        memcpy(dG, dR, (size_t)b * (size_t)b * sizeof(REAL));
+        return;
+    }
+    int m, s;
+    choose_degree(norm, ELL_FRECHET, &m, &s);
+    const size_t len = (size_t)b * (size_t)b;
+    const double scale = ldexp(1.0, -s);
+    for (size_t i = 0; i < len; i++) {
+        work->a[i] *= scale;
+        work->e[i] = dR[i] * scale;
+    }
+    NAME(pade_solve)(work, m, 1, b);
+    NAME(square)(work, s, 1, b);
+    memcpy(dG, work->l, len * sizeof(REAL));
+}
