@@ -321,27 +321,36 @@ static inline void rotate_block_backward(float *dy, float *dR, const float *x, c
     memcpy(dy, dx, (size_t)b * sizeof(float));
 }
 
-/* rotate_block_backward for b = 8, the default block size: fixed trip
- * counts make every update one multiply-add on a vector of 8. */
-static inline void rotate_block8_backward(float *dy, float *restrict dR, const float *restrict x,
-                                          const float *restrict R)
+/* The b = 8 backward of block j at one (head table, token) over the batch:
+ * the block's R and its dR sum stay in registers from image to image
+ * (fixed trip counts make every update a multiply-add on a vector of 8),
+ * dR summed over heads and images in the same order as the generic path. */
+static void block8_backward(float *dR, const float *R, float *dx, const float *x_raw,
+                            int raw_stride, int n, int j, int h_first, int h_count,
+                            const AttnDims *d)
 {
-    for (int r = 0; r < 8; r++)
+    float sum[64], rows[64];
+    memcpy(sum, dR, sizeof sum);
+    memcpy(rows, R, sizeof rows);
+    for (int h = h_first; h < h_first + h_count; h++)
+        for (int bi = 0; bi < d->B; bi++) {
+            float *dy = dx + (((size_t)bi * d->H + h) * d->N + n) * d->Dh + j * 8;
+            const float *x = x_raw + ((size_t)bi * d->N + n) * raw_stride + (size_t)h * d->Dh +
+                             j * 8;
+            for (int r = 0; r < 8; r++)
 #pragma omp simd
-        for (int c = 0; c < 8; c++)
-            dR[r * 8 + c] += dy[r] * x[c];
-    sum_rows8(dy, R, dy); /* dx = R^T dy = sum_r dy_r R[r, :] */
+                for (int c = 0; c < 8; c++)
+                    sum[r * 8 + c] += dy[r] * x[c];
+            sum_rows8(dy, rows, dy); /* dx = R^T dy = sum_r dy_r R[r, :] */
+        }
+    memcpy(dR, sum, sizeof sum);
 }
 
-/* The blocks of one head vector; dR and R: its (K, b, b) matrices. */
+/* The blocks of one head vector (b neither 8 nor a product size); dR and R:
+ * its (K, b, b) matrices. */
 static inline void rotate_vector_backward(float *dy, float *dR, const float *x, const float *R,
                                           int blocks, int b)
 {
-    if (b == 8) {
-        for (int j = 0; j < blocks; j++)
-            rotate_block8_backward(dy + j * 8, dR + j * 64, x + j * 8, R + j * 64);
-        return;
-    }
     for (int j = 0; j < blocks; j++) {
         const size_t at = (size_t)j * b * b;
         rotate_block_backward(dy + j * b, dR + at, x + j * b, R + at, b);
@@ -379,6 +388,12 @@ void br_backward(BlockRotary *br, int layer, float *dx, const float *x_raw, int 
         const size_t at = br_at(br, table, th, n, 0);
         if (br->b >= GEMM_BLOCK) {
             backward_products(br, at, th, group, n, dx, x_raw, raw_stride, d);
+            continue;
+        }
+        if (br->b == 8) {
+            for (int j = 0; j < br->blocks; j++)
+                block8_backward(br->grad + at + (size_t)j * 64, br->rot + at + (size_t)j * 64, dx,
+                                x_raw, raw_stride, n, j, th * group, group, d);
             continue;
         }
         for (int h = th * group; h < (th + 1) * group; h++)
