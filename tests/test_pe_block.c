@@ -75,7 +75,8 @@ START_TEST(test_liere_dense_gradients)
     /* b = Dh = 16: the rotations run as products over the batch
      * (block_rotary.c), and grid 5 holds rays of up to four tokens. */
     PeOptions o = block_options("liere", 16);
-    const PeGeometry at_training = pe_test_geometry(16, 3, 3), extended = pe_test_geometry(16, 5, 3);
+    const PeGeometry at_training = pe_test_geometry(16, 3, 3);
+    const PeGeometry extended = pe_test_geometry(16, 5, 3);
     ck_assert_double_lt(pe_gradcheck(&o, &at_training, 0.05, 14), PE_TOLERANCE);
     ck_assert_double_lt(pe_gradcheck(&o, &extended, 0.05, 15), PE_TOLERANCE);
 }

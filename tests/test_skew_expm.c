@@ -431,7 +431,8 @@ START_TEST(test_backward_float)
             const int b = sizes[k], bb = b * b;
             SkewExpmWork *work = skew_expm_work_create(b);
             double *G = alloc_matrix(b), *W = alloc_matrix(b), *dG = alloc_matrix(b);
-            float *Gf = malloc((size_t)bb * sizeof(float)), *Wf = malloc((size_t)bb * sizeof(float));
+            float *Gf = malloc((size_t)bb * sizeof(float));
+            float *Wf = malloc((size_t)bb * sizeof(float));
             float *dGf = malloc((size_t)bb * sizeof(float));
             Rng rng = rng_stream(6, RNG_TEST, (uint64_t)k, (uint64_t)n);
             random_skew(G, b, norms[n], &rng);

@@ -427,7 +427,7 @@ static void finish_ray(BlockRotary *br, const Item *it, BrScratch *s, const Pe *
         memset(s->acc, 0, (size_t)b * b * sizeof(double));
     }
     for (int k = it->length - 1; k >= 1; k--) {
-        float *below = br->grad + item_offset(br, it, k - 1);
+        const float *below = br->grad + item_offset(br, it, k - 1);
         load(s->prev, br->rot + item_offset(br, it, k - 1), b);
         product(s->acc, s->prev, true, adj, false, 1.0, b);
         double *lower = adj == s->cur ? s->next : s->cur;

@@ -41,7 +41,7 @@ static REAL *NAME(mats_bind)(NAME(Mats) *w, REAL *block, int *piv, size_t nn)
 /* matmul for n = 8, the default block size: fixed trip counts keep a row
  * of C in vector registers, one multiply-add per row of B. */
 static void NAME(matmul8)(REAL *restrict C, const REAL *restrict A, const REAL *restrict B,
-                    int accumulate)
+                          int accumulate)
 {
     for (int i = 0; i < 8; i++) {
         REAL c[8];
@@ -60,8 +60,8 @@ static void NAME(matmul8)(REAL *restrict C, const REAL *restrict A, const REAL *
  * dense LieRE generator is 64 x 64, where OpenBLAS runs about three times
  * the plain loop. The encodings call this from their parallel regions, one
  * matrix per thread, where OpenBLAS does not start threads of its own. */
-static void NAME(matmul)(REAL *restrict C, const REAL *restrict A, const REAL *restrict B, int n,
-                   int accumulate)
+static void NAME(matmul)(REAL *restrict C, const REAL *restrict A, const REAL *restrict B,
+                         int n, int accumulate)
 {
     if (n == 8) {
         NAME(matmul8)(C, A, B, accumulate);
@@ -256,8 +256,8 @@ static void NAME(pade_low)(NAME(Mats) *w, int m, int with_e, int n)
 
 /* y = c6 X6 + c4 X4 + c2 X2 (+ c0 I when with_identity), the blocks of
  * Higham's degree-13 scheme. */
-static void NAME(combine3)(REAL *y, const double *c, int first, REAL *const *x, int with_identity,
-                     int n)
+static void NAME(combine3)(REAL *y, const double *c, int first, REAL *const *x,
+                           int with_identity, int n)
 {
     if (with_identity)
         NAME(set_identity)(y, c[first], n);
