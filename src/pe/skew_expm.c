@@ -70,7 +70,6 @@ static void choose_degree(double norm, const double *theta, int *m, int *s)
         (*s)++;
 }
 
-
 /* Below this size the plain loop beats a BLAS call's packing overhead. */
 enum { BLAS_MIN_N = 16 };
 
