@@ -83,10 +83,13 @@ END {
     print "## Where vitrain's training step goes"
     print ""
     print "Seconds per step by phase (src/core/profile.c; each second counted once, in the"
-    print "innermost phase: the rotation inside attention counts as encoding)."
+    print "innermost phase: the rotation inside attention counts as encoding). Attention"
+    print "GFLOP/s: its six products, forward and backward (12 N^2 D per image and"
+    print "layer), over the attention phase, which also holds the softmax and the P v"
+    print "product the backward rebuilds; \"of sgemm\" against the same-run 1024^3 rate."
     print ""
-    print "| threads | model | input | encoding | step s | GEMMs | attention | encoding | norms/elementwise | optimizer |"
-    print "|---|---|---|---|---|---|---|---|---|---|"
+    print "| threads | model | input | encoding | step s | GEMMs | attention | encoding | norms/elementwise | optimizer | attention GFLOP/s | of sgemm |"
+    print "|---|---|---|---|---|---|---|---|---|---|---|---|"
     for (c = 1; c <= configs; c++) {
         cfg = order[c]
         split(cfg, p, "|")
@@ -97,8 +100,11 @@ END {
         }
         if (total <= 0)
             continue
-        printf "| %s | %s | %s | %s | %.3f | %.0f %% | %.0f %% | %.0f %% | %.0f %% | %.0f %% |\n",
+        ag = get("vitrain", cfg, "attn_gflops")
+        sg = median(values["sgemm|" p[1]])
+        printf "| %s | %s | %s | %s | %.3f | %.0f %% | %.0f %% | %.0f %% | %.0f %% | %.0f %% | %.1f | %.0f %% |\n",
                p[1], p[2], p[3], p[4], total, 100 * ph[1] / total, 100 * ph[2] / total,
-               100 * ph[3] / total, 100 * ph[0] / total, 100 * ph[4] / total
+               100 * ph[3] / total, 100 * ph[0] / total, 100 * ph[4] / total, ag,
+               (sg > 0 ? 100 * ag / sg : 0)
     }
 }

@@ -86,6 +86,14 @@ static double forward_flops(const Vit *m)
     return patch + c->depth * block + 2.0 * D * K;
 }
 
+/* FLOPs of attention's own products (q k^T and P v forward, four products
+ * backward) in one training step of one image: 3 forward passes' worth. */
+static double attention_train_flops(const Vit *m)
+{
+    const double T = m->tokens, D = m->cfg.dim;
+    return 3.0 * m->cfg.depth * 4.0 * T * T * D;
+}
+
 typedef struct Setup {
     const char *preset, *pe, *export_path;
     int img, channels, patch, block, batch, steps;
@@ -188,6 +196,9 @@ static int train_bench(const Setup *s)
            B / step, B / median(infer, s->steps), gflop, gflop * B / step, peak_rss_mib());
     for (int p = 0; p < PROF_PHASES; p++)
         printf(" phase_%d=%.5f", p, phases[p] / s->steps);
+    if (phases[PROF_ATTENTION] > 0)
+        printf(" attn_gflops=%.2f",
+               attention_train_flops(&m) * 1e-9 * B / (phases[PROF_ATTENTION] / s->steps));
     printf("\n");
     free(train);
     free(infer);
