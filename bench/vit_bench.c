@@ -76,22 +76,22 @@ static int sgemm_bench(int n)
     return 0;
 }
 
+/* FLOPs of attention's own products, q k^T and P v, in one forward pass of
+ * one image (the backward's four products count as two more passes). */
+static double attention_flops(const Vit *m)
+{
+    const double T = m->tokens, D = m->cfg.dim;
+    return m->cfg.depth * 4.0 * T * T * D;
+}
+
 /* Matrix-product FLOPs of one forward pass of one image. */
 static double forward_flops(const Vit *m)
 {
     const VitConfig *c = &m->cfg;
     const double T = m->tokens, D = c->dim, F = c->mlp_dim, K = c->num_classes;
     const double patch = 2.0 * m->num_patches * c->channels * c->patch_size * c->patch_size * D;
-    const double block = 2.0 * T * (3 * D * D + D * D + 2 * D * F) + 4.0 * T * T * D;
-    return patch + c->depth * block + 2.0 * D * K;
-}
-
-/* FLOPs of attention's own products (q k^T and P v forward, four products
- * backward) in one training step of one image: 3 forward passes' worth. */
-static double attention_train_flops(const Vit *m)
-{
-    const double T = m->tokens, D = m->cfg.dim;
-    return 3.0 * m->cfg.depth * 4.0 * T * T * D;
+    const double block = 2.0 * T * (3 * D * D + D * D + 2 * D * F);
+    return patch + c->depth * block + attention_flops(m) + 2.0 * D * K;
 }
 
 typedef struct Setup {
@@ -198,7 +198,7 @@ static int train_bench(const Setup *s)
         printf(" phase_%d=%.5f", p, phases[p] / s->steps);
     if (phases[PROF_ATTENTION] > 0)
         printf(" attn_gflops=%.2f",
-               attention_train_flops(&m) * 1e-9 * B / (phases[PROF_ATTENTION] / s->steps));
+               3.0 * attention_flops(&m) * 1e-9 * B / (phases[PROF_ATTENTION] / s->steps));
     printf("\n");
     free(train);
     free(infer);
