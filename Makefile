@@ -12,6 +12,7 @@
 #   make bench-loader  loader vs training throughput (quickstart config)
 #   make bench-pe   step time of every positional encoding
 #   make bench-rotation  the phases of LieRE b = 8 (prepare, rotations, finish), ms per step
+#   make bench-attention  the attention core alone, from memory and from L2, against sgemm
 #   make bench      vitrain vs the PyTorch peer; writes docs/PERFORMANCE.md
 #   make MPI=1      ./vitrain with MPI data parallelism (mpicc; objects in build/mpi)
 #   make test-mpi   1 process against mpirun -np 2: losses, parameters, resume, failures
@@ -83,7 +84,7 @@ TEST_BIN := $(BUILD)/vitrain_tests
 TEST_ENV := CK_EXCLUDE_TAGS=slow
 
 .PHONY: all test test-all test-torch sanitize debug valgrind deps data data-arrows study-smoke \
-        bench bench-loader bench-pe bench-rotation docs clean fuzz fuzz-build fuzz-regress test-mpi bench-mpi \
+        bench bench-loader bench-pe bench-rotation bench-attention docs clean fuzz fuzz-build fuzz-regress test-mpi bench-mpi \
         mpi-tools FORCE
 
 all: vitrain
@@ -194,6 +195,11 @@ bench: $(BUILD)/bench/vit_bench
 # The phases of a rotary encoding (LieRE b = 8 on ViT-Tiny by default), ms per step.
 bench-rotation: $(BUILD)/bench/rotation_bench
 	$(BUILD)/bench/rotation_bench
+
+# The attention core at the bench models' shapes, 1 and 2 threads.
+bench-attention: $(BUILD)/bench/attention_bench
+	OMP_NUM_THREADS=1 $(BUILD)/bench/attention_bench 1
+	OMP_NUM_THREADS=2 $(BUILD)/bench/attention_bench 2
 
 # Step time of every positional encoding on the study model.
 bench-pe: $(BUILD)/bench/pe_bench

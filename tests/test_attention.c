@@ -287,7 +287,7 @@ static void check_head_gemm(int M, int Nc, int K, bool transposed)
     for (int i = 0; i < ldc * (M + 1); i++)
         c[i] = GUARD;
     const int a_row = transposed ? 1 : lda, a_col = transposed ? lda : 1;
-    head_gemm(c, ldc, a, a_row, a_col, b, ldb, M, Nc, K, 0.5f);
+    head_gemm(c, ldc, a, a_row, a_col, b, ldb, M, Nc, K, 0.5f, NULL);
     for (int i = 0; i <= M; i++)
         for (int j = 0; j < ldc; j++) {
             const float got = c[i * ldc + j];
@@ -310,6 +310,56 @@ START_TEST(test_head_gemm_matches_reference)
     for (int s = 0; s < (int)(sizeof sizes / sizeof sizes[0]); s++)
         for (int t = 0; t < 2; t++)
             check_head_gemm(sizes[s][0], sizes[s][1], sizes[s][2], t == 1);
+}
+END_TEST
+
+/* The queue covers every byte of the rows with line-aligned chunks, in
+ * row order, and stops at its capacity. */
+START_TEST(test_line_queue_covers_rows)
+{
+    const int rows = 7, cols = 64, ld = 3 * 64 + 5; /* rows that start mid-line */
+    const float *x = gc_zeros((size_t)rows * ld);
+    const char *storage[64];
+    LineQueue q = {storage, 0, 0, 64};
+    line_queue_rows(&q, x + 3, ld, rows, cols);
+    for (int c = 0; c < q.count; c++) {
+        ck_assert_msg((uintptr_t)q.chunk[c] % HEAD_LINE_BYTES == 0, "chunk %d not on a line", c);
+        ck_assert(c == 0 || q.chunk[c] > q.chunk[c - 1]);
+    }
+    for (int i = 0; i < rows; i++)
+        for (int j = 0; j < cols; j++) {
+            const char *byte = (const char *)(x + 3 + i * ld + j);
+            bool covered = false;
+            for (int c = 0; c < q.count; c++)
+                covered |= byte >= q.chunk[c] && byte < q.chunk[c] + HEAD_CHUNK_BYTES;
+            ck_assert_msg(covered, "row %d float %d not queued", i, j);
+        }
+    LineQueue small = {storage, 0, 0, 3};
+    line_queue_rows(&small, x, ld, rows, cols);
+    ck_assert_int_eq(small.count, 3);
+    line_queue_clear(&q);
+    ck_assert_int_eq(q.count + q.next, 0);
+}
+END_TEST
+
+/* Fetching ahead changes nothing: the same product bit for bit, with the
+ * queue drained a chunk per four steps along k of each block. */
+START_TEST(test_head_gemm_fetching_ahead_changes_nothing)
+{
+    const int M = 50, Nc = 64, K = 50, ld = 3 * 64;
+    const float *a = gc_randn((size_t)M * K, 1.0, 38);
+    const float *b = gc_randn((size_t)K * ld, 1.0, 39);
+    float *plain = gc_zeros((size_t)M * Nc), *fetching = gc_zeros((size_t)M * Nc);
+    const char *storage[1024];
+    LineQueue q = {storage, 0, 0, 1024};
+    line_queue_rows(&q, b, ld, K, ld);
+    head_gemm(plain, Nc, a, K, 1, b, ld, M, Nc, K, 1.0f, NULL);
+    head_gemm(fetching, Nc, a, K, 1, b, ld, M, Nc, K, 1.0f, &q);
+    for (int i = 0; i < M * Nc; i++)
+        ck_assert_msg(plain[i] == fetching[i], "element %d: %.9g, not %.9g", i, fetching[i],
+                      plain[i]);
+    if (head_kernels_take(M, Nc, K, false))
+        ck_assert_int_eq(q.next, VT_MIN(q.count, (M + 4) / 5 * (K / 4)));
 }
 END_TEST
 
@@ -342,7 +392,7 @@ START_TEST(test_head_gemm_nt_matches_reference)
         const float *a = gc_randn((size_t)M * lda, 1.0, 34);
         const float *b = gc_randn((size_t)Nc * ldb, 1.0, 35);
         float *c = gc_zeros((size_t)M * ldc);
-        head_gemm_nt(c, ldc, a, lda, b, ldb, M, Nc, K, 0.125f);
+        head_gemm_nt(c, ldc, a, lda, b, ldb, M, Nc, K, 0.125f, NULL);
         for (int i = 0; i < M; i++)
             for (int j = 0; j < Nc; j++) {
                 ck_assert_msg(cell_matches(c[i * ldc + j], 0.125f, a, lda, 1, b, 1, ldb, i, j, K),
@@ -364,7 +414,7 @@ START_TEST(test_head_sgemm_sizes)
             const float *A = gc_randn((size_t)M * ld, 1.0, 36);
             const float *B = gc_randn((size_t)K * ld, 1.0, 37);
             float *C = gc_zeros((size_t)M * N);
-            head_sgemm(ta, tb, M, N, K, 0.5f, A, ld, B, ld, C, N);
+            head_sgemm(ta, tb, M, N, K, 0.5f, A, ld, B, ld, C, N, NULL);
             for (int i = 0; i < M; i++)
                 for (int j = 0; j < N; j++) {
                     ck_assert_msg(cell_matches(C[i * N + j], 0.5f, A, ta ? 1 : ld, ta ? ld : 1, B,
@@ -391,6 +441,8 @@ Suite *attention_suite(void)
     tcase_add_test(tc, test_attention_keeps_nan);
     tcase_add_test(tc, test_head_gemm_matches_reference);
     tcase_add_test(tc, test_head_transpose_exact);
+    tcase_add_test(tc, test_line_queue_covers_rows);
+    tcase_add_test(tc, test_head_gemm_fetching_ahead_changes_nothing);
     tcase_add_test(tc, test_head_gemm_nt_matches_reference);
     tcase_add_test(tc, test_head_sgemm_sizes);
     suite_add_tcase(s, tc);

@@ -102,6 +102,44 @@ static void scatter_heads(float *qkv, const float *heads, int slot, const AttnDi
     }
 }
 
+/* Chunks of memory queued per head for the kernels to fetch ahead: the
+ * backward of ViT-S at 32 px needs 537 (dO, q, k, v, P, dq, dk, dv at
+ * N = 65, Dh = 64). */
+enum { LINES_AHEAD = 1024 };
+
+static void queue_slice(LineQueue *ahead, HeadSlice s, const AttnDims *d)
+{
+    line_queue_rows(ahead, s.at, s.ld, d->N, d->Dh);
+}
+
+/* Head (b, h)'s output columns in a (B, N, D) buffer. */
+static HeadSlice output_slice(const float *out, int bh, const AttnDims *d)
+{
+    const int D = d->H * d->Dh, b = bh / d->H, h = bh % d->H;
+    return (HeadSlice){out + (int64_t)b * d->N * D + h * d->Dh, D};
+}
+
+static void queue_probs(LineQueue *ahead, const float *probs, int bh, const AttnDims *d)
+{
+    const int64_t NN = (int64_t)d->N * d->N;
+    line_queue_rows(ahead, probs + bh * NN, 0, 1, (int)NN);
+}
+
+/* What the forward of head bh reads and writes, in the order it does. */
+static void queue_forward(LineQueue *ahead, const float *q_rot, const float *k_rot,
+                          const float *probs, const float *out, const float *qkv, int bh,
+                          const AttnDims *d)
+{
+    line_queue_clear(ahead);
+    if (bh >= d->B * d->H)
+        return;
+    queue_slice(ahead, qk_slice(k_rot, qkv, SLOT_K, bh, d), d);
+    queue_slice(ahead, qk_slice(q_rot, qkv, SLOT_Q, bh, d), d);
+    queue_probs(ahead, probs, bh, d);
+    queue_slice(ahead, qkv_slice(qkv, SLOT_V, bh, d), d);
+    queue_slice(ahead, output_slice(out, bh, d), d);
+}
+
 int attention_scratch_tiles(void)
 {
     return threads_planned();
@@ -129,22 +167,35 @@ static void softmax_rows(float *s /* (N, N) */, int N)
 }
 
 /* out[b, :, head h] = P v, (N, Dh) in a row stride of D. */
-static void head_output(float *out, const float *p, const float *qkv, int bh, const AttnDims *dims)
+static void head_output(float *out, const float *p, const float *qkv, int bh, const AttnDims *dims,
+                        LineQueue *ahead)
 {
     const int N = dims->N, Dh = dims->Dh, D = dims->H * Dh;
     const int b = bh / dims->H, h = bh % dims->H;
     const HeadSlice v = qkv_slice(qkv, SLOT_V, bh, dims);
     head_sgemm(false, false, N, Dh, N, 1.0f, p, N, v.at, v.ld, out + (int64_t)b * N * D + h * Dh,
-               D);
+               D, ahead);
 }
 
 void attention_output(float *out, const float *probs, const float *qkv, const AttnDims *dims)
 {
     const int64_t NN = (int64_t)dims->N * dims->N;
     prof_push(PROF_ATTENTION);
-#pragma omp parallel for schedule(static)
-    for (int bh = 0; bh < dims->B * dims->H; bh++)
-        head_output(out, probs + bh * NN, qkv, bh, dims);
+#pragma omp parallel
+    {
+        const char *lines[LINES_AHEAD];
+        LineQueue ahead = {lines, 0, 0, LINES_AHEAD};
+#pragma omp for schedule(static)
+        for (int bh = 0; bh < dims->B * dims->H; bh++) {
+            line_queue_clear(&ahead);
+            if (bh + 1 < dims->B * dims->H) {
+                queue_probs(&ahead, probs, bh + 1, dims);
+                queue_slice(&ahead, qkv_slice(qkv, SLOT_V, bh + 1, dims), dims);
+                queue_slice(&ahead, output_slice(out, bh + 1, dims), dims);
+            }
+            head_output(out, probs + bh * NN, qkv, bh, dims, &ahead);
+        }
+    }
     prof_pop();
 }
 
@@ -163,15 +214,21 @@ void attention_forward(float *out, float *q_rot, float *k_rot, float *probs, con
     } else {
         q_rot = k_rot = NULL;
     }
-#pragma omp parallel for schedule(static)
-    for (int bh = 0; bh < dims->B * dims->H; bh++) {
-        const HeadSlice q = qk_slice(q_rot, qkv, SLOT_Q, bh, dims);
-        const HeadSlice k = qk_slice(k_rot, qkv, SLOT_K, bh, dims);
-        float *p = probs + (int64_t)bh * N * N;
-        /* P = softmax(q k^T * scale), (N, N) */
-        head_sgemm(false, true, N, N, Dh, scale, q.at, q.ld, k.at, k.ld, p, N);
-        softmax_rows(p, N);
-        head_output(out, p, qkv, bh, dims);
+#pragma omp parallel
+    {
+        const char *lines[LINES_AHEAD];
+        LineQueue ahead = {lines, 0, 0, LINES_AHEAD};
+#pragma omp for schedule(static)
+        for (int bh = 0; bh < dims->B * dims->H; bh++) {
+            const HeadSlice q = qk_slice(q_rot, qkv, SLOT_Q, bh, dims);
+            const HeadSlice k = qk_slice(k_rot, qkv, SLOT_K, bh, dims);
+            float *p = probs + (int64_t)bh * N * N;
+            queue_forward(&ahead, q_rot, k_rot, probs, out, qkv, bh + 1, dims);
+            /* P = softmax(q k^T * scale), (N, N) */
+            head_sgemm(false, true, N, N, Dh, scale, q.at, q.ld, k.at, k.ld, p, N, &ahead);
+            softmax_rows(p, N);
+            head_output(out, p, qkv, bh, dims, &ahead);
+        }
     }
     prof_pop();
 }
@@ -195,9 +252,28 @@ static void softmax_rows_backward(float *dp /* (N, N) */, const float *p /* (N, 
 }
 
 /* The backward of one head (b, h), its dP in the thread's tile dp. */
+/* What the backward of head bh reads and writes, in the order it does. */
+static void queue_backward(LineQueue *ahead, const float *dqkv, const float *dq_rot,
+                           const float *dk_rot, const float *dout, const float *q_rot,
+                           const float *k_rot, const float *probs, const float *qkv, int bh,
+                           const AttnDims *d)
+{
+    line_queue_clear(ahead);
+    if (bh >= d->B * d->H)
+        return;
+    queue_slice(ahead, output_slice(dout, bh, d), d);
+    queue_slice(ahead, qkv_slice(qkv, SLOT_V, bh, d), d);
+    queue_probs(ahead, probs, bh, d);
+    queue_slice(ahead, qkv_slice(dqkv, SLOT_V, bh, d), d);
+    queue_slice(ahead, qk_slice(k_rot, qkv, SLOT_K, bh, d), d);
+    queue_slice(ahead, qk_slice(dq_rot, dqkv, SLOT_Q, bh, d), d);
+    queue_slice(ahead, qk_slice(q_rot, qkv, SLOT_Q, bh, d), d);
+    queue_slice(ahead, qk_slice(dk_rot, dqkv, SLOT_K, bh, d), d);
+}
+
 static void head_backward(float *dqkv, float *dq_rot, float *dk_rot, float *dp, const float *dout,
                           const float *q_rot, const float *k_rot, const float *probs,
-                          const float *qkv, int bh, const AttnDims *dims)
+                          const float *qkv, int bh, const AttnDims *dims, LineQueue *ahead)
 {
     const int N = dims->N, Dh = dims->Dh, D = dims->H * Dh;
     const int b = bh / dims->H, h = bh % dims->H;
@@ -211,13 +287,14 @@ static void head_backward(float *dqkv, float *dq_rot, float *dk_rot, float *dp, 
     const float *p = probs + (int64_t)bh * N * N;
     const float *dO = dout + (int64_t)b * N * D + h * Dh; /* (N, Dh), row stride D */
     /* O = P v: dP = dO v^T, dv = P^T dO */
-    head_sgemm(false, true, N, N, Dh, 1.0f, dO, D, v.at, v.ld, dp, N);
-    head_sgemm(true, false, N, Dh, N, 1.0f, p, N, dO, D, dv.at, dv.ld);
+    queue_backward(ahead, dqkv, dq_rot, dk_rot, dout, q_rot, k_rot, probs, qkv, bh + 1, dims);
+    head_sgemm(false, true, N, N, Dh, 1.0f, dO, D, v.at, v.ld, dp, N, ahead);
+    head_sgemm(true, false, N, Dh, N, 1.0f, p, N, dO, D, dv.at, dv.ld, ahead);
     /* P = softmax(S), S = scale q k^T: dS = scale * softmax'(dP) */
     softmax_rows_backward(dp, p, N, scale);
     /* dq = dS k, dk = dS^T q */
-    head_sgemm(false, false, N, Dh, N, 1.0f, dp, N, k.at, k.ld, dq.at, dq.ld);
-    head_sgemm(true, false, N, Dh, N, 1.0f, dp, N, q.at, q.ld, dk.at, dk.ld);
+    head_sgemm(false, false, N, Dh, N, 1.0f, dp, N, k.at, k.ld, dq.at, dq.ld, ahead);
+    head_sgemm(true, false, N, Dh, N, 1.0f, dp, N, q.at, q.ld, dk.at, dk.ld, ahead);
 }
 
 void attention_backward(float *dqkv, float *dq_rot, float *dk_rot, float *dp_tiles, int tiles,
@@ -235,9 +312,12 @@ void attention_backward(float *dqkv, float *dq_rot, float *dk_rot, float *dp_til
 #pragma omp parallel num_threads(VT_MIN(omp_get_max_threads(), tiles))
     {
         float *dp = dp_tiles + (int64_t)omp_get_thread_num() * N * N;
+        const char *lines[LINES_AHEAD];
+        LineQueue ahead = {lines, 0, 0, LINES_AHEAD};
 #pragma omp for schedule(static)
         for (int bh = 0; bh < dims->B * dims->H; bh++)
-            head_backward(dqkv, dq_rot, dk_rot, dp, dout, q_rot, k_rot, probs, qkv, bh, dims);
+            head_backward(dqkv, dq_rot, dk_rot, dp, dout, q_rot, k_rot, probs, qkv, bh, dims,
+                          &ahead);
     }
     if (rotation) {
         rotation->backward(rotation, layer, dq_rot, qkv + SLOT_Q * D, 3 * D, dims);

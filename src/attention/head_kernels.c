@@ -16,6 +16,7 @@
 #include "vitrain/common.h"
 #include "vitrain/parallel.h"
 
+#include <assert.h>
 #include <stdint.h>
 
 /* Row stride of the transposed tile of a B with Nc rows: whole vectors. */
@@ -27,6 +28,23 @@ static int tile_stride(int Nc)
 static bool tile_fits(int Nc, int K)
 {
     return (int64_t)tile_stride(Nc) * K <= HEAD_TILE_FLOATS;
+}
+
+void line_queue_clear(LineQueue *q)
+{
+    q->next = q->count = 0;
+}
+
+void line_queue_rows(LineQueue *q, const float *at, int64_t ld, int rows, int cols)
+{
+    const int64_t bytes = (int64_t)cols * (int64_t)sizeof(float);
+    for (int i = 0; i < rows; i++) {
+        const char *row = (const char *)(at + i * ld);
+        /* From the line that holds the row's first float. */
+        const char *first = row - ((uintptr_t)row % HEAD_LINE_BYTES);
+        for (const char *c = first; c < row + bytes && q->count < q->capacity; c += HEAD_CHUNK_BYTES)
+            q->chunk[q->count++] = c;
+    }
 }
 
 #ifdef __AVX512F__
@@ -47,13 +65,33 @@ static __mmask16 last_vector_mask(int cols, int nv)
     return (__mmask16)(0xFFFFu >> (nv * LANES - cols));
 }
 
+/* One step along k of a block: row k of B times column k of A. */
+static inline __attribute__((always_inline)) void gemm_step(__m512 acc[ROWS][VECS],
+                                                            const float *const a_rows[ROWS],
+                                                            int64_t at, const float *b_row,
+                                                            const int nv, __mmask16 last)
+{
+    __m512 bv[VECS];
+    for (int v = 0; v < nv - 1; v++)
+        bv[v] = _mm512_loadu_ps(b_row + v * LANES);
+    bv[nv - 1] = _mm512_maskz_loadu_ps(last, b_row + (nv - 1) * LANES);
+    for (int r = 0; r < ROWS; r++) {
+        const __m512 av = _mm512_set1_ps(a_rows[r][at]);
+        for (int v = 0; v < nv; v++)
+            acc[r][v] = _mm512_fmadd_ps(av, bv[v], acc[r][v]);
+    }
+}
+
 /* rows (<= ROWS) x (nv vectors, the last masked) of C. Inlined per nv so
- * that the accumulators stay in registers. */
+ * that the accumulators stay in registers. The first steps each fetch one
+ * line of `ahead`, the rest run without the test. */
+static_assert(HEAD_CHUNK_BYTES == 4 * HEAD_LINE_BYTES, "gemm_block fetches a chunk in four steps");
+
 static inline __attribute__((always_inline)) void gemm_block(float *c, int ldc, const float *a,
                                                              int a_row, int a_col, int rows,
                                                              const float *b, int ldb, int K,
                                                              float alpha, const int nv,
-                                                             __mmask16 last)
+                                                             __mmask16 last, LineQueue *ahead)
 {
     const float *a_rows[ROWS];
     for (int r = 0; r < ROWS; r++)
@@ -62,19 +100,18 @@ static inline __attribute__((always_inline)) void gemm_block(float *c, int ldc, 
     for (int r = 0; r < ROWS; r++)
         for (int v = 0; v < nv; v++)
             acc[r][v] = _mm512_setzero_ps();
-    for (int k = 0; k < K; k++) {
-        const float *b_row = b + (int64_t)k * ldb;
-        const int64_t at = (int64_t)k * a_col;
-        __m512 bv[VECS];
-        for (int v = 0; v < nv - 1; v++)
-            bv[v] = _mm512_loadu_ps(b_row + v * LANES);
-        bv[nv - 1] = _mm512_maskz_loadu_ps(last, b_row + (nv - 1) * LANES);
-        for (int r = 0; r < ROWS; r++) {
-            const __m512 av = _mm512_set1_ps(a_rows[r][at]);
-            for (int v = 0; v < nv; v++)
-                acc[r][v] = _mm512_fmadd_ps(av, bv[v], acc[r][v]);
+    /* Four steps per chunk, a line each; the steps beyond fetch nothing. */
+    const int fetching = VT_MIN(K / 4, ahead->count - ahead->next);
+    const char *const *chunk = ahead->chunk + ahead->next;
+    int k = 0;
+    for (int f = 0; f < fetching; f++)
+        for (int line = 0; line < 4; line++, k++) {
+            __builtin_prefetch(chunk[f] + line * HEAD_LINE_BYTES, 0, 2);
+            gemm_step(acc, a_rows, (int64_t)k * a_col, b + (int64_t)k * ldb, nv, last);
         }
-    }
+    for (; k < K; k++)
+        gemm_step(acc, a_rows, (int64_t)k * a_col, b + (int64_t)k * ldb, nv, last);
+    ahead->next += fetching;
     const __m512 scale = _mm512_set1_ps(alpha);
     for (int r = 0; r < ROWS; r++) {
         if (r >= rows)
@@ -88,8 +125,11 @@ static inline __attribute__((always_inline)) void gemm_block(float *c, int ldc, 
 }
 
 void head_gemm(float *c, int ldc, const float *a, int a_row, int a_col, const float *b, int ldb,
-               int M, int Nc, int K, float alpha)
+               int M, int Nc, int K, float alpha, LineQueue *ahead)
 {
+    LineQueue none = {0};
+    if (!ahead)
+        ahead = &none;
     /* Column panels outside, so that one panel of B (K x 64) stays in L1
      * while the row blocks of A pass by. */
     for (int j = 0; j < Nc; j += COLS) {
@@ -100,10 +140,10 @@ void head_gemm(float *c, int ldc, const float *a, int a_row, int a_col, const fl
             float *ci = c + (int64_t)i * ldc + j;
             const float *ai = a + (int64_t)i * a_row, *bj = b + j;
             switch (nv) {
-            case 1: gemm_block(ci, ldc, ai, a_row, a_col, rows, bj, ldb, K, alpha, 1, last); break;
-            case 2: gemm_block(ci, ldc, ai, a_row, a_col, rows, bj, ldb, K, alpha, 2, last); break;
-            case 3: gemm_block(ci, ldc, ai, a_row, a_col, rows, bj, ldb, K, alpha, 3, last); break;
-            default: gemm_block(ci, ldc, ai, a_row, a_col, rows, bj, ldb, K, alpha, 4, last); break;
+            case 1: gemm_block(ci, ldc, ai, a_row, a_col, rows, bj, ldb, K, alpha, 1, last, ahead); break;
+            case 2: gemm_block(ci, ldc, ai, a_row, a_col, rows, bj, ldb, K, alpha, 2, last, ahead); break;
+            case 3: gemm_block(ci, ldc, ai, a_row, a_col, rows, bj, ldb, K, alpha, 3, last, ahead); break;
+            default: gemm_block(ci, ldc, ai, a_row, a_col, rows, bj, ldb, K, alpha, 4, last, ahead); break;
             }
         }
     }
@@ -170,8 +210,9 @@ bool head_kernels_take(int M, int N, int K, bool trans_b)
 }
 
 void head_gemm(float *c, int ldc, const float *a, int a_row, int a_col, const float *b, int ldb,
-               int M, int Nc, int K, float alpha)
+               int M, int Nc, int K, float alpha, LineQueue *ahead)
 {
+    (void)ahead;
     for (int i = 0; i < M; i++)
         for (int j = 0; j < Nc; j++) {
             float sum = 0.0f;
@@ -191,23 +232,23 @@ void head_transpose(float *to, int ld_to, const float *from, int ld_from, int ro
 #endif
 
 void head_gemm_nt(float *c, int ldc, const float *a, int lda, const float *b, int ldb, int M,
-                  int Nc, int K, float alpha)
+                  int Nc, int K, float alpha, LineQueue *ahead)
 {
     float tile[HEAD_TILE_FLOATS] __attribute__((aligned(64)));
     const int ld = tile_stride(Nc);
     VT_ASSERT(tile_fits(Nc, K));
     head_transpose(tile, ld, b, ldb, Nc, K); /* (K, Nc): B^T */
-    head_gemm(c, ldc, a, lda, 1, tile, ld, M, Nc, K, alpha);
+    head_gemm(c, ldc, a, lda, 1, tile, ld, M, Nc, K, alpha, ahead);
 }
 
 void head_sgemm(bool trans_a, bool trans_b, int M, int N, int K, float alpha, const float *A,
-                int lda, const float *B, int ldb, float *C, int ldc)
+                int lda, const float *B, int ldb, float *C, int ldc, LineQueue *ahead)
 {
     VT_ASSERT(!(trans_a && trans_b));
     if (!head_kernels_take(M, N, K, trans_b))
         blas_sgemm(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, 0.0f, C, ldc);
     else if (trans_b)
-        head_gemm_nt(C, ldc, A, lda, B, ldb, M, N, K, alpha);
+        head_gemm_nt(C, ldc, A, lda, B, ldb, M, N, K, alpha, ahead);
     else
-        head_gemm(C, ldc, A, trans_a ? 1 : lda, trans_a ? lda : 1, B, ldb, M, N, K, alpha);
+        head_gemm(C, ldc, A, trans_a ? 1 : lda, trans_a ? lda : 1, B, ldb, M, N, K, alpha, ahead);
 }

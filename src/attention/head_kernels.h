@@ -14,6 +14,7 @@
 #define VITRAIN_HEAD_KERNELS_H
 
 #include <stdbool.h>
+#include <stdint.h>
 
 /* The sides of a product the kernels take, and the floats in the stack
  * tile of a transposed right-hand factor. Outside these bounds OpenBLAS was
@@ -24,12 +25,34 @@
 #define HEAD_TILE_FLOATS 16384
 
 /*
+ * Memory for the kernels to fetch while they compute, a line every step
+ * along k: the operands of the next head, so that they arrive while this
+ * head's products run. q, k and v lie in rows 3D apart, 256 bytes each, a
+ * pattern the hardware prefetchers do not follow: without this the
+ * attention of a batch from memory ran at about half its rate with the
+ * same operands in the L2 cache (make bench-attention). The queue holds
+ * chunks of four lines, which a kernel takes one per four steps.
+ */
+#define HEAD_LINE_BYTES 64
+#define HEAD_CHUNK_BYTES 256
+typedef struct LineQueue {
+    const char **chunk; /* capacity entries, the caller's */
+    int next, count, capacity;
+} LineQueue;
+
+/* Empties q (its storage kept). */
+void line_queue_clear(LineQueue *q);
+/* Appends the chunks that cover `rows` rows of `cols` floats, `ld` floats
+ * apart (as many as fit; the rest are not fetched ahead). */
+void line_queue_rows(LineQueue *q, const float *at, int64_t ld, int rows, int cols);
+
+/*
  * C (M, N) = alpha op(A) op(B), row-major, as blas_sgemm with beta = 0
  * (A and B not both transposed): on the kernels below where
  * head_kernels_take says so, else on OpenBLAS.
  */
 void head_sgemm(bool trans_a, bool trans_b, int M, int N, int K, float alpha, const float *A,
-                int lda, const float *B, int ldb, float *C, int ldc);
+                int lda, const float *B, int ldb, float *C, int ldc, LineQueue *ahead);
 
 /* Whether head_sgemm runs this product on the kernels: built with
  * AVX-512F, every side within [HEAD_KERNEL_MIN_SIDE, HEAD_KERNEL_MAX_SIDE],
@@ -40,15 +63,15 @@ bool head_kernels_take(int M, int N, int K, bool trans_b);
  * C (M, Nc) = alpha A B, with C and B row-major (row strides ldc, ldb) and
  * element (i, k) of A at a[i * a_row + k * a_col]: a row-major matrix with
  * row stride lda is a_row = lda, a_col = 1; its transpose a_row = 1,
- * a_col = lda.
+ * a_col = lda. Fetches lines of `ahead` (NULL: none) as it goes.
  */
 void head_gemm(float *c, int ldc, const float *a, int a_row, int a_col, const float *b, int ldb,
-               int M, int Nc, int K, float alpha);
+               int M, int Nc, int K, float alpha, LineQueue *ahead);
 
 /* C (M, Nc) = alpha A B^T with B (Nc, K) row-major, through a transpose of
  * B into a tile of K x (Nc rounded up to 16) <= HEAD_TILE_FLOATS floats. */
 void head_gemm_nt(float *c, int ldc, const float *a, int lda, const float *b, int ldb, int M,
-                  int Nc, int K, float alpha);
+                  int Nc, int K, float alpha, LineQueue *ahead);
 
 /* to (cols, rows) = from (rows, cols)^T, row strides ld_to and ld_from. */
 void head_transpose(float *to, int ld_to, const float *from, int ld_from, int rows, int cols);
