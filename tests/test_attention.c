@@ -363,6 +363,54 @@ START_TEST(test_head_gemm_fetching_ahead_changes_nothing)
 }
 END_TEST
 
+/* The score kernels (rows finished in L1 on the head kernels; at N = 17
+ * the unfused path) against softmax and its backward in double, with
+ * whole vectors only (N = 64), a rest (50, 65) and two column panels
+ * (130). */
+START_TEST(test_head_scores_softmax_matches_double)
+{
+    const int sizes[] = {17, 50, 64, 65, 130}, K = 64, ld = 3 * K;
+    const float scale = 0.125f;
+    for (int s = 0; s < (int)(sizeof sizes / sizeof *sizes); s++) {
+        const int N = sizes[s];
+        const float *q = gc_randn((size_t)N * ld, 1.0, 40), *k = gc_randn((size_t)N * ld, 1.0, 41);
+        const float *dout = gc_randn((size_t)N * ld, 1.0, 42);
+        float *p = gc_zeros((size_t)N * N), *ds = gc_zeros((size_t)N * N);
+        head_scores_softmax(p, q, ld, k, ld, N, K, scale, NULL);
+        head_scores_softmax_backward(ds, dout, ld, k, ld, p, N, K, scale, NULL);
+        for (int i = 0; i < N; i++) {
+            /* size[j]: the scale of the rounding of float score j, whose
+             * error P(i, j) carries relative to its own value */
+            double e[130], dp[130], size[130], m = -INFINITY, sum = 0.0, dot = 0.0;
+            for (int j = 0; j < N; j++) {
+                e[j] = dp[j] = size[j] = 0.0;
+                for (int c = 0; c < K; c++) {
+                    e[j] += (double)q[i * ld + c] * k[j * ld + c];
+                    dp[j] += (double)dout[i * ld + c] * k[j * ld + c];
+                    size[j] += scale * fabs((double)q[i * ld + c] * k[j * ld + c]);
+                }
+                e[j] *= scale;
+                m = fmax(m, e[j]);
+            }
+            for (int j = 0; j < N; j++)
+                sum += e[j] = exp(e[j] - m);
+            for (int j = 0; j < N; j++) {
+                e[j] /= sum;
+                const double tolerance = 1e-8 + e[j] * (size[j] * 0x1p-21 + 0x1p-21);
+                ck_assert_msg(fabs(p[i * N + j] - e[j]) <= tolerance,
+                              "N %d: P(%d, %d) %.9g, not %.9g", N, i, j, p[i * N + j], e[j]);
+                dot += dp[j] * p[i * N + j];
+            }
+            for (int j = 0; j < N; j++) {
+                const double want = scale * p[i * N + j] * (dp[j] - dot);
+                ck_assert_msg(fabs(ds[i * N + j] - want) <= 2e-6 * (1.0 + fabs(dp[j])),
+                              "N %d: dS(%d, %d) %.9g, not %.9g", N, i, j, ds[i * N + j], want);
+            }
+        }
+    }
+}
+END_TEST
+
 START_TEST(test_head_transpose_exact)
 {
     const int sizes[][2] = {{1, 1}, {16, 16}, {17, 64}, {65, 64}, {50, 3}, {33, 47}};
@@ -442,6 +490,7 @@ Suite *attention_suite(void)
     tcase_add_test(tc, test_head_gemm_matches_reference);
     tcase_add_test(tc, test_head_transpose_exact);
     tcase_add_test(tc, test_line_queue_covers_rows);
+    tcase_add_test(tc, test_head_scores_softmax_matches_double);
     tcase_add_test(tc, test_head_gemm_fetching_ahead_changes_nothing);
     tcase_add_test(tc, test_head_gemm_nt_matches_reference);
     tcase_add_test(tc, test_head_sgemm_sizes);

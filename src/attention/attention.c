@@ -145,27 +145,6 @@ int attention_scratch_tiles(void)
     return threads_planned();
 }
 
-static void softmax_rows(float *s /* (N, N) */, int N)
-{
-    for (int i = 0; i < N; i++) {
-        float *row = s + (int64_t)i * N;
-        float m = row[0];
-#pragma omp simd reduction(max : m)
-        for (int j = 1; j < N; j++)
-            m = row[j] > m ? row[j] : m;
-        float sum = 0.0f;
-#pragma omp simd reduction(+ : sum)
-        for (int j = 0; j < N; j++) {
-            row[j] = vec_expf(row[j] - m);
-            sum += row[j];
-        }
-        const float inv = 1.0f / sum;
-#pragma omp simd
-        for (int j = 0; j < N; j++)
-            row[j] *= inv;
-    }
-}
-
 /* out[b, :, head h] = P v, (N, Dh) in a row stride of D. */
 static void head_output(float *out, const float *p, const float *qkv, int bh, const AttnDims *dims,
                         LineQueue *ahead)
@@ -225,33 +204,13 @@ void attention_forward(float *out, float *q_rot, float *k_rot, float *probs, con
             float *p = probs + (int64_t)bh * N * N;
             queue_forward(&ahead, q_rot, k_rot, probs, out, qkv, bh + 1, dims);
             /* P = softmax(q k^T * scale), (N, N) */
-            head_sgemm(false, true, N, N, Dh, scale, q.at, q.ld, k.at, k.ld, p, N, &ahead);
-            softmax_rows(p, N);
+            head_scores_softmax(p, q.at, q.ld, k.at, k.ld, N, Dh, scale, &ahead);
             head_output(out, p, qkv, bh, dims, &ahead);
         }
     }
     prof_pop();
 }
 
-/* Softmax backward, O(N) per row: with P = softmax(S),
- * dS_ij = P_ij (dP_ij - sum_k dP_ik P_ik). Overwrites dp with dS * scale. */
-static void softmax_rows_backward(float *dp /* (N, N) */, const float *p /* (N, N) */, int N,
-                                  float scale)
-{
-    for (int i = 0; i < N; i++) {
-        float *drow = dp + (int64_t)i * N;
-        const float *prow = p + (int64_t)i * N;
-        float dot = 0.0f;
-#pragma omp simd reduction(+ : dot)
-        for (int j = 0; j < N; j++)
-            dot += drow[j] * prow[j];
-#pragma omp simd
-        for (int j = 0; j < N; j++)
-            drow[j] = prow[j] * (drow[j] - dot) * scale;
-    }
-}
-
-/* The backward of one head (b, h), its dP in the thread's tile dp. */
 /* What the backward of head bh reads and writes, in the order it does. */
 static void queue_backward(LineQueue *ahead, const float *dqkv, const float *dq_rot,
                            const float *dk_rot, const float *dout, const float *q_rot,
@@ -286,12 +245,11 @@ static void head_backward(float *dqkv, float *dq_rot, float *dk_rot, float *dp, 
     const HeadOut dv = qkv_out(dqkv, SLOT_V, bh, dims);
     const float *p = probs + (int64_t)bh * N * N;
     const float *dO = dout + (int64_t)b * N * D + h * Dh; /* (N, Dh), row stride D */
-    /* O = P v: dP = dO v^T, dv = P^T dO */
     queue_backward(ahead, dqkv, dq_rot, dk_rot, dout, q_rot, k_rot, probs, qkv, bh + 1, dims);
-    head_sgemm(false, true, N, N, Dh, 1.0f, dO, D, v.at, v.ld, dp, N, ahead);
+    /* O = P v: dv = P^T dO, dP = dO v^T; P = softmax(S), S = scale q k^T:
+     * dS = scale * softmax'(dP), formed row by row with dP */
     head_sgemm(true, false, N, Dh, N, 1.0f, p, N, dO, D, dv.at, dv.ld, ahead);
-    /* P = softmax(S), S = scale q k^T: dS = scale * softmax'(dP) */
-    softmax_rows_backward(dp, p, N, scale);
+    head_scores_softmax_backward(dp, dO, D, v.at, v.ld, p, N, Dh, scale, ahead);
     /* dq = dS k, dk = dS^T q */
     head_sgemm(false, false, N, Dh, N, 1.0f, dp, N, k.at, k.ld, dq.at, dq.ld, ahead);
     head_sgemm(true, false, N, Dh, N, 1.0f, dp, N, q.at, q.ld, dk.at, dk.ld, ahead);

@@ -15,8 +15,10 @@
 
 #include "vitrain/common.h"
 #include "vitrain/parallel.h"
+#include "vitrain/vecmath.h"
 
 #include <assert.h>
+#include <math.h>
 #include <stdint.h>
 
 /* Row stride of the transposed tile of a B with Nc rows: whole vectors. */
@@ -50,7 +52,9 @@ void line_queue_rows(LineQueue *q, const float *at, int64_t ld, int rows, int co
 #ifdef __AVX512F__
 #include <immintrin.h>
 
+/* A block is ROWS rows of up to VECS vectors: 20 accumulators. */
 enum { LANES = 16, ROWS = 5, VECS = 4, COLS = VECS * LANES };
+typedef __m512 Block[ROWS][VECS];
 
 bool head_kernels_take(int M, int N, int K, bool trans_b)
 {
@@ -66,7 +70,7 @@ static __mmask16 last_vector_mask(int cols, int nv)
 }
 
 /* One step along k of a block: row k of B times column k of A. */
-static inline __attribute__((always_inline)) void gemm_step(__m512 acc[ROWS][VECS],
+static inline __attribute__((always_inline)) void gemm_step(Block acc,
                                                             const float *const a_rows[ROWS],
                                                             int64_t at, const float *b_row,
                                                             const int nv, __mmask16 last)
@@ -82,25 +86,25 @@ static inline __attribute__((always_inline)) void gemm_step(__m512 acc[ROWS][VEC
     }
 }
 
-/* rows (<= ROWS) x (nv vectors, the last masked) of C. Inlined per nv so
- * that the accumulators stay in registers. The first steps each fetch one
- * line of `ahead`, the rest run without the test. */
-static_assert(HEAD_CHUNK_BYTES == 4 * HEAD_LINE_BYTES, "gemm_block fetches a chunk in four steps");
+/* acc = rows (<= ROWS) of A times nv vectors of B (the last masked): each
+ * inlined per nv so that the accumulators stay in registers. The first
+ * steps each fetch a line of `ahead`, the rest run without the test. */
+static_assert(HEAD_CHUNK_BYTES == 4 * HEAD_LINE_BYTES, "a block fetches a chunk in four steps");
 
-static inline __attribute__((always_inline)) void gemm_block(float *c, int ldc, const float *a,
-                                                             int a_row, int a_col, int rows,
-                                                             const float *b, int ldb, int K,
-                                                             float alpha, const int nv,
-                                                             __mmask16 last, LineQueue *ahead)
+static inline __attribute__((always_inline)) void block_accumulate(Block acc, const float *a,
+                                                                   int a_row, int a_col,
+                                                                   int rows, const float *b,
+                                                                   int ldb, int K, const int nv,
+                                                                   __mmask16 last,
+                                                                   LineQueue *ahead)
 {
     const float *a_rows[ROWS];
     for (int r = 0; r < ROWS; r++)
         a_rows[r] = a + (int64_t)(r < rows ? r : rows - 1) * a_row;
-    __m512 acc[ROWS][VECS];
     for (int r = 0; r < ROWS; r++)
         for (int v = 0; v < nv; v++)
             acc[r][v] = _mm512_setzero_ps();
-    /* Four steps per chunk, a line each; the steps beyond fetch nothing. */
+    /* Four steps per chunk, a line each. */
     const int fetching = VT_MIN(K / 4, ahead->count - ahead->next);
     const char *const *chunk = ahead->chunk + ahead->next;
     int k = 0;
@@ -112,6 +116,16 @@ static inline __attribute__((always_inline)) void gemm_block(float *c, int ldc, 
     for (; k < K; k++)
         gemm_step(acc, a_rows, (int64_t)k * a_col, b + (int64_t)k * ldb, nv, last);
     ahead->next += fetching;
+}
+
+static inline __attribute__((always_inline)) void gemm_block(float *c, int ldc, const float *a,
+                                                             int a_row, int a_col, int rows,
+                                                             const float *b, int ldb, int K,
+                                                             float alpha, const int nv,
+                                                             __mmask16 last, LineQueue *ahead)
+{
+    Block acc;
+    block_accumulate(acc, a, a_row, a_col, rows, b, ldb, K, nv, last, ahead);
     const __m512 scale = _mm512_set1_ps(alpha);
     for (int r = 0; r < ROWS; r++) {
         if (r >= rows)
@@ -121,6 +135,161 @@ static inline __attribute__((always_inline)) void gemm_block(float *c, int ldc, 
             _mm512_storeu_ps(c_row + v * LANES, _mm512_mul_ps(acc[r][v], scale));
         _mm512_mask_storeu_ps(c_row + (nv - 1) * LANES, last,
                               _mm512_mul_ps(acc[r][nv - 1], scale));
+    }
+}
+
+/* vec_expf on 16 lanes, the same operations in the same order (so the
+ * same bits): clamped to [-87, 88], NaN given back. */
+static inline __attribute__((always_inline)) __m512 exp16(__m512 x_in)
+{
+    const __m512 x = _mm512_min_ps(_mm512_max_ps(x_in, _mm512_set1_ps(-87.0f)),
+                                   _mm512_set1_ps(88.0f));
+    const __m512 shifter = _mm512_set1_ps(12582912.0f);
+    const __m512 k = _mm512_sub_ps(
+        _mm512_add_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)), shifter), shifter);
+    const __m512 r = _mm512_add_ps(_mm512_sub_ps(x, _mm512_mul_ps(k, _mm512_set1_ps(0.693359375f))),
+                                   _mm512_mul_ps(k, _mm512_set1_ps(2.12194440e-4f)));
+    __m512 p = _mm512_set1_ps(1.9875691500e-4f);
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.3981999507e-3f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(8.3334519073e-3f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.1665795894e-2f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.6666665459e-1f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.0000001201e-1f));
+    p = _mm512_fmadd_ps(p, _mm512_mul_ps(r, r), _mm512_add_ps(r, _mm512_set1_ps(1.0f)));
+    const __m512i bits = _mm512_slli_epi32(
+        _mm512_add_epi32(_mm512_cvtps_epi32(k), _mm512_set1_epi32(127)), 23);
+    const __m512 y = _mm512_mul_ps(p, _mm512_castsi512_ps(bits));
+    const __mmask16 number = _mm512_cmp_ps_mask(x_in, x_in, _CMP_ORD_Q);
+    return _mm512_mask_blend_ps(number, x_in, y);
+}
+
+/* The mask of the lanes of a last vector that hold one of n floats (all
+ * lanes when n is a multiple of 16). */
+static __mmask16 tail_mask(int n)
+{
+    return (__mmask16)(0xFFFFu >> ((LANES - n % LANES) % LANES));
+}
+
+/* Rows of scores in place: p = softmax(p) per row, as softmax_rows. The
+ * rows of a block go through each pass together, so that the latencies of
+ * their reductions overlap (one row at a time waited on them). */
+static void block_softmax(float *p, int N, int rows)
+{
+    const int whole = N / LANES;
+    const __mmask16 rest = N % LANES ? tail_mask(N) : 0;
+    const __m512 below = _mm512_set1_ps(-INFINITY);
+    __m512 m[ROWS], sum[ROWS];
+    for (int r = 0; r < ROWS; r++) {
+        if (r >= rows)
+            break;
+        const float *row = p + (int64_t)r * N;
+        __m512 top = _mm512_mask_loadu_ps(below, rest, row + whole * LANES);
+        for (int v = 0; v < whole; v++)
+            top = _mm512_max_ps(top, _mm512_loadu_ps(row + v * LANES));
+        m[r] = _mm512_set1_ps(_mm512_reduce_max_ps(top));
+    }
+    for (int r = 0; r < ROWS; r++) {
+        if (r >= rows)
+            break;
+        float *row = p + (int64_t)r * N;
+        const __m512 e = exp16(_mm512_sub_ps(_mm512_mask_loadu_ps(below, rest, row + whole * LANES), m[r]));
+        sum[r] = _mm512_maskz_mov_ps(rest, e);
+        _mm512_mask_storeu_ps(row + whole * LANES, rest, e);
+        for (int v = 0; v < whole; v++) {
+            const __m512 ev = exp16(_mm512_sub_ps(_mm512_loadu_ps(row + v * LANES), m[r]));
+            _mm512_storeu_ps(row + v * LANES, ev);
+            sum[r] = _mm512_add_ps(sum[r], ev);
+        }
+    }
+    for (int r = 0; r < ROWS; r++) {
+        if (r >= rows)
+            break;
+        float *row = p + (int64_t)r * N;
+        const __m512 inv = _mm512_set1_ps(1.0f / _mm512_reduce_add_ps(sum[r]));
+        for (int v = 0; v < whole; v++)
+            _mm512_storeu_ps(row + v * LANES, _mm512_mul_ps(_mm512_loadu_ps(row + v * LANES), inv));
+        _mm512_mask_storeu_ps(row + whole * LANES, rest,
+                              _mm512_mul_ps(_mm512_maskz_loadu_ps(rest, row + whole * LANES), inv));
+    }
+}
+
+/* Rows of dP in place: ds = scale p (dP - sum_j dP_j p_j) per row, as
+ * softmax_rows_backward, the rows of a block together. */
+static void block_softmax_backward(float *ds, const float *p, int N, int rows, float scale)
+{
+    const int whole = N / LANES;
+    const __mmask16 rest = N % LANES ? tail_mask(N) : 0;
+    __m512 d[ROWS];
+    for (int r = 0; r < ROWS; r++) {
+        if (r >= rows)
+            break;
+        const float *drow = ds + (int64_t)r * N, *prow = p + (int64_t)r * N;
+        __m512 dot = _mm512_mul_ps(_mm512_maskz_loadu_ps(rest, drow + whole * LANES),
+                                   _mm512_maskz_loadu_ps(rest, prow + whole * LANES));
+        for (int v = 0; v < whole; v++)
+            dot = _mm512_fmadd_ps(_mm512_loadu_ps(drow + v * LANES),
+                                  _mm512_loadu_ps(prow + v * LANES), dot);
+        d[r] = _mm512_set1_ps(_mm512_reduce_add_ps(dot));
+    }
+    const __m512 s = _mm512_set1_ps(scale);
+    for (int r = 0; r < ROWS; r++) {
+        if (r >= rows)
+            break;
+        float *drow = ds + (int64_t)r * N;
+        const float *prow = p + (int64_t)r * N;
+        for (int v = 0; v <= whole; v++) {
+            const __mmask16 lanes = v < whole ? 0xFFFF : rest;
+            const __m512 pv = _mm512_maskz_loadu_ps(lanes, prow + v * LANES);
+            const __m512 dp = _mm512_maskz_loadu_ps(lanes, drow + v * LANES);
+            _mm512_mask_storeu_ps(drow + v * LANES, lanes,
+                                  _mm512_mul_ps(_mm512_mul_ps(pv, _mm512_sub_ps(dp, d[r])), s));
+        }
+    }
+}
+
+/* ROWS rows (or `rows`, the last block) of alpha a b^T, b transposed in
+ * `tile`, every column panel, so that the rows can be finished while they
+ * are in L1. */
+static void score_block(float *out, int N, const float *a, int lda, int rows, const float *tile,
+                        int ld_tile, int K, float alpha, LineQueue *ahead)
+{
+    for (int j = 0; j < N; j += COLS) {
+        const int cols = VT_MIN(COLS, N - j), nv = (cols + LANES - 1) / LANES;
+        const __mmask16 last = last_vector_mask(cols, nv);
+        float *oj = out + j;
+        const float *tj = tile + j;
+        switch (nv) {
+        case 1: gemm_block(oj, N, a, lda, 1, rows, tj, ld_tile, K, alpha, 1, last, ahead); break;
+        case 2: gemm_block(oj, N, a, lda, 1, rows, tj, ld_tile, K, alpha, 2, last, ahead); break;
+        case 3: gemm_block(oj, N, a, lda, 1, rows, tj, ld_tile, K, alpha, 3, last, ahead); break;
+        default: gemm_block(oj, N, a, lda, 1, rows, tj, ld_tile, K, alpha, 4, last, ahead); break;
+        }
+    }
+}
+
+static bool rows_fit(int N, int K)
+{
+    return head_kernels_take(N, N, K, true);
+}
+
+/* Scores a b^T (N, N) by blocks of rows, each block finished (softmax,
+ * or its backward against p) right after its products. */
+static void score_rows(float *out, const float *a, int lda, const float *b, int ldb,
+                       const float *p, int N, int K, float scale, bool backward,
+                       LineQueue *ahead)
+{
+    float tile[HEAD_TILE_FLOATS] __attribute__((aligned(64)));
+    const int ld = tile_stride(N);
+    head_transpose(tile, ld, b, ldb, N, K); /* (K, N): b^T */
+    for (int i = 0; i < N; i += ROWS) {
+        const int rows = VT_MIN(ROWS, N - i);
+        float *oi = out + (int64_t)i * N;
+        score_block(oi, N, a + (int64_t)i * lda, lda, rows, tile, ld, K,
+                    backward ? 1.0f : scale, ahead);
+        if (backward)
+            block_softmax_backward(oi, p + (int64_t)i * N, N, rows, scale);
+        else
+            block_softmax(oi, N, rows);
     }
 }
 
@@ -203,6 +372,12 @@ void head_transpose(float *to, int ld_to, const float *from, int ld_from, int ro
 
 #else /* plain loops: correct everywhere, used by the tests only */
 
+static bool rows_fit(int N, int K)
+{
+    (void)N, (void)K;
+    return false;
+}
+
 bool head_kernels_take(int M, int N, int K, bool trans_b)
 {
     (void)M, (void)N, (void)K, (void)trans_b;
@@ -251,4 +426,73 @@ void head_sgemm(bool trans_a, bool trans_b, int M, int N, int K, float alpha, co
         head_gemm_nt(C, ldc, A, lda, B, ldb, M, N, K, alpha, ahead);
     else
         head_gemm(C, ldc, A, trans_a ? 1 : lda, trans_a ? lda : 1, B, ldb, M, N, K, alpha, ahead);
+}
+
+/* The softmax of every row of s, in place: O(N) per row. */
+static void softmax_rows(float *s /* (N, N) */, int N)
+{
+    for (int i = 0; i < N; i++) {
+        float *row = s + (int64_t)i * N;
+        float m = row[0];
+#pragma omp simd reduction(max : m)
+        for (int j = 1; j < N; j++)
+            m = row[j] > m ? row[j] : m;
+        float sum = 0.0f;
+#pragma omp simd reduction(+ : sum)
+        for (int j = 0; j < N; j++) {
+            row[j] = vec_expf(row[j] - m);
+            sum += row[j];
+        }
+        const float inv = 1.0f / sum;
+#pragma omp simd
+        for (int j = 0; j < N; j++)
+            row[j] *= inv;
+    }
+}
+
+/* Softmax backward, O(N) per row: with P = softmax(S),
+ * dS_ij = P_ij (dP_ij - sum_k dP_ik P_ik). Overwrites dp with dS * scale. */
+static void softmax_rows_backward(float *dp /* (N, N) */, const float *p /* (N, N) */, int N,
+                                  float scale)
+{
+    for (int i = 0; i < N; i++) {
+        float *drow = dp + (int64_t)i * N;
+        const float *prow = p + (int64_t)i * N;
+        float dot = 0.0f;
+#pragma omp simd reduction(+ : dot)
+        for (int j = 0; j < N; j++)
+            dot += drow[j] * prow[j];
+#pragma omp simd
+        for (int j = 0; j < N; j++)
+            drow[j] = prow[j] * (drow[j] - dot) * scale;
+    }
+}
+
+void head_scores_softmax(float *p, const float *q, int ldq, const float *k, int ldk, int N, int K,
+                         float scale, LineQueue *ahead)
+{
+#ifdef __AVX512F__
+    if (rows_fit(N, K)) {
+        LineQueue none = {0};
+        score_rows(p, q, ldq, k, ldk, NULL, N, K, scale, false, ahead ? ahead : &none);
+        return;
+    }
+#endif
+    head_sgemm(false, true, N, N, K, scale, q, ldq, k, ldk, p, N, ahead);
+    softmax_rows(p, N);
+}
+
+void head_scores_softmax_backward(float *ds, const float *dout, int ld_dout, const float *v,
+                                  int ldv, const float *p, int N, int K, float scale,
+                                  LineQueue *ahead)
+{
+#ifdef __AVX512F__
+    if (rows_fit(N, K)) {
+        LineQueue none = {0};
+        score_rows(ds, dout, ld_dout, v, ldv, p, N, K, scale, true, ahead ? ahead : &none);
+        return;
+    }
+#endif
+    head_sgemm(false, true, N, N, K, 1.0f, dout, ld_dout, v, ldv, ds, N, ahead);
+    softmax_rows_backward(ds, p, N, scale);
 }

@@ -73,6 +73,19 @@ void head_gemm(float *c, int ldc, const float *a, int a_row, int a_col, const fl
 void head_gemm_nt(float *c, int ldc, const float *a, int lda, const float *b, int ldb, int M,
                   int Nc, int K, float alpha, LineQueue *ahead);
 
+/* p (N, N) = softmax(scale q k^T) row by row, q and k (N, K) row-major.
+ * With AVX-512 and N <= 80 each row of scores stays in registers from the
+ * product to the probabilities; otherwise head_sgemm, then a softmax pass. */
+void head_scores_softmax(float *p, const float *q, int ldq, const float *k, int ldk, int N, int K,
+                         float scale, LineQueue *ahead);
+
+/* The softmax backward of the same scores, from dO and v (N, K) and the
+ * probabilities p: ds (N, N) = scale P * (dP - rowsum(dP * P)) with
+ * dP = dO v^T, formed the same way. */
+void head_scores_softmax_backward(float *ds, const float *dout, int ld_dout, const float *v,
+                                  int ldv, const float *p, int N, int K, float scale,
+                                  LineQueue *ahead);
+
 /* to (cols, rows) = from (rows, cols)^T, row strides ld_to and ld_from. */
 void head_transpose(float *to, int ld_to, const float *from, int ld_from, int rows, int cols);
 
