@@ -98,6 +98,36 @@ static void merge_add(float *dst, const float *src, const AttnDims *d)
                         src[(((size_t)b * d->H + h) * d->N + n) * d->Dh + i];
 }
 
+/* (B, H, N, Dh) -> (B, N, H*Dh) rows: the inverse of split. */
+static void merge(float *dst, const float *src, const AttnDims *d)
+{
+    for (int b = 0; b < d->B; b++)
+        for (int h = 0; h < d->H; h++)
+            for (int n = 0; n < d->N; n++)
+                memcpy(dst + ((size_t)b * d->N + n) * d->H * d->Dh + h * d->Dh,
+                       src + (((size_t)b * d->H + h) * d->N + n) * d->Dh,
+                       (size_t)d->Dh * sizeof(float));
+}
+
+void pe_forward_in_place(const Pe *pe, int layer, float *x, const AttnDims *d)
+{
+    const size_t n = (size_t)d->B * d->N * d->H * d->Dh;
+    float *raw = malloc(n * sizeof(float));
+    merge(raw, x, d);
+    memset(x, 0, n * sizeof(float)); /* every row must be written */
+    pe->kind->forward(pe, layer, x, raw, d->H * d->Dh, d);
+    free(raw);
+}
+
+void pe_backward_in_place(Pe *pe, int layer, float *dx, const float *x_raw, const AttnDims *d)
+{
+    const size_t n = (size_t)d->B * d->N * d->H * d->Dh;
+    float *dx_raw = calloc(n, sizeof(float));
+    pe->kind->backward(pe, layer, dx_raw, dx, x_raw, d->H * d->Dh, d);
+    split(dx, dx_raw, d);
+    free(dx_raw);
+}
+
 static void prepare(PeCase *c)
 {
     const PeStep step = {.train = false};
@@ -111,9 +141,12 @@ static void case_forward(void *ctx)
     prepare(c);
     for (int l = 0; l < c->pe.geo.depth; l++) {
         float *out = c->out + l * layer_size(c);
-        split(out, c->raw + l * layer_size(c), &c->dims);
+        memset(out, 0, layer_size(c) * sizeof(float)); /* every row must be written */
         if (c->pe.kind->forward)
-            c->pe.kind->forward(&c->pe, l, out, &c->dims);
+            c->pe.kind->forward(&c->pe, l, out, c->raw + l * layer_size(c),
+                                c->dims.H * c->dims.Dh, &c->dims);
+        else
+            split(out, c->raw + l * layer_size(c), &c->dims);
     }
 }
 
@@ -123,8 +156,7 @@ static void case_backward(void *ctx)
     for (int l = 0; l < c->pe.geo.depth; l++) {
         memcpy(c->work, c->dout + l * layer_size(c), layer_size(c) * sizeof(float));
         if (c->pe.kind->backward)
-            c->pe.kind->backward(&c->pe, l, c->work, c->raw + l * layer_size(c),
-                                 c->dims.H * c->dims.Dh, &c->dims);
+            pe_backward_in_place(&c->pe, l, c->work, c->raw + l * layer_size(c), &c->dims);
         merge_add(c->draw + l * layer_size(c), c->work, &c->dims);
     }
     if (c->pe.kind->finish)
@@ -163,7 +195,7 @@ static void rotate_everywhere(PeCase *c, int layer, const float *v, float *rot)
                 memcpy(x + (((size_t)b * d->H + h) * d->N + n) * d->Dh, v,
                        (size_t)d->Dh * sizeof(float));
     if (c->pe.kind->forward)
-        c->pe.kind->forward(&c->pe, layer, x, d);
+        pe_forward_in_place(&c->pe, layer, x, d);
     memcpy(rot, x, (size_t)d->N * d->Dh * sizeof(float));
 }
 

@@ -8,6 +8,14 @@
 
 #include "vitrain/pe.h"
 
+/* The encoding's forward on head-major x (B, H, N, Dh) in place: its raw
+ * rows are laid out from x (B, N, H*Dh) and rotated back into x. */
+void pe_forward_in_place(const Pe *pe, int layer, float *x, const AttnDims *d);
+
+/* Its backward on head-major dx in place: dx_raw from the encoding, split
+ * back into dx. x_raw: rows of raw_stride = H*Dh. */
+void pe_backward_in_place(Pe *pe, int layer, float *dx, const float *x_raw, const AttnDims *d);
+
 /* A small geometry: depth 2, 2 heads, head_dim, grid x grid patches at
  * a training grid of grid0 x grid0. */
 PeGeometry pe_test_geometry(int head_dim, int grid, int grid0);

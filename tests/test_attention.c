@@ -40,19 +40,23 @@ static void rope_rotate(const float *theta, float *x, int n, int pairs, float si
     }
 }
 
-static void rope_forward(const QkRotation *self, int layer, float *x, const AttnDims *d)
+static void rope_forward(const QkRotation *self, int layer, float *x, const float *x_raw,
+                         int raw_stride, const AttnDims *d)
 {
     (void)layer;
     const TestRope *r = self->ctx;
     for (int b = 0; b < d->B; b++)
         for (int h = 0; h < d->H; h++)
-            for (int n = 0; n < d->N; n++)
-                rope_rotate(r->theta + h * d->Dh / 2,
-                            x + (((int64_t)b * d->H + h) * d->N + n) * d->Dh, n, d->Dh / 2, 1.0f);
+            for (int n = 0; n < d->N; n++) {
+                float *v = x + (((int64_t)b * d->H + h) * d->N + n) * d->Dh;
+                memcpy(v, x_raw + ((int64_t)b * d->N + n) * raw_stride + h * d->Dh,
+                       (size_t)d->Dh * sizeof(float));
+                rope_rotate(r->theta + h * d->Dh / 2, v, n, d->Dh / 2, 1.0f);
+            }
 }
 
-static void rope_backward(const QkRotation *self, int layer, float *dx, const float *x_raw,
-                          int raw_stride, const AttnDims *d)
+static void rope_backward(const QkRotation *self, int layer, float *dx_raw, float *dx,
+                          const float *x_raw, int raw_stride, const AttnDims *d)
 {
     (void)layer;
     const TestRope *r = self->ctx;
@@ -70,6 +74,8 @@ static void rope_backward(const QkRotation *self, int layer, float *dx, const fl
                 }
                 /* dx = R^T dy */
                 rope_rotate(r->theta + h * d->Dh / 2, g, n, d->Dh / 2, -1.0f);
+                memcpy(dx_raw + ((int64_t)b * d->N + n) * raw_stride + h * d->Dh, g,
+                       (size_t)d->Dh * sizeof(float));
             }
 }
 

@@ -128,7 +128,7 @@ static double liere_rotation_error(int b, int grid, int grid0)
             memset(x, 0, per_pass * sizeof(float));
             for (int ht = 0; ht < H * N; ht++)
                 x[(size_t)ht * Dh + c] = 1.0f;
-            pe.kind->forward(&pe, layer, x, &d);
+            pe_forward_in_place(&pe, layer, x, &d);
         }
         for (int h = 0; h < H; h++)
             for (int t = 1; t < N; t++)
@@ -301,9 +301,9 @@ static Pass run_pass(const PeOptions *o, const PeGeometry *g, const PeStep *step
          * only the equality of passes is checked here, not their values. */
         const float *raw = gc_randn(n, 1.0, 100 + (uint64_t)l);
         memcpy(p.out + l * n, raw, n * sizeof(float));
-        pe.kind->forward(&pe, l, p.out + l * n, &d);
+        pe_forward_in_place(&pe, l, p.out + l * n, &d);
         memcpy(p.dx + l * n, gc_randn(n, 1.0, 200 + (uint64_t)l), n * sizeof(float));
-        pe.kind->backward(&pe, l, p.dx + l * n, raw, d.H * d.Dh, &d);
+        pe_backward_in_place(&pe, l, p.dx + l * n, raw, &d);
     }
     pe.kind->finish(&pe, params.data, grads.data);
     memcpy(p.grads, grads.data, list.total * sizeof(float));

@@ -147,7 +147,7 @@ START_TEST(test_rotation_by_hand)
     const float want[11] = {0, 1, 0, 0, 0, 1, 1, 0, 0, 7, -3};
     const int token = 1 + 2 * 3 + 2;
     memcpy(x + (size_t)token * d.Dh, in, sizeof in);
-    s.pe.kind->forward(&s.pe, 1, x, &d);
+    pe_forward_in_place(&s.pe, 1, x, &d);
     for (int i = 0; i < 11; i++)
         ck_assert_msg(fabs(x[(size_t)token * d.Dh + i] - want[i]) < VALUE_TOLERANCE,
                       "channel %d: %g, want %g", i, x[(size_t)token * d.Dh + i], want[i]);
@@ -178,7 +178,7 @@ static void check_fixed_matrices(int grid, int grid0, const double *pos)
             v[b] = v[3 + b] = 1.0f;
             v[6] = 5.0f, v[7] = -2.0f;
         }
-    s.pe.kind->forward(&s.pe, 0, x, &d);
+    pe_forward_in_place(&s.pe, 0, x, &d);
     const double w[2] = {1.0, 0.1};
     for (int b = 0; b < 3; b++)
         for (int h = 0; h < d.H; h++)
@@ -238,7 +238,7 @@ static void learned_gradient(float *out, size_t n_out, int threads)
     const float *raw = gc_randn(n, 1.0, 35);
     for (int l = 0; l < g.depth; l++) {
         float *dy = gc_randn(n, 1.0, 36 + (uint64_t)l);
-        s.pe.kind->backward(&s.pe, l, dy, raw, d.H * d.Dh, &d);
+        pe_backward_in_place(&s.pe, l, dy, raw, &d);
     }
     s.pe.kind->finish(&s.pe, s.params.data, s.grads.data);
     ck_assert_uint_eq(s.list.specs[s.pe.param[0]].numel, n_out);

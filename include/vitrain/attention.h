@@ -18,23 +18,32 @@ typedef struct AttnDims {
 /*
  * A rotary positional encoding (DESIGN §4): q_n <- R(p_n) q_n and
  * k_n <- R(p_n) k_n with R orthogonal, never v. The attention core calls
- * forward once for q and once for k of each layer, after splitting heads and
- * before the scores; backward maps the gradient w.r.t. the rotated tensor to
- * the gradient w.r.t. the raw one and adds the encoding's parameter
- * gradients to wherever the encoding keeps them. A NULL hook means no
- * rotation (the absolute encoding, or none).
+ * forward once for q and once for k of each layer, before the scores;
+ * backward maps the gradient w.r.t. the rotated tensor to the gradient
+ * w.r.t. the raw one and adds the encoding's parameter gradients to
+ * wherever the encoding keeps them. A NULL hook means no rotation (the
+ * absolute encoding, or none).
+ *
+ * The raw q or k is read where the qkv linear left it: row (b, n) at
+ * x_raw + (b N + n) raw_stride, head h at columns [h Dh, (h+1) Dh); its
+ * gradient goes to the same place of dL/dqkv. The rotated copies are
+ * head-major, (B, H, N, Dh).
  */
 typedef struct QkRotation QkRotation;
 struct QkRotation {
-    /* x (B, H, N, Dh): raw on entry, rotated on return. */
-    void (*forward)(const QkRotation *self, int layer, float *x, const AttnDims *dims);
-    /* dx (B, H, N, Dh): dL/d(rotated) on entry, dL/d(raw) on return.
-     * x_raw: the raw tensor as it sits in the qkv buffer, row (b, n) at
-     * x_raw + (b N + n) raw_stride, head h at columns [h Dh, (h+1) Dh). */
-    void (*backward)(const QkRotation *self, int layer, float *dx, const float *x_raw,
-                     int raw_stride, const AttnDims *dims);
+    /* x <- R x_raw for every token (those without a position copied). */
+    void (*forward)(const QkRotation *self, int layer, float *x, const float *x_raw,
+                    int raw_stride, const AttnDims *dims);
+    /* dx_raw <- R^T dx, with dx = dL/d(rotated), which it may overwrite. */
+    void (*backward)(const QkRotation *self, int layer, float *dx_raw, float *dx,
+                     const float *x_raw, int raw_stride, const AttnDims *dims);
     void *ctx;
 };
+
+/* q_rot and k_rot (B, H, N, Dh) <- the rotated q and k of qkv: the
+ * forward's first step, and the backward's rebuild of them. */
+void attention_rotate(float *q_rot, float *k_rot, const float *qkv /* (B, N, 3D) */,
+                      const QkRotation *rotation, int layer, const AttnDims *dims);
 
 /* Saves the softmax probabilities and, when there is a rotation, the
  * rotated q and k (head-major copies; NULL is fine without a rotation). */

@@ -8,9 +8,12 @@
  *   init      overwrites them with the encoding's own initialisation
  *   prepare   once per forward pass: everything that depends only on
  *             positions and parameters (the rotations), shared by the batch
- *   forward   per layer, on q and on k (B, H, N, Dh): x_n <- R(p_n) x_n
- *   backward  per layer, on dq and on dk: dx_n <- R(p_n)^T dx_n, and
- *             collects what the parameter gradient needs
+ *   forward   per layer, on q and on k: x_n <- R(p_n) x_n, from the raw
+ *             rows of the qkv buffer into head-major (B, H, N, Dh)
+ *             (QkRotation in attention.h says how the rows lie)
+ *   backward  per layer, on dq and on dk: dx_n <- R(p_n)^T dx_n, from
+ *             head-major into the raw rows of dL/dqkv, and collects what
+ *             the parameter gradient needs
  *   finish    after the whole backward: parameter gradients, added into
  *             the gradient arena
  * The learned absolute encoding is additive instead (pos_embed, added after
@@ -68,9 +71,10 @@ typedef struct PeKind {
     void (*create)(Pe *pe, TensorList *params);
     void (*init)(Pe *pe, float *params, uint64_t seed);           /* params: arena base */
     void (*prepare)(Pe *pe, const float *params, const PeStep *step);
-    void (*forward)(const Pe *pe, int layer, float *x, const AttnDims *d);
-    void (*backward)(Pe *pe, int layer, float *dx, const float *x_raw, int raw_stride,
-                     const AttnDims *d);
+    void (*forward)(const Pe *pe, int layer, float *x, const float *x_raw, int raw_stride,
+                    const AttnDims *d);
+    void (*backward)(Pe *pe, int layer, float *dx_raw, float *dx, const float *x_raw,
+                     int raw_stride, const AttnDims *d);
     void (*finish)(Pe *pe, const float *params, float *grads);     /* arena bases */
     void (*destroy)(Pe *pe);
 } PeKind;

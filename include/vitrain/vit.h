@@ -52,19 +52,18 @@ typedef struct VitBlockParams {
 /* One block's saved activations and its drop-path scales. What is cheap
  * to recompute is not kept: the LayerNorm outputs (from the stream and
  * the saved row statistics), GELU's output (from fc1) and the attention
- * output (P v, from probs and qkv) are recomputed by the backward into
- * shared scratch, and q, k, v are read from qkv in place. That keeps
- * about 9 (B, N, D) units per block instead of 21. With
- * recompute_attention the backward also reruns the rest of the attention
- * core (rotations, probabilities) from qkv: probs, q_rot and k_rot then
- * point at scratch shared by every block, which saves about 1 unit per
- * block (3 with a rotation) for a few % of step time, as the attention's
- * small GEMMs run far below peak. */
+ * output (P v, from probs and qkv) and a rotary encoding's rotated q and
+ * k (from qkv) are recomputed by the backward into shared scratch, and q,
+ * k, v are read from qkv in place. That keeps about 9 (B, N, D) units per
+ * block instead of 21. With recompute_attention the backward also reruns
+ * the rest of the attention core (the probabilities) from qkv: probs then
+ * points at scratch shared by every block, which saves about 1 unit per
+ * block for a few % of step time. */
 typedef struct VitBlockActs {
     float *x_mid;                 /* (B, N, D) stream after the attention branch */
     float *ln1_mean, *ln1_rstd;   /* (B*N) statistics of norm1 */
     float *qkv;                   /* (B, N, 3D) */
-    float *q_rot, *k_rot;         /* (B, H, N, Dh) rotated q and k; NULL without a rotation */
+    float *q_rot, *k_rot;         /* (B, H, N, Dh) rotated q and k, shared; NULL without a rotation */
     float *probs;                 /* (B, H, N, N) */
     float *attn;                  /* (B, N, D) heads merged, before proj: normed */
     float *proj;                  /* (B, N, D) kept for LayerScale's gradient; else NULL */
@@ -120,7 +119,7 @@ typedef struct Vit {
     float *patches;   /* (B*Np, D) the patch embedding; shares normed */
     float **stream;   /* (depth+1) x (B, N, D): stream[0] embedded, stream[l+1] after block l */
     VitBlockActs *block_acts; /* (depth) */
-    VitBlockActs recomputed;  /* with recompute_attention: the shared q_rot, k_rot and probs */
+    VitBlockActs recomputed;  /* the shared q_rot and k_rot; with recompute_attention probs */
     float *branch;    /* (B, N, D) forward scratch; with drop path and no LayerScale only */
     float *normed;    /* (B, N, D) scratch: the output of a LayerNorm, and the
                        * attention output (attn of every block) */

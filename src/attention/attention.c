@@ -8,7 +8,8 @@
  * The GEMMs read q, k and v where the qkv linear left them, a row stride
  * of 3D apart, and the backward writes dq, dk and dv straight into dqkv:
  * only a rotary encoding, which must not touch the raw q and k its
- * backward reads, gets head-major copies of the two.
+ * backward reads, writes head-major rotated copies of the two (from the
+ * raw rows, and its backward writes dq and dk back into dqkv).
  */
 #include "vitrain/attention.h"
 #include "vitrain/profile.h"
@@ -74,32 +75,6 @@ static HeadOut qk_out(float *rotated, float *dqkv, int slot, int bh, const AttnD
 {
     return rotated ? (HeadOut){rotated + head_major_offset(bh, d), d->Dh}
                    : qkv_out(dqkv, slot, bh, d);
-}
-
-/* Slot of (B, N, 3D) -> (B, H, N, Dh). */
-static void gather_heads(float *heads, const float *qkv, int slot, const AttnDims *d)
-{
-#pragma omp parallel for schedule(static)
-    for (int bh = 0; bh < d->B * d->H; bh++) {
-        const HeadSlice from = qkv_slice(qkv, slot, bh, d);
-        float *to = heads + head_major_offset(bh, d);
-        for (int n = 0; n < d->N; n++)
-            memcpy(to + (int64_t)n * d->Dh, from.at + (int64_t)n * from.ld,
-                   (size_t)d->Dh * sizeof(float));
-    }
-}
-
-/* (B, H, N, Dh) -> slot of (B, N, 3D): the inverse of gather_heads. */
-static void scatter_heads(float *qkv, const float *heads, int slot, const AttnDims *d)
-{
-#pragma omp parallel for schedule(static)
-    for (int bh = 0; bh < d->B * d->H; bh++) {
-        const HeadOut to = qkv_out(qkv, slot, bh, d);
-        const float *from = heads + head_major_offset(bh, d);
-        for (int n = 0; n < d->N; n++)
-            memcpy(to.at + (int64_t)n * to.ld, from + (int64_t)n * d->Dh,
-                   (size_t)d->Dh * sizeof(float));
-    }
 }
 
 /* Chunks of memory queued per head for the kernels to fetch ahead: the
@@ -178,6 +153,14 @@ void attention_output(float *out, const float *probs, const float *qkv, const At
     prof_pop();
 }
 
+void attention_rotate(float *q_rot, float *k_rot, const float *qkv, const QkRotation *rotation,
+                      int layer, const AttnDims *dims)
+{
+    const int D = dims->H * dims->Dh;
+    rotation->forward(rotation, layer, q_rot, qkv + SLOT_Q * D, 3 * D, dims);
+    rotation->forward(rotation, layer, k_rot, qkv + SLOT_K * D, 3 * D, dims);
+}
+
 void attention_forward(float *out, float *q_rot, float *k_rot, float *probs, const float *qkv,
                        const QkRotation *rotation, int layer, const AttnDims *dims)
 {
@@ -185,14 +168,10 @@ void attention_forward(float *out, float *q_rot, float *k_rot, float *probs, con
     const float scale = 1.0f / sqrtf((float)Dh);
     prof_push(PROF_ATTENTION);
     VT_ASSERT(!rotation || (q_rot && k_rot));
-    if (rotation) {
-        gather_heads(q_rot, qkv, SLOT_Q, dims);
-        gather_heads(k_rot, qkv, SLOT_K, dims);
-        rotation->forward(rotation, layer, q_rot, dims);
-        rotation->forward(rotation, layer, k_rot, dims);
-    } else {
+    if (rotation)
+        attention_rotate(q_rot, k_rot, qkv, rotation, layer, dims);
+    else
         q_rot = k_rot = NULL;
-    }
 #pragma omp parallel
     {
         const char *lines[LINES_AHEAD];
@@ -278,10 +257,10 @@ void attention_backward(float *dqkv, float *dq_rot, float *dk_rot, float *dp_til
                           &ahead);
     }
     if (rotation) {
-        rotation->backward(rotation, layer, dq_rot, qkv + SLOT_Q * D, 3 * D, dims);
-        rotation->backward(rotation, layer, dk_rot, qkv + SLOT_K * D, 3 * D, dims);
-        scatter_heads(dqkv, dq_rot, SLOT_Q, dims);
-        scatter_heads(dqkv, dk_rot, SLOT_K, dims);
+        rotation->backward(rotation, layer, dqkv + SLOT_Q * D, dq_rot, qkv + SLOT_Q * D, 3 * D,
+                           dims);
+        rotation->backward(rotation, layer, dqkv + SLOT_K * D, dk_rot, qkv + SLOT_K * D, 3 * D,
+                           dims);
     }
     prof_pop();
 }

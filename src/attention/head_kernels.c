@@ -40,13 +40,15 @@ void line_queue_clear(LineQueue *q)
 void line_queue_rows(LineQueue *q, const float *at, int64_t ld, int rows, int cols)
 {
     const int64_t bytes = (int64_t)cols * (int64_t)sizeof(float);
-    for (int i = 0; i < rows; i++) {
+    int count = q->count;
+    for (int i = 0; i < rows && count < q->capacity; i++) {
         const char *row = (const char *)(at + i * ld);
         /* From the line that holds the row's first float. */
         const char *first = row - ((uintptr_t)row % HEAD_LINE_BYTES);
-        for (const char *c = first; c < row + bytes && q->count < q->capacity; c += HEAD_CHUNK_BYTES)
-            q->chunk[q->count++] = c;
+        for (const char *c = first; c < row + bytes && count < q->capacity; c += HEAD_CHUNK_BYTES)
+            q->chunk[count++] = c;
     }
+    q->count = count;
 }
 
 #ifdef __AVX512F__

@@ -199,8 +199,9 @@ static const KeySpec keys[] = {
     {FIELD("train", "eval_every", train.eval_every), INT(1, 1000000), .def = "1",
      .help = "evaluate every N epochs, and after the last"},
     {FIELD("train", "recompute_attention", train.recompute_attention), BOOL, .def = "false",
-     .help = "recompute the attention core in the backward instead of keeping it: about "
-             "2 (batch, tokens, dim) units less memory per block for a few % of step time"},
+     .help = "recompute the attention probabilities in the backward instead of keeping "
+             "them: about 1 (batch, tokens, dim) unit less memory per block for a few % of "
+             "step time"},
     {FIELD("train", "threads", train.threads), INT(0, 4096), .def = "0",
      .help = "worker threads (per MPI rank), 0 = OMP_NUM_THREADS, else the cores split "
              "among the ranks on the machine"},

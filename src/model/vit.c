@@ -71,14 +71,10 @@ static void plan_block(ActPlan *p, VitBlockActs *a, int l, int64_t B, const Vit 
     plan(p, &a->ln1_mean, T, "blocks.%d.norm1.mean", l);
     plan(p, &a->ln1_rstd, T, "blocks.%d.norm1.rstd", l);
     plan(p, &a->qkv, T * 3 * D, "blocks.%d.attn.qkv", l);
-    /* With recompute_attention these point at shared scratch (bind_activations). */
-    if (!m->cfg.recompute_attention) {
-        if (m->rotation) {
-            plan(p, &a->q_rot, T * D, "blocks.%d.attn.q_rot", l);
-            plan(p, &a->k_rot, T * D, "blocks.%d.attn.k_rot", l);
-        }
+    /* With recompute_attention probs points at shared scratch, and the
+     * rotated q and k always do (bind_activations). */
+    if (!m->cfg.recompute_attention)
         plan(p, &a->probs, B * H * N * N, "blocks.%d.attn.probs", l);
-    }
     plan(p, &a->ln2_mean, T, "blocks.%d.norm2.mean", l);
     plan(p, &a->ln2_rstd, T, "blocks.%d.norm2.rstd", l);
     plan(p, &a->fc1, T * F, "blocks.%d.mlp.fc1", l);
@@ -133,15 +129,15 @@ static ActPlan *plan_activations(Vit *m, int64_t B)
     if (c->drop_path > 0.0f && !(c->layer_scale_init > 0.0f)) /* else kept or fused */
         plan(p, &m->branch, T * D, "branch");
     plan(p, &m->normed, T * D, "normed");
-    if (c->recompute_attention) {
-        /* One block's attention core at a time, rebuilt by the backward. */
-        VitBlockActs *shared = &m->recomputed;
-        if (m->rotation) {
-            plan(p, &shared->q_rot, T * D, "recomputed.attn.q_rot");
-            plan(p, &shared->k_rot, T * D, "recomputed.attn.k_rot");
-        }
-        plan(p, &shared->probs, B * c->heads * N * N, "recomputed.attn.probs");
+    /* One block's rotated q and k at a time, rebuilt by the backward (and
+     * with recompute_attention the whole attention core). */
+    VitBlockActs *shared = &m->recomputed;
+    if (m->rotation) {
+        plan(p, &shared->q_rot, T * D, "recomputed.attn.q_rot");
+        plan(p, &shared->k_rot, T * D, "recomputed.attn.k_rot");
     }
+    if (c->recompute_attention)
+        plan(p, &shared->probs, B * c->heads * N * N, "recomputed.attn.probs");
     plan(p, &m->hidden, T * c->mlp_dim, "hidden");
     plan(p, &m->norm_mean, T, "norm.mean");
     plan(p, &m->norm_rstd, T, "norm.rstd");
@@ -167,11 +163,10 @@ static void bind_activations(Vit *m, ActPlan *p)
     for (int l = 0; l < m->cfg.depth; l++) {
         VitBlockActs *a = &m->block_acts[l];
         a->attn = m->normed; /* free from the qkv linear to the proj linear */
-        if (m->cfg.recompute_attention) {
-            a->q_rot = m->recomputed.q_rot;
-            a->k_rot = m->recomputed.k_rot;
+        a->q_rot = m->recomputed.q_rot;
+        a->k_rot = m->recomputed.k_rot;
+        if (m->cfg.recompute_attention)
             a->probs = m->recomputed.probs;
-        }
     }
     VitGradScratch *g = &m->grad;
     g->attn = g->patches = g->ln;
@@ -448,10 +443,13 @@ static void block_backward(Vit *m, int l, int B, const VitPass *pass)
      * recompute: the attention output, rebuilt for proj's weight gradient,
      * goes there (with the whole attention core under recompute_attention). */
     float *dqkv = g->qkv ? g->qkv : slope;
-    if (c->recompute_attention)
+    if (c->recompute_attention) {
         attention_forward(a->attn, a->q_rot, a->k_rot, a->probs, a->qkv, m->rotation, l, &dims);
-    else
+    } else {
         attention_output(a->attn, a->probs, a->qkv, &dims);
+        if (m->rotation)
+            attention_rotate(a->q_rot, a->k_rot, a->qkv, m->rotation, l, &dims);
+    }
     dbranch = residual_branch_backward(m, a->proj, param(m, p->ls1), grad(m, p->ls1),
                                        drop ? a->drop1 : NULL, B);
     linear_backward(g->attn, grad(m, p->proj_w), grad(m, p->proj_b), dbranch, a->attn,

@@ -15,6 +15,7 @@
  * R^T is not stored for them. Smaller blocks rotate vector by vector.
  */
 #include "block_rotary.h"
+#include "raw_rows.h"
 
 #include "vitrain/parallel.h"
 
@@ -255,26 +256,19 @@ static inline void rotate_vector(float *v, const float *Rt, int blocks, int b)
         rotate_block(v + j * b, Rt + (size_t)j * b * b, b);
 }
 
-/* A product may not overwrite its input, so rows go through a tile of
- * TILE_ROWS at a time. */
-enum { TILE_ROWS = 64 };
-
-/* Each of count rows (b, stride ld) <- R row (forward) or R^T row. */
-static void rotate_rows(float *rows, int ld, int count, const float *R, bool forward, int b)
+/* The channels of a head row after its last whole block, as they are. */
+static void copy_tail(const BlockRotary *br, float *to, const float *from, const AttnDims *d)
 {
-    float tile[TILE_ROWS * BR_MAX_BLOCK];
-    for (int i0 = 0; i0 < count; i0 += TILE_ROWS) {
-        const int m = VT_MIN(TILE_ROWS, count - i0);
-        float *first = rows + (size_t)i0 * ld;
-        for (int i = 0; i < m; i++)
-            memcpy(tile + (size_t)i * b, first + (size_t)i * ld, (size_t)b * sizeof(float));
-        /* rows R^T for y = R x, rows R for y = R^T x */
-        blas_sgemm(false, forward, m, b, b, 1.0f, tile, b, R, b, 0.0f, first, ld);
-    }
+    const int start = br->blocks * br->b;
+    if (start < d->Dh)
+        memcpy(to + start, from + start, (size_t)(d->Dh - start) * sizeof(float));
 }
 
-/* br_forward by products: one (head, token) per iteration. */
-static void forward_products(const BlockRotary *br, int table, float *x, const AttnDims *d)
+/* br_forward by products: one (head, token) per iteration, each block of
+ * the whole batch as one product from the raw rows (N raw_stride apart
+ * from image to image) into the head-major rows: Y = X R^T. */
+static void forward_products(const BlockRotary *br, int table, float *x, const float *x_raw,
+                             int raw_stride, const AttnDims *d)
 {
     const int rotated = d->N - br->first_token, ld = d->H * d->N * d->Dh, b = br->b;
 #pragma omp parallel for schedule(static)
@@ -282,25 +276,32 @@ static void forward_products(const BlockRotary *br, int table, float *x, const A
         const int h = hn / rotated, n = br->first_token + hn % rotated;
         const int th = br->heads == 1 ? 0 : h;
         for (int j = 0; j < br->blocks; j++)
-            rotate_rows(x + ((size_t)h * d->N + n) * d->Dh + (size_t)j * b, ld, d->B,
-                        br->rot + br_at(br, table, th, n, j), true, b);
+            blas_sgemm(false, true, d->B, b, b, 1.0f,
+                       x_raw + raw_at(raw_stride, 0, n, h, d) + (size_t)j * b, d->N * raw_stride,
+                       br->rot + br_at(br, table, th, n, j), b, 0.0f,
+                       x + head_at(0, h, n, d) + (size_t)j * b, ld);
+        for (int bi = 0; bi < d->B; bi++)
+            copy_tail(br, x + head_at(bi, h, n, d), x_raw + raw_at(raw_stride, bi, n, h, d), d);
     }
 }
 
-void br_forward(const BlockRotary *br, int layer, float *x, const AttnDims *d)
+void br_forward(const BlockRotary *br, int layer, float *x, const float *x_raw, int raw_stride,
+                const AttnDims *d)
 {
     const int table = br->layers == 1 ? 0 : layer;
+    copy_unrotated(x, x_raw, raw_stride, br->first_token, d);
     if (br->b >= GEMM_BLOCK) {
-        forward_products(br, table, x, d);
+        forward_products(br, table, x, x_raw, raw_stride, d);
         return;
     }
+    /* Each row copied, then rotated in place while it is in L1. */
 #pragma omp parallel for schedule(static)
     for (int bh = 0; bh < d->B * d->H; bh++) {
-        const int h = br->heads == 1 ? 0 : bh % d->H;
+        const int bi = bh / d->H, h = bh % d->H, th = br->heads == 1 ? 0 : h;
         for (int n = br->first_token; n < d->N; n++) {
-            float *v = x + ((size_t)bh * d->N + n) * d->Dh;
-            const float *Rt = br->rot_t + br_at(br, table, h, n, 0);
-            rotate_vector(v, Rt, br->blocks, br->b);
+            float *v = x + head_at(bi, h, n, d);
+            memcpy(v, x_raw + raw_at(raw_stride, bi, n, h, d), (size_t)d->Dh * sizeof(float));
+            rotate_vector(v, br->rot_t + br_at(br, table, th, n, 0), br->blocks, br->b);
         }
     }
 }
@@ -334,9 +335,8 @@ static void block8_backward(float *dR, const float *R, float *dx, const float *x
     memcpy(rows, R, sizeof rows);
     for (int h = h_first; h < h_first + h_count; h++)
         for (int bi = 0; bi < d->B; bi++) {
-            float *dy = dx + (((size_t)bi * d->H + h) * d->N + n) * d->Dh + j * 8;
-            const float *x = x_raw + ((size_t)bi * d->N + n) * raw_stride + (size_t)h * d->Dh +
-                             j * 8;
+            float *dy = dx + head_at(bi, h, n, d) + j * 8;
+            const float *x = x_raw + raw_at(raw_stride, bi, n, h, d) + j * 8;
             for (int r = 0; r < 8; r++)
 #pragma omp simd
                 for (int c = 0; c < 8; c++)
@@ -358,24 +358,39 @@ static inline void rotate_vector_backward(float *dy, float *dR, const float *x, 
 }
 
 /* The heads of table head th at token n, by products over the batch:
- * dR += dY^T X, then dY <- dY R. */
-static void backward_products(BlockRotary *br, size_t at, int th, int group, int n, float *dx,
-                              const float *x_raw, int raw_stride, const AttnDims *d)
+ * dR += dY^T X, then dX = dY R into the raw rows. */
+static void backward_products(BlockRotary *br, size_t at, int th, int group, int n,
+                              float *dx_raw, const float *dx, const float *x_raw, int raw_stride,
+                              const AttnDims *d)
 {
-    const int b = br->b, ld = d->H * d->N * d->Dh;
-    for (int h = th * group; h < (th + 1) * group; h++)
+    const int b = br->b, ld = d->H * d->N * d->Dh, raw_ld = d->N * raw_stride;
+    for (int h = th * group; h < (th + 1) * group; h++) {
         for (int j = 0; j < br->blocks; j++) {
-            float *dy = dx + ((size_t)h * d->N + n) * d->Dh + (size_t)j * b;
-            const float *x = x_raw + (size_t)n * raw_stride + (size_t)h * d->Dh + (size_t)j * b;
+            const float *dy = dx + head_at(0, h, n, d) + (size_t)j * b;
+            const size_t raw = raw_at(raw_stride, 0, n, h, d) + (size_t)j * b;
             const size_t block = at + (size_t)j * b * b;
-            blas_sgemm(true, false, b, b, d->B, 1.0f, dy, ld, x, d->N * raw_stride, 1.0f,
+            blas_sgemm(true, false, b, b, d->B, 1.0f, dy, ld, x_raw + raw, raw_ld, 1.0f,
                        br->grad + block, b);
-            rotate_rows(dy, ld, d->B, br->rot + block, false, b);
+            blas_sgemm(false, false, d->B, b, b, 1.0f, dy, ld, br->rot + block, b, 0.0f,
+                       dx_raw + raw, raw_ld);
         }
+        for (int bi = 0; bi < d->B; bi++)
+            copy_tail(br, dx_raw + raw_at(raw_stride, bi, n, h, d), dx + head_at(bi, h, n, d), d);
+    }
 }
 
-void br_backward(BlockRotary *br, int layer, float *dx, const float *x_raw, int raw_stride,
-                 const AttnDims *d)
+/* The rows of the heads of table head th at token n, done: into dx_raw. */
+static void store_rows(float *dx_raw, const float *dx, int raw_stride, int th, int group, int n,
+                       const AttnDims *d)
+{
+    for (int h = th * group; h < (th + 1) * group; h++)
+        for (int bi = 0; bi < d->B; bi++)
+            memcpy(dx_raw + raw_at(raw_stride, bi, n, h, d), dx + head_at(bi, h, n, d),
+                   (size_t)d->Dh * sizeof(float));
+}
+
+void br_backward(BlockRotary *br, int layer, float *dx_raw, float *dx, const float *x_raw,
+                 int raw_stride, const AttnDims *d)
 {
     const int table = br->layers == 1 ? 0 : layer;
     const int rotated = d->N - br->first_token;
@@ -387,22 +402,23 @@ void br_backward(BlockRotary *br, int layer, float *dx, const float *x_raw, int 
         const int th = hn / rotated, n = br->first_token + hn % rotated;
         const size_t at = br_at(br, table, th, n, 0);
         if (br->b >= GEMM_BLOCK) {
-            backward_products(br, at, th, group, n, dx, x_raw, raw_stride, d);
+            backward_products(br, at, th, group, n, dx_raw, dx, x_raw, raw_stride, d);
             continue;
         }
         if (br->b == 8) {
             for (int j = 0; j < br->blocks; j++)
                 block8_backward(br->grad + at + (size_t)j * 64, br->rot + at + (size_t)j * 64, dx,
                                 x_raw, raw_stride, n, j, th * group, group, d);
-            continue;
+        } else {
+            for (int h = th * group; h < (th + 1) * group; h++)
+                for (int bi = 0; bi < d->B; bi++)
+                    rotate_vector_backward(dx + head_at(bi, h, n, d), br->grad + at,
+                                           x_raw + raw_at(raw_stride, bi, n, h, d),
+                                           br->rot + at, br->blocks, br->b);
         }
-        for (int h = th * group; h < (th + 1) * group; h++)
-            for (int bi = 0; bi < d->B; bi++) {
-                float *g = dx + (((size_t)bi * d->H + h) * d->N + n) * d->Dh;
-                const float *x = x_raw + ((size_t)bi * d->N + n) * raw_stride + (size_t)h * d->Dh;
-                rotate_vector_backward(g, br->grad + at, x, br->rot + at, br->blocks, br->b);
-            }
+        store_rows(dx_raw, dx, raw_stride, th, group, n, d);
     }
+    copy_unrotated_grads(dx_raw, dx, raw_stride, br->first_token, d);
 }
 
 static void load(double *y, const float *x, int b)

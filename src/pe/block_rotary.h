@@ -98,9 +98,12 @@ static inline size_t br_at(const BlockRotary *br, int layer, int head, int token
 void br_set_rays(BlockRotary *br, const int *root, const int *power);
 
 void br_prepare(BlockRotary *br, const Pe *pe, const float *params, BrGenerator generator);
-void br_forward(const BlockRotary *br, int layer, float *x /* (B, H, N, Dh) */, const AttnDims *d);
-void br_backward(BlockRotary *br, int layer, float *dx /* (B, H, N, Dh) */,
-                 const float *x_raw /* rows of raw_stride */, int raw_stride, const AttnDims *d);
+/* x (B, H, N, Dh) <- R x_raw; dx_raw <- R^T dx (dx overwritten): the
+ * layouts of QkRotation (attention.h). */
+void br_forward(const BlockRotary *br, int layer, float *x, const float *x_raw, int raw_stride,
+                const AttnDims *d);
+void br_backward(BlockRotary *br, int layer, float *dx_raw, float *dx, const float *x_raw,
+                 int raw_stride, const AttnDims *d);
 /* Turns grad from dL/dR into dL/dG: each ray's whole gradient lands on its
  * root's generator and its other tokens get zero (their rotations reach the
  * parameters only through the root's), so the encoding chains dG to its

@@ -152,15 +152,16 @@ static void liere_prepare(Pe *pe, const float *params, const PeStep *step)
     br_prepare(&((Liere *)pe->state)->br, pe, params, generator);
 }
 
-static void liere_forward(const Pe *pe, int layer, float *x, const AttnDims *d)
+static void liere_forward(const Pe *pe, int layer, float *x, const float *x_raw, int raw_stride,
+                          const AttnDims *d)
 {
-    br_forward(&((const Liere *)pe->state)->br, layer, x, d);
+    br_forward(&((const Liere *)pe->state)->br, layer, x, x_raw, raw_stride, d);
 }
 
-static void liere_backward(Pe *pe, int layer, float *dx, const float *x_raw, int raw_stride,
-                           const AttnDims *d)
+static void liere_backward(Pe *pe, int layer, float *dx_raw, float *dx, const float *x_raw,
+                           int raw_stride, const AttnDims *d)
 {
-    br_backward(&((Liere *)pe->state)->br, layer, dx, x_raw, raw_stride, d);
+    br_backward(&((Liere *)pe->state)->br, layer, dx_raw, dx, x_raw, raw_stride, d);
 }
 
 /* d raw[axis] += (dA - dA^T) on the strict upper triangle, with

@@ -57,20 +57,21 @@ PeOptions pe_options(const char *type)
     return o;
 }
 
-static void hook_forward(const QkRotation *self, int layer, float *x, const AttnDims *d)
+static void hook_forward(const QkRotation *self, int layer, float *x, const float *x_raw,
+                         int raw_stride, const AttnDims *d)
 {
     const Pe *pe = self->ctx;
     prof_push(PROF_ENCODING);
-    pe->kind->forward(pe, layer, x, d);
+    pe->kind->forward(pe, layer, x, x_raw, raw_stride, d);
     prof_pop();
 }
 
-static void hook_backward(const QkRotation *self, int layer, float *dx, const float *x_raw,
-                          int raw_stride, const AttnDims *d)
+static void hook_backward(const QkRotation *self, int layer, float *dx_raw, float *dx,
+                          const float *x_raw, int raw_stride, const AttnDims *d)
 {
     Pe *pe = self->ctx;
     prof_push(PROF_ENCODING);
-    pe->kind->backward(pe, layer, dx, x_raw, raw_stride, d);
+    pe->kind->backward(pe, layer, dx_raw, dx, x_raw, raw_stride, d);
     prof_pop();
 }
 

@@ -14,6 +14,7 @@
 #include "vitrain/pe.h"
 #include "vitrain/rng.h"
 
+#include "raw_rows.h"
 #include "rotate.h"
 
 #include <math.h>
@@ -86,23 +87,29 @@ static void set_angle(RopeState *st, size_t at, int j, float angle)
 
 /* ---- the shared pair rotation -------------------------------------------- */
 
-static void rope_forward(const Pe *pe, int layer, float *x, const AttnDims *d)
+/* Each row copied from the raw q or k, then rotated in place while it is
+ * in L1; token 0 (CLS) is copied only. */
+static void rope_forward(const Pe *pe, int layer, float *x, const float *x_raw, int raw_stride,
+                         const AttnDims *d)
 {
     const RopeState *st = pe->state;
     const int table = st->tables == 1 ? 0 : layer;
 #pragma omp parallel for schedule(static)
     for (int bh = 0; bh < d->B * d->H; bh++) {
-        const int h = bh % d->H;
-        for (int n = 1; n < d->N; n++) {
-            size_t at = table_at(st, d->H, table, h, n);
-            rotate_pairs(x + ((size_t)bh * d->N + n) * d->Dh, st->cos_t + at, st->sin_t + at,
-                         st->pairs);
+        const int b = bh / d->H, h = bh % d->H;
+        for (int n = 0; n < d->N; n++) {
+            float *v = x + head_at(b, h, n, d);
+            memcpy(v, x_raw + raw_at(raw_stride, b, n, h, d), (size_t)d->Dh * sizeof(float));
+            if (n == 0)
+                continue;
+            const size_t at = table_at(st, d->H, table, h, n);
+            rotate_pairs(v, st->cos_t + at, st->sin_t + at, st->pairs);
         }
     }
 }
 
-static void rope_backward(Pe *pe, int layer, float *dx, const float *x_raw, int raw_stride,
-                          const AttnDims *d)
+static void rope_backward(Pe *pe, int layer, float *dx_raw, float *dx, const float *x_raw,
+                          int raw_stride, const AttnDims *d)
 {
     RopeState *st = pe->state;
     const int table = st->tables == 1 ? 0 : layer;
@@ -113,15 +120,16 @@ static void rope_backward(Pe *pe, int layer, float *dx, const float *x_raw, int 
         const int h = hn / (d->N - 1), n = 1 + hn % (d->N - 1);
         const size_t at = table_at(st, d->H, table, h, n);
         for (int b = 0; b < d->B; b++) {
-            float *g = dx + (((size_t)b * d->H + h) * d->N + n) * d->Dh;
-            if (st->dangle) {
-                const float *raw = x_raw + ((size_t)b * d->N + n) * raw_stride + h * d->Dh;
-                rotate_pairs_angle_grad(st->dangle + table_at(st, d->H, layer, h, n), g, raw,
-                                        st->cos_t + at, st->sin_t + at, st->pairs);
-            }
+            float *g = dx + head_at(b, h, n, d);
+            if (st->dangle)
+                rotate_pairs_angle_grad(st->dangle + table_at(st, d->H, layer, h, n), g,
+                                        x_raw + raw_at(raw_stride, b, n, h, d), st->cos_t + at,
+                                        st->sin_t + at, st->pairs);
             rotate_pairs_transposed(g, st->cos_t + at, st->sin_t + at, st->pairs);
+            memcpy(dx_raw + raw_at(raw_stride, b, n, h, d), g, (size_t)d->Dh * sizeof(float));
         }
     }
+    copy_unrotated_grads(dx_raw, dx, raw_stride, 1, d);
 }
 
 /* ---- rope_axial ------------------------------------------------------------ */

@@ -33,6 +33,7 @@
  */
 #include "vitrain/pe.h"
 
+#include "raw_rows.h"
 #include "rotate3.h"
 
 #include <math.h>
@@ -123,21 +124,29 @@ static void fill_head(SphState *st, int heads, int table, int h, const float *fx
     }
 }
 
-static void spherical_forward(const Pe *pe, int layer, float *x, const AttnDims *d)
+/* Each row copied from the raw q or k (channels past the last triplet
+ * stay so), then rotated in place while it is in L1; token 0 (CLS) is
+ * copied only. */
+static void spherical_forward(const Pe *pe, int layer, float *x, const float *x_raw,
+                              int raw_stride, const AttnDims *d)
 {
     const SphState *st = pe->state;
     const int table = st->tables == 1 ? 0 : layer;
 #pragma omp parallel for schedule(static)
     for (int bh = 0; bh < d->B * d->H; bh++) {
-        const int h = bh % d->H;
-        for (int n = 1; n < d->N; n++)
-            rotate_triplets(x + ((size_t)bh * d->N + n) * d->Dh,
-                            st->rot + entry_at(st, d->H, table, h, n) * ROT3, st->triplets);
+        const int b = bh / d->H, h = bh % d->H;
+        for (int n = 0; n < d->N; n++) {
+            float *v = x + head_at(b, h, n, d);
+            memcpy(v, x_raw + raw_at(raw_stride, b, n, h, d), (size_t)d->Dh * sizeof(float));
+            if (n > 0)
+                rotate_triplets(v, st->rot + entry_at(st, d->H, table, h, n) * ROT3,
+                                st->triplets);
+        }
     }
 }
 
-static void spherical_backward(Pe *pe, int layer, float *dx, const float *x_raw, int raw_stride,
-                               const AttnDims *d)
+static void spherical_backward(Pe *pe, int layer, float *dx_raw, float *dx, const float *x_raw,
+                               int raw_stride, const AttnDims *d)
 {
     SphState *st = pe->state;
     const int table = st->tables == 1 ? 0 : layer;
@@ -148,15 +157,16 @@ static void spherical_backward(Pe *pe, int layer, float *dx, const float *x_raw,
         const int h = hn / (d->N - 1), n = 1 + hn % (d->N - 1);
         const float *R = st->rot + entry_at(st, d->H, table, h, n) * ROT3;
         for (int b = 0; b < d->B; b++) {
-            float *g = dx + (((size_t)b * d->H + h) * d->N + n) * d->Dh;
-            if (st->dangle) {
-                const float *raw = x_raw + ((size_t)b * d->N + n) * raw_stride + h * d->Dh;
+            float *g = dx + head_at(b, h, n, d);
+            if (st->dangle)
                 rotate_triplets_angle_grad(st->dangle + entry_at(st, d->H, layer, h, n) * 2, g,
-                                           raw, R, st->triplets);
-            }
+                                           x_raw + raw_at(raw_stride, b, n, h, d), R,
+                                           st->triplets);
             rotate_triplets_transposed(g, R, st->triplets);
+            memcpy(dx_raw + raw_at(raw_stride, b, n, h, d), g, (size_t)d->Dh * sizeof(float));
         }
     }
+    copy_unrotated_grads(dx_raw, dx, raw_stride, 1, d);
 }
 
 /* ---- fixed ----------------------------------------------------------------- */
