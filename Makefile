@@ -79,6 +79,9 @@ TEST_OBJS := $(TEST_SRCS:%.c=$(BUILD)/%.o)
 LIB := $(BUILD)/libvitrain.a
 BIN := $(BUILD)/vitrain
 TEST_BIN := $(BUILD)/vitrain_tests
+# Built by `make test` too, so that a change to an interface they use
+# cannot leave them behind unnoticed.
+BENCH_BINS := $(patsubst bench/%.c,$(BUILD)/bench/%,$(sort $(wildcard bench/*.c)))
 
 # Check forks one child per test; a suite over the 10-minute budget is a bug.
 TEST_ENV := CK_EXCLUDE_TAGS=slow
@@ -134,7 +137,7 @@ ifeq ($(MODE),release)
 $(BUILD)/src/pe/block_rotary.o $(BUILD)/src/pe/skew_expm.o: CFLAGS += -mprefer-vector-width=256 -ffp-contract=fast
 endif
 
-test: $(TEST_BIN)
+test: $(TEST_BIN) $(BENCH_BINS)
 	$(TEST_ENV) $(TEST_BIN)
 
 test-all: $(TEST_BIN)

@@ -12,6 +12,8 @@
  * step (two forward, four backward), as vit_bench's attn_gflops does; the
  * rebuilt P v is timed but not counted.
  */
+#include "median.h"
+
 #include "vitrain/attention.h"
 #include "vitrain/common.h"
 #include "vitrain/metrics.h"
@@ -67,18 +69,6 @@ static void buffers_free(Buffers *b)
     free(b->dout);
     free(b->dqkv);
     free(b->dp);
-}
-
-static int compare(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-static double median(double *x, int n)
-{
-    qsort(x, (size_t)n, sizeof *x, compare);
-    return x[n / 2];
 }
 
 static double sgemm_seconds(const float *a, const float *b, float *c)

@@ -8,6 +8,8 @@
  * Defaults: the study model (128 dim, 6 blocks, 2 heads, 28 px, patch 4,
  * batch 128) on generated images.
  */
+#include "median.h"
+
 #include "vitrain/metrics.h"
 #include "vitrain/optim.h"
 #include "vitrain/parallel.h"
@@ -40,12 +42,6 @@ static double time_steps(Bench *b, const float *images, const int *labels, int b
         adamw_step(&b->opt, &b->model.params, &b->model.grads, 1e-4f);
     }
     return (now_seconds() - t0) / STEPS;
-}
-
-static int compare(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
 }
 
 int main(int argc, char **argv)
@@ -90,12 +86,11 @@ int main(int argc, char **argv)
     for (int t = 0; t < TYPES; t++) {
         if (!benches[t].ok)
             continue;
-        qsort(times[t], ROUNDS, sizeof(double), compare);
-        double median = times[t][ROUNDS / 2];
+        const double step = median(times[t], ROUNDS);
         if (t == 0)
-            base = median;
-        printf("| %s | %.1f | %.0f | %+.1f %% |\n", TYPE_NAMES[t], 1e3 * median, batch / median,
-               100.0 * (median / base - 1.0));
+            base = step;
+        printf("| %s | %.1f | %.0f | %+.1f %% |\n", TYPE_NAMES[t], 1e3 * step, batch / step,
+               100.0 * (step / base - 1.0));
         adamw_free(&benches[t].opt);
         vit_free(&benches[t].model);
     }

@@ -9,6 +9,8 @@
  * Defaults: LieRE, b = 8, on ViT-Tiny at 28 px, patch 4, batch 64: the
  * configuration whose encoding overhead docs/PERFORMANCE.md tracks.
  */
+#include "median.h"
+
 #include "vitrain/metrics.h"
 #include "vitrain/parallel.h"
 #include "vitrain/pe.h"
@@ -28,7 +30,7 @@ typedef struct Setup {
     Arena params, grads;
     AttnDims d;
     int depth;
-    float *x, *raw, *dx; /* (B, H, N, Dh) each; raw as (B, N, H Dh) rows */
+    float *x, *raw, *dx, *dx_raw; /* (B, H, N, Dh) each; raw and dx_raw as (B, N, H Dh) rows */
 } Setup;
 
 static void fill_normal(float *x, size_t n, uint64_t seed)
@@ -46,21 +48,15 @@ static void step(Setup *s, double seconds[PHASES])
     s->pe.kind->prepare(&s->pe, s->params.data, &pass);
     t1 = now_seconds(), seconds[0] += t1 - t, t = t1;
     for (int l = 0; l < s->depth; l++)
-        for (int qk = 0; qk < 2; qk++) /* rotations keep x bounded */
-            s->pe.kind->forward(&s->pe, l, s->x, &s->d);
+        for (int qk = 0; qk < 2; qk++)
+            s->pe.kind->forward(&s->pe, l, s->x, s->raw, s->d.H * s->d.Dh, &s->d);
     t1 = now_seconds(), seconds[1] += t1 - t, t = t1;
     for (int l = 0; l < s->depth; l++)
-        for (int qk = 0; qk < 2; qk++)
-            s->pe.kind->backward(&s->pe, l, s->dx, s->raw, s->d.H * s->d.Dh, &s->d);
+        for (int qk = 0; qk < 2; qk++) /* rotations keep dx bounded */
+            s->pe.kind->backward(&s->pe, l, s->dx_raw, s->dx, s->raw, s->d.H * s->d.Dh, &s->d);
     t1 = now_seconds(), seconds[2] += t1 - t, t = t1;
     s->pe.kind->finish(&s->pe, s->params.data, s->grads.data);
     seconds[3] += now_seconds() - t;
-}
-
-static int compare(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
 }
 
 int main(int argc, char **argv)
@@ -95,8 +91,8 @@ int main(int argc, char **argv)
     s.x = malloc(n * sizeof(float));
     s.raw = malloc(n * sizeof(float));
     s.dx = malloc(n * sizeof(float));
+    s.dx_raw = malloc(n * sizeof(float));
     fill_normal(s.raw, n, 1);
-    memcpy(s.x, s.raw, n * sizeof(float));
     fill_normal(s.dx, n, 2);
 
     double warm[PHASES] = {0}, rounds[PHASES][ROUNDS] = {{0}};
@@ -112,15 +108,15 @@ int main(int argc, char **argv)
            type, block, dim, depth, heads, img, patch, batch, threads, ROUNDS);
     double total = 0.0;
     for (int p = 0; p < PHASES; p++) {
-        qsort(rounds[p], ROUNDS, sizeof(double), compare);
-        total += rounds[p][ROUNDS / 2];
-        printf("%s=%.2f ", PHASE_NAMES[p], 1e3 * rounds[p][ROUNDS / 2]);
+        const double phase = median(rounds[p], ROUNDS);
+        total += phase;
+        printf("%s=%.2f ", PHASE_NAMES[p], 1e3 * phase);
     }
     printf("total=%.2f\n", 1e3 * total);
     pe_destroy(&s.pe);
     arena_free(&s.params);
     arena_free(&s.grads);
     tensor_list_free(&s.list);
-    free(s.x), free(s.raw), free(s.dx);
+    free(s.x), free(s.raw), free(s.dx), free(s.dx_raw);
     return 0;
 }

@@ -19,6 +19,8 @@
  * three forward passes' worth per training step; element-wise work is not
  * counted. For ViT-Tiny at 28 px, patch 4 this is 1.66 GFLOP per image.
  */
+#include "median.h"
+
 #include "vitrain/checkpoint.h"
 #include "vitrain/config.h"
 #include "vitrain/metrics.h"
@@ -34,18 +36,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
-
-static int compare(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-static double median(double *x, int n)
-{
-    qsort(x, (size_t)n, sizeof *x, compare);
-    return x[n / 2];
-}
 
 static double peak_rss_mib(void)
 {
