@@ -321,13 +321,13 @@ END_TEST
 
 /* The queue covers every byte of the rows with line-aligned chunks, in
  * row order, and stops at its capacity. */
-START_TEST(test_line_queue_covers_rows)
+START_TEST(test_fetch_queue_covers_rows)
 {
     const int rows = 7, cols = 64, ld = 3 * 64 + 5; /* rows that start mid-line */
     const float *x = gc_zeros((size_t)rows * ld);
     const char *storage[64];
-    LineQueue q = {storage, 0, 0, 64};
-    line_queue_rows(&q, x + 3, ld, rows, cols);
+    FetchQueue q = {storage, 0, 0, 64};
+    fetch_queue_rows(&q, x + 3, ld, rows, cols);
     for (int c = 0; c < q.count; c++) {
         ck_assert_msg((uintptr_t)q.chunk[c] % HEAD_LINE_BYTES == 0, "chunk %d not on a line", c);
         ck_assert(c == 0 || q.chunk[c] > q.chunk[c - 1]);
@@ -340,10 +340,10 @@ START_TEST(test_line_queue_covers_rows)
                 covered |= byte >= q.chunk[c] && byte < q.chunk[c] + HEAD_CHUNK_BYTES;
             ck_assert_msg(covered, "row %d float %d not queued", i, j);
         }
-    LineQueue small = {storage, 0, 0, 3};
-    line_queue_rows(&small, x, ld, rows, cols);
+    FetchQueue small = {storage, 0, 0, 3};
+    fetch_queue_rows(&small, x, ld, rows, cols);
     ck_assert_int_eq(small.count, 3);
-    line_queue_clear(&q);
+    fetch_queue_clear(&q);
     ck_assert_int_eq(q.count + q.next, 0);
 }
 END_TEST
@@ -357,8 +357,8 @@ START_TEST(test_head_gemm_fetching_ahead_changes_nothing)
     const float *b = gc_randn((size_t)K * ld, 1.0, 39);
     float *plain = gc_zeros((size_t)M * Nc), *fetching = gc_zeros((size_t)M * Nc);
     const char *storage[1024];
-    LineQueue q = {storage, 0, 0, 1024};
-    line_queue_rows(&q, b, ld, K, ld);
+    FetchQueue q = {storage, 0, 0, 1024};
+    fetch_queue_rows(&q, b, ld, K, ld);
     head_gemm(plain, Nc, a, K, 1, b, ld, M, Nc, K, 1.0f, NULL);
     head_gemm(fetching, Nc, a, K, 1, b, ld, M, Nc, K, 1.0f, &q);
     for (int i = 0; i < M * Nc; i++)
@@ -495,7 +495,7 @@ Suite *attention_suite(void)
     tcase_add_test(tc, test_attention_keeps_nan);
     tcase_add_test(tc, test_head_gemm_matches_reference);
     tcase_add_test(tc, test_head_transpose_exact);
-    tcase_add_test(tc, test_line_queue_covers_rows);
+    tcase_add_test(tc, test_fetch_queue_covers_rows);
     tcase_add_test(tc, test_head_scores_softmax_matches_double);
     tcase_add_test(tc, test_head_gemm_fetching_ahead_changes_nothing);
     tcase_add_test(tc, test_head_gemm_nt_matches_reference);

@@ -63,7 +63,7 @@ typedef struct VitBlockActs {
     float *x_mid;                 /* (B, N, D) stream after the attention branch */
     float *ln1_mean, *ln1_rstd;   /* (B*N) statistics of norm1 */
     float *qkv;                   /* (B, N, 3D) */
-    float *q_rot, *k_rot;         /* (B, H, N, Dh) rotated q and k, shared; NULL without a rotation */
+    float *q_rot, *k_rot;         /* (B, H, N, Dh) rotated q and k (shared); NULL if no rotation */
     float *probs;                 /* (B, H, N, N) */
     float *attn;                  /* (B, N, D) heads merged, before proj: normed */
     float *proj;                  /* (B, N, D) kept for LayerScale's gradient; else NULL */

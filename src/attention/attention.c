@@ -18,12 +18,10 @@
 
 #include "vitrain/common.h"
 #include "vitrain/parallel.h"
-#include "vitrain/vecmath.h"
 
 #include <math.h>
 #include <omp.h>
 #include <stdint.h>
-#include <string.h>
 
 /* Which of q, k, v a slice of the qkv buffer holds. */
 enum { SLOT_Q = 0, SLOT_K = 1, SLOT_V = 2 };
@@ -79,12 +77,12 @@ static HeadOut qk_out(float *rotated, float *dqkv, int slot, int bh, const AttnD
 
 /* Chunks of memory queued per head for the kernels to fetch ahead: the
  * backward of ViT-S at 32 px needs 537 (dO, q, k, v, P, dq, dk, dv at
- * N = 65, Dh = 64). */
-enum { LINES_AHEAD = 1024 };
+ * N = 65, Dh = 64); what does not fit is not fetched ahead. */
+enum { CHUNKS_AHEAD = 1024 };
 
-static void queue_slice(LineQueue *ahead, HeadSlice s, const AttnDims *d)
+static void queue_slice(FetchQueue *ahead, HeadSlice s, const AttnDims *d)
 {
-    line_queue_rows(ahead, s.at, s.ld, d->N, d->Dh);
+    fetch_queue_rows(ahead, s.at, s.ld, d->N, d->Dh);
 }
 
 /* Head (b, h)'s output columns in a (B, N, D) buffer. */
@@ -94,18 +92,18 @@ static HeadSlice output_slice(const float *out, int bh, const AttnDims *d)
     return (HeadSlice){out + (int64_t)b * d->N * D + h * d->Dh, D};
 }
 
-static void queue_probs(LineQueue *ahead, const float *probs, int bh, const AttnDims *d)
+static void queue_probs(FetchQueue *ahead, const float *probs, int bh, const AttnDims *d)
 {
     const int64_t NN = (int64_t)d->N * d->N;
-    line_queue_rows(ahead, probs + bh * NN, 0, 1, (int)NN);
+    fetch_queue_rows(ahead, probs + bh * NN, 0, 1, (int)NN);
 }
 
 /* What the forward of head bh reads and writes, in the order it does. */
-static void queue_forward(LineQueue *ahead, const float *q_rot, const float *k_rot,
+static void queue_forward(FetchQueue *ahead, const float *q_rot, const float *k_rot,
                           const float *probs, const float *out, const float *qkv, int bh,
                           const AttnDims *d)
 {
-    line_queue_clear(ahead);
+    fetch_queue_clear(ahead);
     if (bh >= d->B * d->H)
         return;
     queue_slice(ahead, qk_slice(k_rot, qkv, SLOT_K, bh, d), d);
@@ -120,9 +118,21 @@ int attention_scratch_tiles(void)
     return threads_planned();
 }
 
+/* What the rebuild of head bh's output reads and writes. */
+static void queue_output(FetchQueue *ahead, const float *probs, const float *out,
+                         const float *qkv, int bh, const AttnDims *d)
+{
+    fetch_queue_clear(ahead);
+    if (bh >= d->B * d->H)
+        return;
+    queue_probs(ahead, probs, bh, d);
+    queue_slice(ahead, qkv_slice(qkv, SLOT_V, bh, d), d);
+    queue_slice(ahead, output_slice(out, bh, d), d);
+}
+
 /* out[b, :, head h] = P v, (N, Dh) in a row stride of D. */
 static void head_output(float *out, const float *p, const float *qkv, int bh, const AttnDims *dims,
-                        LineQueue *ahead)
+                        FetchQueue *ahead)
 {
     const int N = dims->N, Dh = dims->Dh, D = dims->H * Dh;
     const int b = bh / dims->H, h = bh % dims->H;
@@ -137,16 +147,11 @@ void attention_output(float *out, const float *probs, const float *qkv, const At
     prof_push(PROF_ATTENTION);
 #pragma omp parallel
     {
-        const char *lines[LINES_AHEAD];
-        LineQueue ahead = {lines, 0, 0, LINES_AHEAD};
+        const char *lines[CHUNKS_AHEAD];
+        FetchQueue ahead = {lines, 0, 0, CHUNKS_AHEAD};
 #pragma omp for schedule(static)
         for (int bh = 0; bh < dims->B * dims->H; bh++) {
-            line_queue_clear(&ahead);
-            if (bh + 1 < dims->B * dims->H) {
-                queue_probs(&ahead, probs, bh + 1, dims);
-                queue_slice(&ahead, qkv_slice(qkv, SLOT_V, bh + 1, dims), dims);
-                queue_slice(&ahead, output_slice(out, bh + 1, dims), dims);
-            }
+            queue_output(&ahead, probs, out, qkv, bh + 1, dims);
             head_output(out, probs + bh * NN, qkv, bh, dims, &ahead);
         }
     }
@@ -174,8 +179,8 @@ void attention_forward(float *out, float *q_rot, float *k_rot, float *probs, con
         q_rot = k_rot = NULL;
 #pragma omp parallel
     {
-        const char *lines[LINES_AHEAD];
-        LineQueue ahead = {lines, 0, 0, LINES_AHEAD};
+        const char *lines[CHUNKS_AHEAD];
+        FetchQueue ahead = {lines, 0, 0, CHUNKS_AHEAD};
 #pragma omp for schedule(static)
         for (int bh = 0; bh < dims->B * dims->H; bh++) {
             const HeadSlice q = qk_slice(q_rot, qkv, SLOT_Q, bh, dims);
@@ -191,12 +196,12 @@ void attention_forward(float *out, float *q_rot, float *k_rot, float *probs, con
 }
 
 /* What the backward of head bh reads and writes, in the order it does. */
-static void queue_backward(LineQueue *ahead, const float *dqkv, const float *dq_rot,
+static void queue_backward(FetchQueue *ahead, const float *dqkv, const float *dq_rot,
                            const float *dk_rot, const float *dout, const float *q_rot,
                            const float *k_rot, const float *probs, const float *qkv, int bh,
                            const AttnDims *d)
 {
-    line_queue_clear(ahead);
+    fetch_queue_clear(ahead);
     if (bh >= d->B * d->H)
         return;
     queue_slice(ahead, output_slice(dout, bh, d), d);
@@ -209,9 +214,10 @@ static void queue_backward(LineQueue *ahead, const float *dqkv, const float *dq_
     queue_slice(ahead, qk_slice(dk_rot, dqkv, SLOT_K, bh, d), d);
 }
 
+/* The backward of one head (b, h), its dP in the thread's tile dp. */
 static void head_backward(float *dqkv, float *dq_rot, float *dk_rot, float *dp, const float *dout,
                           const float *q_rot, const float *k_rot, const float *probs,
-                          const float *qkv, int bh, const AttnDims *dims, LineQueue *ahead)
+                          const float *qkv, int bh, const AttnDims *dims, FetchQueue *ahead)
 {
     const int N = dims->N, Dh = dims->Dh, D = dims->H * Dh;
     const int b = bh / dims->H, h = bh % dims->H;
@@ -249,8 +255,8 @@ void attention_backward(float *dqkv, float *dq_rot, float *dk_rot, float *dp_til
 #pragma omp parallel num_threads(VT_MIN(omp_get_max_threads(), tiles))
     {
         float *dp = dp_tiles + (int64_t)omp_get_thread_num() * N * N;
-        const char *lines[LINES_AHEAD];
-        LineQueue ahead = {lines, 0, 0, LINES_AHEAD};
+        const char *lines[CHUNKS_AHEAD];
+        FetchQueue ahead = {lines, 0, 0, CHUNKS_AHEAD};
 #pragma omp for schedule(static)
         for (int bh = 0; bh < dims->B * dims->H; bh++)
             head_backward(dqkv, dq_rot, dk_rot, dp, dout, q_rot, k_rot, probs, qkv, bh, dims,

@@ -8,8 +8,11 @@
  * Five rows divide the token counts of 28 and 32 px images at patch 4
  * (N = 50, 65); a last block with fewer rows repeats the last row of A
  * rather than branching in the loop, and stores only the rows that exist.
- * Without AVX-512 the same functions are plain loops (correct, not fast,
- * for the tests) and head_sgemm sends every product to OpenBLAS.
+ * The score kernels run every column panel of a block of rows, then its
+ * softmax (or softmax backward) in AVX-512, the five rows through each
+ * pass together. Without AVX-512 the same functions are plain loops
+ * (correct, not fast, for the tests) and head_sgemm sends every product
+ * to OpenBLAS.
  */
 #include "head_kernels.h"
 
@@ -32,12 +35,12 @@ static bool tile_fits(int Nc, int K)
     return (int64_t)tile_stride(Nc) * K <= HEAD_TILE_FLOATS;
 }
 
-void line_queue_clear(LineQueue *q)
+void fetch_queue_clear(FetchQueue *q)
 {
     q->next = q->count = 0;
 }
 
-void line_queue_rows(LineQueue *q, const float *at, int64_t ld, int rows, int cols)
+void fetch_queue_rows(FetchQueue *q, const float *at, int64_t ld, int rows, int cols)
 {
     const int64_t bytes = (int64_t)cols * (int64_t)sizeof(float);
     int count = q->count;
@@ -98,7 +101,7 @@ static inline __attribute__((always_inline)) void block_accumulate(Block acc, co
                                                                    int rows, const float *b,
                                                                    int ldb, int K, const int nv,
                                                                    __mmask16 last,
-                                                                   LineQueue *ahead)
+                                                                   FetchQueue *ahead)
 {
     const float *a_rows[ROWS];
     for (int r = 0; r < ROWS; r++)
@@ -124,7 +127,7 @@ static inline __attribute__((always_inline)) void gemm_block(float *c, int ldc, 
                                                              int a_row, int a_col, int rows,
                                                              const float *b, int ldb, int K,
                                                              float alpha, const int nv,
-                                                             __mmask16 last, LineQueue *ahead)
+                                                             __mmask16 last, FetchQueue *ahead)
 {
     Block acc;
     block_accumulate(acc, a, a_row, a_col, rows, b, ldb, K, nv, last, ahead);
@@ -137,6 +140,25 @@ static inline __attribute__((always_inline)) void gemm_block(float *c, int ldc, 
             _mm512_storeu_ps(c_row + v * LANES, _mm512_mul_ps(acc[r][v], scale));
         _mm512_mask_storeu_ps(c_row + (nv - 1) * LANES, last,
                               _mm512_mul_ps(acc[r][nv - 1], scale));
+    }
+}
+
+/* A block of rows (<= ROWS) x cols (<= COLS) of C: gemm_block compiled
+ * for its number of vectors. Inlined into its callers: as a function of
+ * its own GCC spilled the accumulators to the stack (attention +25 %). */
+static inline __attribute__((always_inline)) void panel_block(float *c, int ldc, const float *a,
+                                                              int a_row, int a_col, int rows,
+                                                              const float *b, int ldb, int K,
+                                                              float alpha, int cols,
+                                                              FetchQueue *ahead)
+{
+    const int nv = (cols + LANES - 1) / LANES;
+    const __mmask16 last = last_vector_mask(cols, nv);
+    switch (nv) {
+    case 1: gemm_block(c, ldc, a, a_row, a_col, rows, b, ldb, K, alpha, 1, last, ahead); break;
+    case 2: gemm_block(c, ldc, a, a_row, a_col, rows, b, ldb, K, alpha, 2, last, ahead); break;
+    case 3: gemm_block(c, ldc, a, a_row, a_col, rows, b, ldb, K, alpha, 3, last, ahead); break;
+    default: gemm_block(c, ldc, a, a_row, a_col, rows, b, ldb, K, alpha, 4, last, ahead); break;
     }
 }
 
@@ -165,11 +187,11 @@ static inline __attribute__((always_inline)) __m512 exp16(__m512 x_in)
     return _mm512_mask_blend_ps(number, x_in, y);
 }
 
-/* The mask of the lanes of a last vector that hold one of n floats (all
- * lanes when n is a multiple of 16). */
-static __mmask16 tail_mask(int n)
+/* The lanes of the part-filled vector after the N / 16 whole ones of a
+ * row of N floats: none when N is a multiple of 16. */
+static __mmask16 rest_mask(int N)
 {
-    return (__mmask16)(0xFFFFu >> ((LANES - n % LANES) % LANES));
+    return N % LANES ? last_vector_mask(N % LANES, 1) : 0;
 }
 
 /* Rows of scores in place: p = softmax(p) per row, as softmax_rows. The
@@ -178,7 +200,7 @@ static __mmask16 tail_mask(int n)
 static void block_softmax(float *p, int N, int rows)
 {
     const int whole = N / LANES;
-    const __mmask16 rest = N % LANES ? tail_mask(N) : 0;
+    const __mmask16 rest = rest_mask(N);
     const __m512 below = _mm512_set1_ps(-INFINITY);
     __m512 m[ROWS], sum[ROWS];
     for (int r = 0; r < ROWS; r++) {
@@ -194,7 +216,8 @@ static void block_softmax(float *p, int N, int rows)
         if (r >= rows)
             break;
         float *row = p + (int64_t)r * N;
-        const __m512 e = exp16(_mm512_sub_ps(_mm512_mask_loadu_ps(below, rest, row + whole * LANES), m[r]));
+        const __m512 part = _mm512_mask_loadu_ps(below, rest, row + whole * LANES);
+        const __m512 e = exp16(_mm512_sub_ps(part, m[r]));
         sum[r] = _mm512_maskz_mov_ps(rest, e);
         _mm512_mask_storeu_ps(row + whole * LANES, rest, e);
         for (int v = 0; v < whole; v++) {
@@ -220,7 +243,7 @@ static void block_softmax(float *p, int N, int rows)
 static void block_softmax_backward(float *ds, const float *p, int N, int rows, float scale)
 {
     const int whole = N / LANES;
-    const __mmask16 rest = N % LANES ? tail_mask(N) : 0;
+    const __mmask16 rest = rest_mask(N);
     __m512 d[ROWS];
     for (int r = 0; r < ROWS; r++) {
         if (r >= rows)
@@ -253,20 +276,11 @@ static void block_softmax_backward(float *ds, const float *p, int N, int rows, f
  * `tile`, every column panel, so that the rows can be finished while they
  * are in L1. */
 static void score_block(float *out, int N, const float *a, int lda, int rows, const float *tile,
-                        int ld_tile, int K, float alpha, LineQueue *ahead)
+                        int ld_tile, int K, float alpha, FetchQueue *ahead)
 {
-    for (int j = 0; j < N; j += COLS) {
-        const int cols = VT_MIN(COLS, N - j), nv = (cols + LANES - 1) / LANES;
-        const __mmask16 last = last_vector_mask(cols, nv);
-        float *oj = out + j;
-        const float *tj = tile + j;
-        switch (nv) {
-        case 1: gemm_block(oj, N, a, lda, 1, rows, tj, ld_tile, K, alpha, 1, last, ahead); break;
-        case 2: gemm_block(oj, N, a, lda, 1, rows, tj, ld_tile, K, alpha, 2, last, ahead); break;
-        case 3: gemm_block(oj, N, a, lda, 1, rows, tj, ld_tile, K, alpha, 3, last, ahead); break;
-        default: gemm_block(oj, N, a, lda, 1, rows, tj, ld_tile, K, alpha, 4, last, ahead); break;
-        }
-    }
+    for (int j = 0; j < N; j += COLS)
+        panel_block(out + j, N, a, lda, 1, rows, tile + j, ld_tile, K, alpha,
+                    VT_MIN(COLS, N - j), ahead);
 }
 
 static bool rows_fit(int N, int K)
@@ -278,7 +292,7 @@ static bool rows_fit(int N, int K)
  * or its backward against p) right after its products. */
 static void score_rows(float *out, const float *a, int lda, const float *b, int ldb,
                        const float *p, int N, int K, float scale, bool backward,
-                       LineQueue *ahead)
+                       FetchQueue *ahead)
 {
     float tile[HEAD_TILE_FLOATS] __attribute__((aligned(64)));
     const int ld = tile_stride(N);
@@ -296,28 +310,17 @@ static void score_rows(float *out, const float *a, int lda, const float *b, int 
 }
 
 void head_gemm(float *c, int ldc, const float *a, int a_row, int a_col, const float *b, int ldb,
-               int M, int Nc, int K, float alpha, LineQueue *ahead)
+               int M, int Nc, int K, float alpha, FetchQueue *ahead)
 {
-    LineQueue none = {0};
+    FetchQueue none = {0};
     if (!ahead)
         ahead = &none;
     /* Column panels outside, so that one panel of B (K x 64) stays in L1
      * while the row blocks of A pass by. */
-    for (int j = 0; j < Nc; j += COLS) {
-        const int cols = VT_MIN(COLS, Nc - j), nv = (cols + LANES - 1) / LANES;
-        const __mmask16 last = last_vector_mask(cols, nv);
-        for (int i = 0; i < M; i += ROWS) {
-            const int rows = VT_MIN(ROWS, M - i);
-            float *ci = c + (int64_t)i * ldc + j;
-            const float *ai = a + (int64_t)i * a_row, *bj = b + j;
-            switch (nv) {
-            case 1: gemm_block(ci, ldc, ai, a_row, a_col, rows, bj, ldb, K, alpha, 1, last, ahead); break;
-            case 2: gemm_block(ci, ldc, ai, a_row, a_col, rows, bj, ldb, K, alpha, 2, last, ahead); break;
-            case 3: gemm_block(ci, ldc, ai, a_row, a_col, rows, bj, ldb, K, alpha, 3, last, ahead); break;
-            default: gemm_block(ci, ldc, ai, a_row, a_col, rows, bj, ldb, K, alpha, 4, last, ahead); break;
-            }
-        }
-    }
+    for (int j = 0; j < Nc; j += COLS)
+        for (int i = 0; i < M; i += ROWS)
+            panel_block(c + (int64_t)i * ldc + j, ldc, a + (int64_t)i * a_row, a_row, a_col,
+                        VT_MIN(ROWS, M - i), b + j, ldb, K, alpha, VT_MIN(COLS, Nc - j), ahead);
 }
 
 /* In registers: r[i] lane j <- r[j] lane i. Three rounds, each swapping
@@ -387,7 +390,7 @@ bool head_kernels_take(int M, int N, int K, bool trans_b)
 }
 
 void head_gemm(float *c, int ldc, const float *a, int a_row, int a_col, const float *b, int ldb,
-               int M, int Nc, int K, float alpha, LineQueue *ahead)
+               int M, int Nc, int K, float alpha, FetchQueue *ahead)
 {
     (void)ahead;
     for (int i = 0; i < M; i++)
@@ -409,7 +412,7 @@ void head_transpose(float *to, int ld_to, const float *from, int ld_from, int ro
 #endif
 
 void head_gemm_nt(float *c, int ldc, const float *a, int lda, const float *b, int ldb, int M,
-                  int Nc, int K, float alpha, LineQueue *ahead)
+                  int Nc, int K, float alpha, FetchQueue *ahead)
 {
     float tile[HEAD_TILE_FLOATS] __attribute__((aligned(64)));
     const int ld = tile_stride(Nc);
@@ -419,7 +422,7 @@ void head_gemm_nt(float *c, int ldc, const float *a, int lda, const float *b, in
 }
 
 void head_sgemm(bool trans_a, bool trans_b, int M, int N, int K, float alpha, const float *A,
-                int lda, const float *B, int ldb, float *C, int ldc, LineQueue *ahead)
+                int lda, const float *B, int ldb, float *C, int ldc, FetchQueue *ahead)
 {
     VT_ASSERT(!(trans_a && trans_b));
     if (!head_kernels_take(M, N, K, trans_b))
@@ -471,11 +474,11 @@ static void softmax_rows_backward(float *dp /* (N, N) */, const float *p /* (N, 
 }
 
 void head_scores_softmax(float *p, const float *q, int ldq, const float *k, int ldk, int N, int K,
-                         float scale, LineQueue *ahead)
+                         float scale, FetchQueue *ahead)
 {
 #ifdef __AVX512F__
     if (rows_fit(N, K)) {
-        LineQueue none = {0};
+        FetchQueue none = {0};
         score_rows(p, q, ldq, k, ldk, NULL, N, K, scale, false, ahead ? ahead : &none);
         return;
     }
@@ -486,11 +489,11 @@ void head_scores_softmax(float *p, const float *q, int ldq, const float *k, int 
 
 void head_scores_softmax_backward(float *ds, const float *dout, int ld_dout, const float *v,
                                   int ldv, const float *p, int N, int K, float scale,
-                                  LineQueue *ahead)
+                                  FetchQueue *ahead)
 {
 #ifdef __AVX512F__
     if (rows_fit(N, K)) {
-        LineQueue none = {0};
+        FetchQueue none = {0};
         score_rows(ds, dout, ld_dout, v, ldv, p, N, K, scale, true, ahead ? ahead : &none);
         return;
     }

@@ -35,16 +35,16 @@
  */
 #define HEAD_LINE_BYTES 64
 #define HEAD_CHUNK_BYTES 256
-typedef struct LineQueue {
+typedef struct FetchQueue {
     const char **chunk; /* capacity entries, the caller's */
     int next, count, capacity;
-} LineQueue;
+} FetchQueue;
 
 /* Empties q (its storage kept). */
-void line_queue_clear(LineQueue *q);
+void fetch_queue_clear(FetchQueue *q);
 /* Appends the chunks that cover `rows` rows of `cols` floats, `ld` floats
  * apart (as many as fit; the rest are not fetched ahead). */
-void line_queue_rows(LineQueue *q, const float *at, int64_t ld, int rows, int cols);
+void fetch_queue_rows(FetchQueue *q, const float *at, int64_t ld, int rows, int cols);
 
 /*
  * C (M, N) = alpha op(A) op(B), row-major, as blas_sgemm with beta = 0
@@ -52,7 +52,7 @@ void line_queue_rows(LineQueue *q, const float *at, int64_t ld, int rows, int co
  * head_kernels_take says so, else on OpenBLAS.
  */
 void head_sgemm(bool trans_a, bool trans_b, int M, int N, int K, float alpha, const float *A,
-                int lda, const float *B, int ldb, float *C, int ldc, LineQueue *ahead);
+                int lda, const float *B, int ldb, float *C, int ldc, FetchQueue *ahead);
 
 /* Whether head_sgemm runs this product on the kernels: built with
  * AVX-512F, every side within [HEAD_KERNEL_MIN_SIDE, HEAD_KERNEL_MAX_SIDE],
@@ -66,25 +66,26 @@ bool head_kernels_take(int M, int N, int K, bool trans_b);
  * a_col = lda. Fetches lines of `ahead` (NULL: none) as it goes.
  */
 void head_gemm(float *c, int ldc, const float *a, int a_row, int a_col, const float *b, int ldb,
-               int M, int Nc, int K, float alpha, LineQueue *ahead);
+               int M, int Nc, int K, float alpha, FetchQueue *ahead);
 
 /* C (M, Nc) = alpha A B^T with B (Nc, K) row-major, through a transpose of
  * B into a tile of K x (Nc rounded up to 16) <= HEAD_TILE_FLOATS floats. */
 void head_gemm_nt(float *c, int ldc, const float *a, int lda, const float *b, int ldb, int M,
-                  int Nc, int K, float alpha, LineQueue *ahead);
+                  int Nc, int K, float alpha, FetchQueue *ahead);
 
 /* p (N, N) = softmax(scale q k^T) row by row, q and k (N, K) row-major.
- * With AVX-512 and N <= 80 each row of scores stays in registers from the
- * product to the probabilities; otherwise head_sgemm, then a softmax pass. */
+ * Where the kernels take the product, each block of five rows is finished
+ * right after its products, while it is in L1; otherwise head_sgemm, then
+ * a softmax pass. */
 void head_scores_softmax(float *p, const float *q, int ldq, const float *k, int ldk, int N, int K,
-                         float scale, LineQueue *ahead);
+                         float scale, FetchQueue *ahead);
 
 /* The softmax backward of the same scores, from dO and v (N, K) and the
  * probabilities p: ds (N, N) = scale P * (dP - rowsum(dP * P)) with
  * dP = dO v^T, formed the same way. */
 void head_scores_softmax_backward(float *ds, const float *dout, int ld_dout, const float *v,
                                   int ldv, const float *p, int N, int K, float scale,
-                                  LineQueue *ahead);
+                                  FetchQueue *ahead);
 
 /* to (cols, rows) = from (rows, cols)^T, row strides ld_to and ld_from. */
 void head_transpose(float *to, int ld_to, const float *from, int ld_from, int rows, int cols);
