@@ -377,12 +377,6 @@ void head_transpose(float *to, int ld_to, const float *from, int ld_from, int ro
 
 #else /* plain loops: correct everywhere, used by the tests only */
 
-static bool rows_fit(int N, int K)
-{
-    (void)N, (void)K;
-    return false;
-}
-
 bool head_kernels_take(int M, int N, int K, bool trans_b)
 {
     (void)M, (void)N, (void)K, (void)trans_b;
