@@ -294,6 +294,9 @@ static void score_rows(float *out, const float *a, int lda, const float *b, int 
                        const float *p, int N, int K, float scale, bool backward,
                        FetchQueue *ahead)
 {
+    FetchQueue none = {0};
+    if (!ahead)
+        ahead = &none;
     float tile[HEAD_TILE_FLOATS] __attribute__((aligned(64)));
     const int ld = tile_stride(N);
     head_transpose(tile, ld, b, ldb, N, K); /* (K, N): b^T */
@@ -472,8 +475,7 @@ void head_scores_softmax(float *p, const float *q, int ldq, const float *k, int 
 {
 #ifdef __AVX512F__
     if (rows_fit(N, K)) {
-        FetchQueue none = {0};
-        score_rows(p, q, ldq, k, ldk, NULL, N, K, scale, false, ahead ? ahead : &none);
+        score_rows(p, q, ldq, k, ldk, NULL, N, K, scale, false, ahead);
         return;
     }
 #endif
@@ -487,8 +489,7 @@ void head_scores_softmax_backward(float *ds, const float *dout, int ld_dout, con
 {
 #ifdef __AVX512F__
     if (rows_fit(N, K)) {
-        FetchQueue none = {0};
-        score_rows(ds, dout, ld_dout, v, ldv, p, N, K, scale, true, ahead ? ahead : &none);
+        score_rows(ds, dout, ld_dout, v, ldv, p, N, K, scale, true, ahead);
         return;
     }
 #endif
