@@ -94,14 +94,13 @@ static void rope_forward(const Pe *pe, int layer, float *x, const float *x_raw, 
 {
     const RopeState *st = pe->state;
     const int table = st->tables == 1 ? 0 : layer;
+    copy_unrotated(x, x_raw, raw_stride, 1, d);
 #pragma omp parallel for schedule(static)
     for (int bh = 0; bh < d->B * d->H; bh++) {
         const int b = bh / d->H, h = bh % d->H;
-        for (int n = 0; n < d->N; n++) {
+        for (int n = 1; n < d->N; n++) {
             float *v = x + head_at(b, h, n, d);
             memcpy(v, x_raw + raw_at(raw_stride, b, n, h, d), (size_t)d->Dh * sizeof(float));
-            if (n == 0)
-                continue;
             const size_t at = table_at(st, d->H, table, h, n);
             rotate_pairs(v, st->cos_t + at, st->sin_t + at, st->pairs);
         }

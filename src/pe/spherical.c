@@ -132,15 +132,14 @@ static void spherical_forward(const Pe *pe, int layer, float *x, const float *x_
 {
     const SphState *st = pe->state;
     const int table = st->tables == 1 ? 0 : layer;
+    copy_unrotated(x, x_raw, raw_stride, 1, d);
 #pragma omp parallel for schedule(static)
     for (int bh = 0; bh < d->B * d->H; bh++) {
         const int b = bh / d->H, h = bh % d->H;
-        for (int n = 0; n < d->N; n++) {
+        for (int n = 1; n < d->N; n++) {
             float *v = x + head_at(b, h, n, d);
             memcpy(v, x_raw + raw_at(raw_stride, b, n, h, d), (size_t)d->Dh * sizeof(float));
-            if (n > 0)
-                rotate_triplets(v, st->rot + entry_at(st, d->H, table, h, n) * ROT3,
-                                st->triplets);
+            rotate_triplets(v, st->rot + entry_at(st, d->H, table, h, n) * ROT3, st->triplets);
         }
     }
 }
