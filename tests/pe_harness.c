@@ -77,7 +77,7 @@ static size_t layer_size(const PeCase *c)
     return (size_t)BATCH * c->tokens * c->dims.H * c->dims.Dh;
 }
 
-/* (B, N, H*Dh) rows -> (B, H, N, Dh), as attention's copy_heads. */
+/* (B, N, H*Dh) rows -> (B, H, N, Dh): raw rows into the head-major layout. */
 static void split(float *dst, const float *src, const AttnDims *d)
 {
     for (int b = 0; b < d->B; b++)
