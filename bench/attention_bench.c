@@ -33,8 +33,8 @@ typedef struct Shape {
 
 /* The buffers of one attention call, filled with values of softmax-like size. */
 typedef struct Buffers {
-    float *qkv, *out, *probs, *dout, *dqkv, *dp;
-    int tiles;
+    float *qkv, *out, *probs, *dout, *dqkv;
+    AttnScratch scratch; /* dP tiles only: no rotation */
 } Buffers;
 
 static float *filled(int64_t n, unsigned seed)
@@ -51,13 +51,13 @@ static float *filled(int64_t n, unsigned seed)
 static Buffers buffers_new(const AttnDims *d)
 {
     const int64_t BN = (int64_t)d->B * d->N, D = (int64_t)d->H * d->Dh;
-    Buffers b = {.tiles = attention_scratch_tiles()};
+    Buffers b = {.scratch.tiles = attention_scratch_tiles()};
     b.qkv = filled(BN * 3 * D, 1);
     b.dout = filled(BN * D, 2);
     b.out = filled(BN * D, 3);
     b.dqkv = filled(BN * 3 * D, 4);
     b.probs = filled((int64_t)d->B * d->H * d->N * d->N, 5);
-    b.dp = filled((int64_t)b.tiles * d->N * d->N, 6);
+    b.scratch.dp_tiles = filled(attention_scratch_sizes(NULL, d, b.scratch.tiles).dp_tiles, 6);
     return b;
 }
 
@@ -68,7 +68,7 @@ static void buffers_free(Buffers *b)
     free(b->probs);
     free(b->dout);
     free(b->dqkv);
-    free(b->dp);
+    free(b->scratch.dp_tiles);
 }
 
 static double sgemm_seconds(const float *a, const float *b, float *c)
@@ -84,14 +84,13 @@ static void attention_seconds(Buffers *b, const AttnDims *d, int calls, double s
 {
     double t0 = now_seconds();
     for (int i = 0; i < calls; i++)
-        attention_forward(b->out, NULL, NULL, b->probs, b->qkv, NULL, 0, d);
+        attention_forward(b->out, b->probs, b->qkv, NULL, 0, d, &b->scratch);
     double t1 = now_seconds();
     for (int i = 0; i < calls; i++)
         attention_output(b->out, b->probs, b->qkv, d);
     double t2 = now_seconds();
     for (int i = 0; i < calls; i++)
-        attention_backward(b->dqkv, NULL, NULL, b->dp, b->tiles, b->dout, NULL, NULL, b->probs,
-                           b->qkv, NULL, 0, d);
+        attention_backward(b->dqkv, b->dout, b->probs, b->qkv, NULL, 0, d, &b->scratch);
     double t3 = now_seconds();
     seconds[0] = t1 - t0;
     seconds[1] = t2 - t1;

@@ -49,11 +49,11 @@ static void step(Setup *s, double seconds[PHASES])
     t1 = now_seconds(), seconds[0] += t1 - t, t = t1;
     for (int l = 0; l < s->depth; l++)
         for (int qk = 0; qk < 2; qk++)
-            s->pe.kind->forward(&s->pe, l, s->x, s->raw, s->d.H * s->d.Dh, &s->d);
+            pe_forward(&s->pe, l, s->x, s->raw, s->d.H * s->d.Dh, &s->d);
     t1 = now_seconds(), seconds[1] += t1 - t, t = t1;
     for (int l = 0; l < s->depth; l++)
         for (int qk = 0; qk < 2; qk++) /* rotations keep dx bounded */
-            s->pe.kind->backward(&s->pe, l, s->dx_raw, s->dx, s->raw, s->d.H * s->d.Dh, &s->d);
+            pe_backward(&s->pe, l, s->dx_raw, s->dx, s->raw, s->d.H * s->d.Dh, &s->d);
     t1 = now_seconds(), seconds[2] += t1 - t, t = t1;
     s->pe.kind->finish(&s->pe, s->params.data, s->grads.data);
     seconds[3] += now_seconds() - t;
@@ -78,7 +78,7 @@ int main(int argc, char **argv)
                           .grid_h = grid, .grid_w = grid, .grid_h0 = grid, .grid_w0 = grid};
     VtError err;
     tensor_list_init(&s.list);
-    if (pe_create(&s.pe, &o, &g, &s.list, &err) != VT_OK || !s.pe.kind->forward) {
+    if (pe_create(&s.pe, &o, &g, &s.list, &err) != VT_OK || !pe_rotation(&s.pe)) {
         fprintf(stderr, "rotation_bench: %s\n",
                 s.pe.kind ? "not a rotary encoding" : err.message);
         return 1;

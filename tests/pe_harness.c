@@ -115,7 +115,7 @@ void pe_forward_in_place(const Pe *pe, int layer, float *x, const AttnDims *d)
     float *raw = malloc(n * sizeof(float));
     merge(raw, x, d);
     memset(x, 0, n * sizeof(float)); /* every row must be written */
-    pe->kind->forward(pe, layer, x, raw, d->H * d->Dh, d);
+    pe_forward(pe, layer, x, raw, d->H * d->Dh, d);
     free(raw);
 }
 
@@ -123,7 +123,7 @@ void pe_backward_in_place(Pe *pe, int layer, float *dx, const float *x_raw, cons
 {
     const size_t n = (size_t)d->B * d->N * d->H * d->Dh;
     float *dx_raw = calloc(n, sizeof(float));
-    pe->kind->backward(pe, layer, dx_raw, dx, x_raw, d->H * d->Dh, d);
+    pe_backward(pe, layer, dx_raw, dx, x_raw, d->H * d->Dh, d);
     split(dx, dx_raw, d);
     free(dx_raw);
 }
@@ -142,9 +142,9 @@ static void case_forward(void *ctx)
     for (int l = 0; l < c->pe.geo.depth; l++) {
         float *out = c->out + l * layer_size(c);
         memset(out, 0, layer_size(c) * sizeof(float)); /* every row must be written */
-        if (c->pe.kind->forward)
-            c->pe.kind->forward(&c->pe, l, out, c->raw + l * layer_size(c),
-                                c->dims.H * c->dims.Dh, &c->dims);
+        if (pe_rotation(&c->pe))
+            pe_forward(&c->pe, l, out, c->raw + l * layer_size(c), c->dims.H * c->dims.Dh,
+                       &c->dims);
         else
             split(out, c->raw + l * layer_size(c), &c->dims);
     }
@@ -155,7 +155,7 @@ static void case_backward(void *ctx)
     PeCase *c = ctx;
     for (int l = 0; l < c->pe.geo.depth; l++) {
         memcpy(c->work, c->dout + l * layer_size(c), layer_size(c) * sizeof(float));
-        if (c->pe.kind->backward)
+        if (pe_rotation(&c->pe))
             pe_backward_in_place(&c->pe, l, c->work, c->raw + l * layer_size(c), &c->dims);
         merge_add(c->draw + l * layer_size(c), c->work, &c->dims);
     }
@@ -194,7 +194,7 @@ static void rotate_everywhere(PeCase *c, int layer, const float *v, float *rot)
             for (int n = 0; n < d->N; n++)
                 memcpy(x + (((size_t)b * d->H + h) * d->N + n) * d->Dh, v,
                        (size_t)d->Dh * sizeof(float));
-    if (c->pe.kind->forward)
+    if (pe_rotation(&c->pe))
         pe_forward_in_place(&c->pe, layer, x, d);
     memcpy(rot, x, (size_t)d->N * d->Dh * sizeof(float));
 }

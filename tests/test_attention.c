@@ -23,7 +23,8 @@ static const double ATTN_TOLERANCE = 1e-3;
 /* ---- a test rotary encoding ------------------------------------------------
  * Pair j of token n in head h is rotated by the angle n * theta[h, j]: a
  * 1-D RoPE with learnable frequencies, enough to exercise every path of the
- * hook, including a parameter gradient reduced over the batch. */
+ * hook, including a parameter gradient reduced over the batch. It has
+ * both forms: whole tensors, and one (image, head) at a time. */
 typedef struct {
     QkRotation hook;
     float *theta;   /* (H, Dh/2) */
@@ -40,19 +41,55 @@ static void rope_rotate(const float *theta, float *x, int n, int pairs, float si
     }
 }
 
+static const float *raw_row(const float *x_raw, int raw_stride, int b, int n, int h,
+                            const AttnDims *d)
+{
+    return x_raw + ((int64_t)b * d->N + n) * raw_stride + h * d->Dh;
+}
+
+/* Rows of image b, head h: x (N, Dh) <- R x_raw. */
+static void rope_rows(const TestRope *r, int b, int h, float *x, const float *x_raw,
+                      int raw_stride, const AttnDims *d)
+{
+    for (int n = 0; n < d->N; n++) {
+        float *v = x + (int64_t)n * d->Dh;
+        memcpy(v, raw_row(x_raw, raw_stride, b, n, h, d), (size_t)d->Dh * sizeof(float));
+        rope_rotate(r->theta + h * d->Dh / 2, v, n, d->Dh / 2, 1.0f);
+    }
+}
+
+/* Their backward: dtheta (Dh/2) += the head's part, dx_raw <- R^T dx. */
+static void rope_rows_backward(const TestRope *r, int b, int h, float *dx_raw, float *dx,
+                               const float *x_raw, int raw_stride, float *dtheta,
+                               const AttnDims *d)
+{
+    for (int n = 0; n < d->N; n++) {
+        float *g = dx + (int64_t)n * d->Dh;
+        const float *raw = raw_row(x_raw, raw_stride, b, n, h, d);
+        for (int j = 0; j < d->Dh / 2; j++) {
+            /* y = R(t) x with t = n theta: dtheta += n (dy0 (-y1) + dy1 y0) */
+            float t = (float)n * r->theta[h * d->Dh / 2 + j];
+            float c = cosf(t), s = sinf(t), a = raw[2 * j], bb = raw[2 * j + 1];
+            float y0 = a * c - bb * s, y1 = a * s + bb * c;
+            dtheta[j] += (float)n * (g[2 * j + 1] * y0 - g[2 * j] * y1);
+        }
+        rope_rotate(r->theta + h * d->Dh / 2, g, n, d->Dh / 2, -1.0f); /* dx = R^T dy */
+        memcpy(dx_raw + (raw - x_raw), g, (size_t)d->Dh * sizeof(float));
+    }
+}
+
+static int64_t head_major(int b, int h, const AttnDims *d)
+{
+    return ((int64_t)b * d->H + h) * d->N * d->Dh;
+}
+
 static void rope_forward(const QkRotation *self, int layer, float *x, const float *x_raw,
                          int raw_stride, const AttnDims *d)
 {
     (void)layer;
-    const TestRope *r = self->ctx;
     for (int b = 0; b < d->B; b++)
         for (int h = 0; h < d->H; h++)
-            for (int n = 0; n < d->N; n++) {
-                float *v = x + (((int64_t)b * d->H + h) * d->N + n) * d->Dh;
-                memcpy(v, x_raw + ((int64_t)b * d->N + n) * raw_stride + h * d->Dh,
-                       (size_t)d->Dh * sizeof(float));
-                rope_rotate(r->theta + h * d->Dh / 2, v, n, d->Dh / 2, 1.0f);
-            }
+            rope_rows(self->ctx, b, h, x + head_major(b, h, d), x_raw, raw_stride, d);
 }
 
 static void rope_backward(const QkRotation *self, int layer, float *dx_raw, float *dx,
@@ -62,32 +99,71 @@ static void rope_backward(const QkRotation *self, int layer, float *dx_raw, floa
     const TestRope *r = self->ctx;
     for (int b = 0; b < d->B; b++)
         for (int h = 0; h < d->H; h++)
-            for (int n = 0; n < d->N; n++) {
-                float *g = dx + (((int64_t)b * d->H + h) * d->N + n) * d->Dh;
-                const float *raw = x_raw + ((int64_t)b * d->N + n) * raw_stride + h * d->Dh;
-                for (int j = 0; j < d->Dh / 2; j++) {
-                    /* y = R(t) x with t = n theta: dtheta += n (dy0 (-y1) + dy1 y0) */
-                    float t = (float)n * r->theta[h * d->Dh / 2 + j];
-                    float c = cosf(t), s = sinf(t), a = raw[2 * j], bb = raw[2 * j + 1];
-                    float y0 = a * c - bb * s, y1 = a * s + bb * c;
-                    r->dtheta[h * d->Dh / 2 + j] += (float)n * (g[2 * j + 1] * y0 - g[2 * j] * y1);
-                }
-                /* dx = R^T dy */
-                rope_rotate(r->theta + h * d->Dh / 2, g, n, d->Dh / 2, -1.0f);
-                memcpy(dx_raw + ((int64_t)b * d->N + n) * raw_stride + h * d->Dh, g,
-                       (size_t)d->Dh * sizeof(float));
-            }
+            rope_rows_backward(r, b, h, dx_raw, dx + head_major(b, h, d), x_raw, raw_stride,
+                               r->dtheta + h * d->Dh / 2, d);
+}
+
+static void rope_forward_head(const QkRotation *self, int layer, int b, int h, float *q, float *k,
+                              const float *q_raw, const float *k_raw, int raw_stride,
+                              const AttnDims *d)
+{
+    (void)layer;
+    rope_rows(self->ctx, b, h, q, q_raw, raw_stride, d);
+    rope_rows(self->ctx, b, h, k, k_raw, raw_stride, d);
+}
+
+/* head_grad: the head's dtheta part (Dh/2), overwritten. */
+static void rope_backward_head(const QkRotation *self, int layer, int b, int h, float *dq_raw,
+                               float *dk_raw, float *dq, float *dk, const float *q_raw,
+                               const float *k_raw, int raw_stride, float *head_grad,
+                               const AttnDims *d)
+{
+    (void)layer;
+    memset(head_grad, 0, (size_t)self->grad_floats * sizeof(float));
+    rope_rows_backward(self->ctx, b, h, dq_raw, dq, q_raw, raw_stride, head_grad, d);
+    rope_rows_backward(self->ctx, b, h, dk_raw, dk, k_raw, raw_stride, head_grad, d);
+}
+
+static void rope_backward_reduce(const QkRotation *self, int layer, const float *head_grads,
+                                 const AttnDims *d)
+{
+    (void)layer;
+    const TestRope *r = self->ctx;
+    const int pairs = d->Dh / 2;
+    for (int b = 0; b < d->B; b++)
+        for (int h = 0; h < d->H; h++)
+            for (int j = 0; j < pairs; j++)
+                r->dtheta[h * pairs + j] += head_grads[((int64_t)b * d->H + h) * pairs + j];
+}
+
+static QkRotation whole_hook(TestRope *r)
+{
+    return (QkRotation){.forward = rope_forward, .backward = rope_backward, .ctx = r};
+}
+
+static QkRotation per_head_hook(TestRope *r, int head_dim)
+{
+    QkRotation hook = whole_hook(r);
+    hook.forward_head = rope_forward_head;
+    hook.backward_head = rope_backward_head;
+    hook.backward_reduce = rope_backward_reduce;
+    hook.grad_floats = head_dim / 2;
+    return hook;
 }
 
 /* ---- the attention problem ------------------------------------------------- */
 
 typedef struct {
     AttnDims d;
-    float *qkv, *out, *q, *k, *probs;
-    float *dqkv, *dout, *dq, *dk, *dp_tiles;
-    int tiles;
+    float *qkv, *out, *probs, *dqkv, *dout;
+    AttnScratch scratch;
     const QkRotation *rotation;
 } AttnCase;
+
+static float *zeros_or_null(int64_t n)
+{
+    return n ? gc_zeros((size_t)n) : NULL;
+}
 
 static void attn_case_init_dims(AttnCase *a, const QkRotation *rotation, AttnDims dims)
 {
@@ -96,13 +172,16 @@ static void attn_case_init_dims(AttnCase *a, const QkRotation *rotation, AttnDim
     const size_t probs = (size_t)dims.B * dims.H * dims.N * dims.N;
     a->qkv = gc_randn(T * 3 * D, 1.0, 21);
     a->out = gc_zeros(heads), a->dout = gc_zeros(heads);
-    a->q = gc_zeros(heads), a->k = gc_zeros(heads);
-    a->dq = gc_zeros(heads), a->dk = gc_zeros(heads);
     a->probs = gc_zeros(probs);
-    a->tiles = attention_scratch_tiles();
-    a->dp_tiles = gc_zeros((size_t)a->tiles * dims.N * dims.N);
     a->dqkv = gc_zeros(T * 3 * D);
     a->rotation = rotation;
+    AttnScratch *s = &a->scratch;
+    s->tiles = attention_scratch_tiles();
+    const AttnScratchSizes size = attention_scratch_sizes(rotation, &dims, s->tiles);
+    s->q_rot = zeros_or_null(size.rotated), s->k_rot = zeros_or_null(size.rotated);
+    s->dq_rot = zeros_or_null(size.rotated_grad), s->dk_rot = zeros_or_null(size.rotated_grad);
+    s->head_grads = zeros_or_null(size.head_grads);
+    s->dp_tiles = gc_zeros((size_t)size.dp_tiles);
 }
 
 /* Two images of 5 tokens, two heads of 4 channels. */
@@ -114,14 +193,13 @@ static void attn_case_init(AttnCase *a, const QkRotation *rotation)
 static void attn_fwd(void *c)
 {
     AttnCase *a = c;
-    attention_forward(a->out, a->q, a->k, a->probs, a->qkv, a->rotation, 0, &a->d);
+    attention_forward(a->out, a->probs, a->qkv, a->rotation, 0, &a->d, &a->scratch);
 }
 
 static void attn_bwd(void *c)
 {
     AttnCase *a = c;
-    attention_backward(a->dqkv, a->dq, a->dk, a->dp_tiles, a->tiles, a->dout, a->q, a->k,
-                       a->probs, a->qkv, a->rotation, 0, &a->d);
+    attention_backward(a->dqkv, a->dout, a->probs, a->qkv, a->rotation, 0, &a->d, &a->scratch);
 }
 
 static void check_attention_dims(const char *title, const QkRotation *rotation, TestRope *rope,
@@ -134,7 +212,7 @@ static void check_attention_dims(const char *title, const QkRotation *rotation, 
                    .dout = a.dout, .out_n = T * D};
     gc_add(&p, "qkv", a.qkv, a.dqkv, T * 3 * D);
     if (rope)
-        gc_add(&p, "theta", rope->theta, rope->dtheta, 2 * 2);
+        gc_add(&p, "theta", rope->theta, rope->dtheta, dims.H * dims.Dh / 2);
     GcResult r;
     GcOptions o = {.max_samples = 240};
     gradcheck_run(&p, &o, &r);
@@ -162,8 +240,43 @@ START_TEST(test_attention_rotary_hook_gradients)
 {
     float theta[4] = {0.3f, -0.7f, 1.1f, 0.05f}, dtheta[4];
     TestRope rope = {.theta = theta, .dtheta = dtheta};
-    rope.hook = (QkRotation){.forward = rope_forward, .backward = rope_backward, .ctx = &rope};
+    rope.hook = whole_hook(&rope);
     check_attention("attention + rotary hook", &rope.hook, &rope);
+    rope.hook = per_head_hook(&rope, 4);
+    check_attention("attention + per-head rotary hook", &rope.hook, &rope);
+}
+END_TEST
+
+/* A hook's two forms give the same attention: the outputs and dqkv bit for
+ * bit (each value goes through the same operations), the parameter
+ * gradient up to the order of its sums. At N = 65, Dh = 64 (the head
+ * kernels) and on more heads than threads. */
+START_TEST(test_attention_per_head_rotation_matches_whole)
+{
+    const AttnDims dims = {.B = 3, .N = 65, .H = 2, .Dh = 64};
+    const int pairs = dims.H * dims.Dh / 2;
+    float *theta = gc_randn((size_t)pairs, 0.3, 5), *dtheta[2];
+    AttnCase a[2];
+    TestRope rope[2];
+    QkRotation hooks[2];
+    for (int form = 0; form < 2; form++) {
+        dtheta[form] = gc_zeros((size_t)pairs);
+        rope[form] = (TestRope){.theta = theta, .dtheta = dtheta[form]};
+        hooks[form] = form ? per_head_hook(&rope[form], dims.Dh) : whole_hook(&rope[form]);
+        attn_case_init_dims(&a[form], &hooks[form], dims);
+        float *dout = gc_randn((size_t)dims.B * dims.N * dims.H * dims.Dh, 1.0, 6);
+        memcpy(a[form].dout, dout, (size_t)dims.B * dims.N * dims.H * dims.Dh * sizeof(float));
+        attn_fwd(&a[form]);
+        attn_bwd(&a[form]);
+    }
+    const size_t out_n = (size_t)dims.B * dims.N * dims.H * dims.Dh;
+    ck_assert_mem_eq(a[0].out, a[1].out, out_n * sizeof(float));
+    ck_assert_mem_eq(a[0].probs, a[1].probs,
+                     (size_t)dims.B * dims.H * dims.N * dims.N * sizeof(float));
+    ck_assert_mem_eq(a[0].dqkv, a[1].dqkv, 3 * out_n * sizeof(float));
+    for (int j = 0; j < pairs; j++)
+        ck_assert_msg(fabsf(dtheta[0][j] - dtheta[1][j]) <= 1e-4f * (1.0f + fabsf(dtheta[0][j])),
+                      "dtheta[%d]: whole %g, per head %g", j, dtheta[0][j], dtheta[1][j]);
 }
 END_TEST
 
@@ -489,6 +602,7 @@ Suite *attention_suite(void)
     tcase_add_checked_fixture(tc, NULL, gc_free_all);
     tcase_add_test(tc, test_attention_gradients);
     tcase_add_test(tc, test_attention_rotary_hook_gradients);
+    tcase_add_test(tc, test_attention_per_head_rotation_matches_whole);
     tcase_add_test(tc, test_attention_matches_reference);
     tcase_add_test(tc, test_attention_model_sizes);
     tcase_add_test(tc, test_attention_permutation_equivariant);

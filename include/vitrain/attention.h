@@ -11,46 +11,99 @@
 #ifndef VITRAIN_ATTENTION_H
 #define VITRAIN_ATTENTION_H
 
+#include <stdint.h>
+
 typedef struct AttnDims {
     int B, N, H, Dh;
 } AttnDims;
 
 /*
  * A rotary positional encoding (DESIGN §4): q_n <- R(p_n) q_n and
- * k_n <- R(p_n) k_n with R orthogonal, never v. The attention core calls
- * forward once for q and once for k of each layer, before the scores;
- * backward maps the gradient w.r.t. the rotated tensor to the gradient
- * w.r.t. the raw one and adds the encoding's parameter gradients to
- * wherever the encoding keeps them. A NULL hook means no rotation (the
- * absolute encoding, or none).
+ * k_n <- R(p_n) k_n with R orthogonal, never v. A NULL hook means no
+ * rotation (the absolute encoding, or none).
  *
  * The raw q or k is read where the qkv linear left it: row (b, n) at
  * x_raw + (b N + n) raw_stride, head h at columns [h Dh, (h+1) Dh); its
- * gradient goes to the same place of dL/dqkv. The rotated copies are
- * head-major, (B, H, N, Dh).
+ * gradient goes to the same place of dL/dqkv.
+ *
+ * A hook rotates either whole tensors (forward, backward: every image and
+ * head at once, into and out of head-major (B, H, N, Dh) copies) or one
+ * (image, head) at a time (forward_head, backward_head): the attention
+ * then rotates each head's q and k into tiles of its own as it gets to
+ * them, while their rows are in cache, and keeps no rotated tensors.
+ * Whole tensors suit rotations that are products over the batch (dense
+ * LieRE); a hook has the whole-tensor forward always.
  */
 typedef struct QkRotation QkRotation;
 struct QkRotation {
     /* x <- R x_raw for every token (those without a position copied). */
     void (*forward)(const QkRotation *self, int layer, float *x, const float *x_raw,
                     int raw_stride, const AttnDims *dims);
-    /* dx_raw <- R^T dx, with dx = dL/d(rotated), which it may overwrite. */
+    /* dx_raw <- R^T dx, with dx = dL/d(rotated), which it may overwrite;
+     * adds the encoding's parameter gradients to wherever it keeps them. */
     void (*backward)(const QkRotation *self, int layer, float *dx_raw, float *dx,
                      const float *x_raw, int raw_stride, const AttnDims *dims);
+
+    /* Optional: image b, head h, q and k: tiles (N, Dh), rows Dh apart. */
+    void (*forward_head)(const QkRotation *self, int layer, int b, int h, float *q, float *k,
+                         const float *q_raw, const float *k_raw, int raw_stride,
+                         const AttnDims *dims);
+    /* Optional, with forward_head: the rows of (b, h) in dq_raw and dk_raw
+     * <- R^T dq, R^T dk (tiles, which it may overwrite). What the parameter
+     * gradient needs, grad_floats numbers, goes to head_grad (overwritten);
+     * backward_reduce then adds those of every (image, head), laid out
+     * (B, H, grad_floats), to the encoding's gradient. */
+    void (*backward_head)(const QkRotation *self, int layer, int b, int h, float *dq_raw,
+                          float *dk_raw, float *dq, float *dk, const float *q_raw,
+                          const float *k_raw, int raw_stride, float *head_grad,
+                          const AttnDims *dims);
+    void (*backward_reduce)(const QkRotation *self, int layer, const float *head_grads,
+                            const AttnDims *dims);
+    int grad_floats;
     void *ctx;
 };
 
-/* q_rot and k_rot (B, H, N, Dh) <- the rotated q and k of qkv: the
- * forward's first step, and the backward's rebuild of them. */
-void attention_rotate(float *q_rot, float *k_rot, const float *qkv /* (B, N, 3D) */,
+/* What the core works in besides its inputs and outputs. With a rotation:
+ * q_rot and k_rot hold the rotated q and k, (B, H, N, Dh) for a
+ * whole-tensor hook or one (N, Dh) tile per thread for a per-head one;
+ * dq_rot and dk_rot their gradients, likewise (whole unless the hook has
+ * backward_head); head_grads (B, H, grad_floats) with backward_head. The
+ * backward keeps dP in dp_tiles, one (N, N) tile per thread; `tiles` is
+ * how many threads the core runs on at most. */
+typedef struct AttnScratch {
+    float *q_rot, *k_rot;
+    float *dq_rot, *dk_rot;
+    float *head_grads;
+    float *dp_tiles;
+    int tiles;
+} AttnScratch;
+
+/* How many floats each part of the scratch needs, for `tiles` threads
+ * (attention_scratch_tiles() is the usual count). */
+typedef struct AttnScratchSizes {
+    int64_t rotated;       /* each of q_rot and k_rot (0 without rotation) */
+    int64_t rotated_grad;  /* each of dq_rot and dk_rot */
+    int64_t head_grads;
+    int64_t dp_tiles;
+} AttnScratchSizes;
+AttnScratchSizes attention_scratch_sizes(const QkRotation *rotation, const AttnDims *dims,
+                                         int tiles);
+
+/* How many threads the scratch should be planned for: as many as a
+ * region may run on. */
+int attention_scratch_tiles(void);
+
+/* The backward's first step when the forward's rotated q and k are not
+ * kept: q_rot and k_rot <- the rotated q and k of qkv again (nothing for a
+ * per-head hook, which the backward calls head by head). */
+void attention_rotate(const AttnScratch *scratch, const float *qkv /* (B, N, 3D) */,
                       const QkRotation *rotation, int layer, const AttnDims *dims);
 
-/* Saves the softmax probabilities and, when there is a rotation, the
- * rotated q and k (head-major copies; NULL is fine without a rotation). */
-void attention_forward(float *out /* (B, N, D) */, float *q_rot /* (B, H, N, Dh) or NULL */,
-                       float *k_rot /* (B, H, N, Dh) or NULL */, float *probs /* (B, H, N, N) */,
+/* Saves the softmax probabilities (and, with a whole-tensor rotation, the
+ * rotated q and k in the scratch). */
+void attention_forward(float *out /* (B, N, D) */, float *probs /* (B, H, N, N) */,
                        const float *qkv /* (B, N, 3D) */, const QkRotation *rotation, int layer,
-                       const AttnDims *dims);
+                       const AttnDims *dims, const AttnScratch *scratch);
 
 /* out = P v per head from the saved probabilities: the attention output
  * again, for the backward of the projection that reads it, so that the
@@ -58,18 +111,11 @@ void attention_forward(float *out /* (B, N, D) */, float *q_rot /* (B, H, N, Dh)
 void attention_output(float *out /* (B, N, D) */, const float *probs /* (B, H, N, N) */,
                       const float *qkv /* (B, N, 3D) */, const AttnDims *dims);
 
-/* How many (N, N) tiles of scratch the backward should be given: one per
- * thread it may run on. */
-int attention_scratch_tiles(void);
-
-/* Writes dqkv whole. dq_rot and dk_rot (needed with a rotation only) are
- * scratch of the shape of q_rot; dp_tiles holds `tiles` (N, N) tiles, one
- * per thread (the backward runs on at most that many). */
-void attention_backward(float *dqkv /* (B, N, 3D) */, float *dq_rot /* (B, H, N, Dh) or NULL */,
-                        float *dk_rot /* (B, H, N, Dh) or NULL */,
-                        float *dp_tiles /* (tiles, N, N) */, int tiles,
-                        const float *dout /* (B, N, D) */, const float *q_rot,
-                        const float *k_rot, const float *probs, const float *qkv /* (B, N, 3D) */,
-                        const QkRotation *rotation, int layer, const AttnDims *dims);
+/* Writes dqkv whole; reads the rotated q and k a whole-tensor hook left in
+ * the scratch (attention_forward or attention_rotate). */
+void attention_backward(float *dqkv /* (B, N, 3D) */, const float *dout /* (B, N, D) */,
+                        const float *probs, const float *qkv /* (B, N, 3D) */,
+                        const QkRotation *rotation, int layer, const AttnDims *dims,
+                        const AttnScratch *scratch);
 
 #endif

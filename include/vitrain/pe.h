@@ -16,6 +16,16 @@
  *             the parameter gradient needs
  *   finish    after the whole backward: parameter gradients, added into
  *             the gradient arena
+ * or, instead of forward and backward, the same one (image, head) at a
+ * time, which the attention calls inside its loop over heads:
+ *   forward_head     x (N, Dh) <- R x_raw for image b, head h
+ *   backward_head    the rows of (b, h) in dx_raw <- R^T dx (N, Dh); adds
+ *                    what the parameter gradient needs to head_grad
+ *                    (head_grad_floats of them, NULL when 0)
+ *   backward_reduce  adds the head_grad of every (image, head), laid out
+ *                    (B, H, head_grad_floats), to the encoding's sums
+ * (pe_forward and pe_backward run either form on whole tensors). A kind
+ * with forward may also have forward_head, used where by_heads says so.
  * The learned absolute encoding is additive instead (pos_embed, added after
  * the CLS concat by the model); encodings without rotation leave forward
  * NULL. Token 0 is the CLS token; token 1 + r * grid_w + c is the patch at
@@ -75,6 +85,14 @@ typedef struct PeKind {
                     const AttnDims *d);
     void (*backward)(Pe *pe, int layer, float *dx_raw, float *dx, const float *x_raw,
                      int raw_stride, const AttnDims *d);
+    void (*forward_head)(const Pe *pe, int layer, int b, int h, float *x, const float *x_raw,
+                         int raw_stride, const AttnDims *d);
+    void (*backward_head)(const Pe *pe, int layer, int b, int h, float *dx_raw, float *dx,
+                          const float *x_raw, int raw_stride, float *head_grad,
+                          const AttnDims *d);
+    void (*backward_reduce)(Pe *pe, int layer, const float *head_grads, const AttnDims *d);
+    int (*head_grad_floats)(const Pe *pe);  /* NULL: none */
+    bool (*by_heads)(const Pe *pe);         /* NULL: whenever forward_head is set */
     void (*finish)(Pe *pe, const float *params, float *grads);     /* arena bases */
     void (*destroy)(Pe *pe);
 } PeKind;
@@ -108,6 +126,13 @@ VtCode pe_create(Pe *pe, const PeOptions *o, const PeGeometry *g, TensorList *pa
 void pe_destroy(Pe *pe);
 /* The hook the attention calls, NULL for encodings without rotation. */
 const QkRotation *pe_rotation(const Pe *pe);
+
+/* The encoding's rotation of whole tensors, in whichever form its kind
+ * has (the layouts of QkRotation's forward and backward, attention.h). */
+void pe_forward(const Pe *pe, int layer, float *x, const float *x_raw, int raw_stride,
+                const AttnDims *d);
+void pe_backward(Pe *pe, int layer, float *dx_raw, float *dx, const float *x_raw, int raw_stride,
+                 const AttnDims *d);
 
 /* Patch positions used by the encodings: token t >= 1 is patch
  * (row, col) = ((t-1) / grid_w, (t-1) % grid_w). */

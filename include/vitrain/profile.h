@@ -4,7 +4,8 @@
  * Phases nest: prof_push starts a phase and pauses the enclosing one,
  * prof_pop ends it and resumes the enclosing one, so every second is
  * counted once, in the innermost phase (attention's GEMMs count as
- * attention, the rotation inside it as encoding). Only the main thread
+ * attention, a whole-tensor rotation inside it as encoding, a rotation
+ * done head by head inside its loop as attention). Only the main thread
  * pushes and pops, outside parallel regions. Off by default; when off,
  * push and pop cost one branch.
  */

@@ -63,7 +63,6 @@ typedef struct VitBlockActs {
     float *x_mid;                 /* (B, N, D) stream after the attention branch */
     float *ln1_mean, *ln1_rstd;   /* (B*N) statistics of norm1 */
     float *qkv;                   /* (B, N, 3D) */
-    float *q_rot, *k_rot;         /* (B, H, N, Dh) rotated q and k (shared); NULL if no rotation */
     float *probs;                 /* (B, H, N, N) */
     float *attn;                  /* (B, N, D) heads merged, before proj: normed */
     float *proj;                  /* (B, N, D) kept for LayerScale's gradient; else NULL */
@@ -86,9 +85,6 @@ typedef struct VitGradScratch {
     float *ln;          /* (B, N, D) dL/d(a LayerNorm's output) */
     float *attn;        /* (B, N, D) dL/d(attention output), shares ln */
     float *qkv;         /* (B, N, 3D) when mlp_dim < 3 dim; else NULL (the block's fc1 serves) */
-    float *q, *k;       /* (B, H, N, Dh), with a rotation only */
-    float *dp_tiles;    /* (dp_tile_count, N, N) the attention backward's per-thread dP */
-    int dp_tile_count;
     float *patches;     /* (B*Np, D), shares ln */
     float *pooled;      /* (B, D) */
     float *logits;      /* (B, K) */
@@ -119,7 +115,8 @@ typedef struct Vit {
     float *patches;   /* (B*Np, D) the patch embedding; shares normed */
     float **stream;   /* (depth+1) x (B, N, D): stream[0] embedded, stream[l+1] after block l */
     VitBlockActs *block_acts; /* (depth) */
-    VitBlockActs recomputed;  /* the shared q_rot and k_rot; with recompute_attention probs */
+    VitBlockActs recomputed;  /* with recompute_attention: the shared probs */
+    AttnScratch attn;         /* the attention core's scratch, shared by every block */
     float *branch;    /* (B, N, D) forward scratch; with drop path and no LayerScale only */
     float *normed;    /* (B, N, D) scratch: the output of a LayerNorm, and the
                        * attention output (attn of every block) */

@@ -6,10 +6,12 @@
  * OpenBLAS runs single-threaded inside our region.
  *
  * The GEMMs read q, k and v where the qkv linear left them, a row stride
- * of 3D apart, and the backward writes dq, dk and dv straight into dqkv:
- * only a rotary encoding, which must not touch the raw q and k its
- * backward reads, writes head-major rotated copies of the two (from the
- * raw rows, and its backward writes dq and dk back into dqkv).
+ * of 3D apart, and the backward writes dq, dk and dv straight into dqkv.
+ * A rotary encoding must not touch the raw q and k (its backward reads
+ * them): a per-head hook rotates each head's q and k into the thread's
+ * tiles just before its products (and its backward takes dq and dk from
+ * tiles too); a whole-tensor hook first writes head-major rotated copies
+ * of the whole batch.
  */
 #include "vitrain/attention.h"
 #include "vitrain/profile.h"
@@ -21,6 +23,7 @@
 
 #include <math.h>
 #include <omp.h>
+#include <stdbool.h>
 #include <stdint.h>
 
 /* Which of q, k, v a slice of the qkv buffer holds. */
@@ -98,6 +101,93 @@ static void queue_probs(FetchQueue *ahead, const float *probs, int bh, const Att
     fetch_queue_rows(ahead, probs + bh * NN, 0, 1, (int)NN);
 }
 
+/* ---- the rotation hook ------------------------------------------------------ */
+
+static bool by_heads(const QkRotation *rotation)
+{
+    return rotation && rotation->forward_head;
+}
+
+static bool grads_by_heads(const QkRotation *rotation)
+{
+    return rotation && rotation->backward_head;
+}
+
+int attention_scratch_tiles(void)
+{
+    return threads_planned();
+}
+
+AttnScratchSizes attention_scratch_sizes(const QkRotation *rotation, const AttnDims *d, int tiles)
+{
+    const int64_t whole = (int64_t)d->B * d->H * d->N * d->Dh, tile = (int64_t)d->N * d->Dh;
+    AttnScratchSizes s = {.dp_tiles = (int64_t)tiles * d->N * d->N};
+    if (!rotation)
+        return s;
+    s.rotated = by_heads(rotation) ? tiles * tile : whole;
+    s.rotated_grad = grads_by_heads(rotation) ? tiles * tile : whole;
+    if (grads_by_heads(rotation))
+        s.head_grads = (int64_t)d->B * d->H * rotation->grad_floats;
+    return s;
+}
+
+/* The whole-tensor copies a hook without per-head forms keeps, else NULL
+ * (the kernels then read the raw rows, or the thread's tiles). */
+static const float *whole_rotated(const QkRotation *rotation, const float *rotated)
+{
+    return rotation && !by_heads(rotation) ? rotated : NULL;
+}
+
+static float *whole_rotated_grad(const QkRotation *rotation, float *rotated_grad)
+{
+    return rotation && !grads_by_heads(rotation) ? rotated_grad : NULL;
+}
+
+/* Thread t's tile of a per-head scratch part. */
+static float *tile_of(float *part, int thread, const AttnDims *d)
+{
+    return part + (int64_t)thread * d->N * d->Dh;
+}
+
+/* q and k of head bh as the products read them: rotated now into the
+ * thread's tiles, from the whole-tensor copies, or the raw slots. */
+typedef struct HeadQk {
+    HeadSlice q, k;
+} HeadQk;
+
+static HeadQk head_qk(const QkRotation *rotation, int layer, const AttnScratch *s, int thread,
+                      const float *qkv, int bh, const AttnDims *d)
+{
+    const int D = d->H * d->Dh;
+    if (by_heads(rotation)) {
+        float *q = tile_of(s->q_rot, thread, d), *k = tile_of(s->k_rot, thread, d);
+        rotation->forward_head(rotation, layer, bh / d->H, bh % d->H, q, k, qkv + SLOT_Q * D,
+                               qkv + SLOT_K * D, 3 * D, d);
+        return (HeadQk){{q, d->Dh}, {k, d->Dh}};
+    }
+    return (HeadQk){qk_slice(whole_rotated(rotation, s->q_rot), qkv, SLOT_Q, bh, d),
+                    qk_slice(whole_rotated(rotation, s->k_rot), qkv, SLOT_K, bh, d)};
+}
+
+void attention_rotate(const AttnScratch *scratch, const float *qkv, const QkRotation *rotation,
+                      int layer, const AttnDims *dims)
+{
+    if (!rotation || by_heads(rotation))
+        return;
+    const int D = dims->H * dims->Dh;
+    rotation->forward(rotation, layer, scratch->q_rot, qkv + SLOT_Q * D, 3 * D, dims);
+    rotation->forward(rotation, layer, scratch->k_rot, qkv + SLOT_K * D, 3 * D, dims);
+}
+
+/* Threads of a region: no more than the scratch has tiles for. */
+static int region_threads(const AttnScratch *s)
+{
+    VT_ASSERT(s->tiles >= 1);
+    return VT_MIN(omp_get_max_threads(), s->tiles);
+}
+
+/* ---- forward ------------------------------------------------------------------ */
+
 /* What the forward of head bh reads and writes, in the order it does. */
 static void queue_forward(FetchQueue *ahead, const float *q_rot, const float *k_rot,
                           const float *probs, const float *out, const float *qkv, int bh,
@@ -111,11 +201,6 @@ static void queue_forward(FetchQueue *ahead, const float *q_rot, const float *k_
     queue_probs(ahead, probs, bh, d);
     queue_slice(ahead, qkv_slice(qkv, SLOT_V, bh, d), d);
     queue_slice(ahead, output_slice(out, bh, d), d);
-}
-
-int attention_scratch_tiles(void)
-{
-    return threads_planned();
 }
 
 /* What the rebuild of head bh's output reads and writes. */
@@ -158,42 +243,35 @@ void attention_output(float *out, const float *probs, const float *qkv, const At
     prof_pop();
 }
 
-void attention_rotate(float *q_rot, float *k_rot, const float *qkv, const QkRotation *rotation,
-                      int layer, const AttnDims *dims)
-{
-    const int D = dims->H * dims->Dh;
-    rotation->forward(rotation, layer, q_rot, qkv + SLOT_Q * D, 3 * D, dims);
-    rotation->forward(rotation, layer, k_rot, qkv + SLOT_K * D, 3 * D, dims);
-}
-
-void attention_forward(float *out, float *q_rot, float *k_rot, float *probs, const float *qkv,
-                       const QkRotation *rotation, int layer, const AttnDims *dims)
+void attention_forward(float *out, float *probs, const float *qkv, const QkRotation *rotation,
+                       int layer, const AttnDims *dims, const AttnScratch *scratch)
 {
     const int N = dims->N, Dh = dims->Dh;
     const float scale = 1.0f / sqrtf((float)Dh);
+    const float *q_rot = whole_rotated(rotation, scratch->q_rot);
+    const float *k_rot = whole_rotated(rotation, scratch->k_rot);
     prof_push(PROF_ATTENTION);
-    VT_ASSERT(!rotation || (q_rot && k_rot));
-    if (rotation)
-        attention_rotate(q_rot, k_rot, qkv, rotation, layer, dims);
-    else
-        q_rot = k_rot = NULL;
-#pragma omp parallel
+    VT_ASSERT(!rotation || (scratch->q_rot && scratch->k_rot));
+    attention_rotate(scratch, qkv, rotation, layer, dims);
+#pragma omp parallel num_threads(region_threads(scratch))
     {
+        const int thread = omp_get_thread_num();
         const char *lines[CHUNKS_AHEAD];
         FetchQueue ahead = {lines, 0, 0, CHUNKS_AHEAD};
 #pragma omp for schedule(static)
         for (int bh = 0; bh < dims->B * dims->H; bh++) {
-            const HeadSlice q = qk_slice(q_rot, qkv, SLOT_Q, bh, dims);
-            const HeadSlice k = qk_slice(k_rot, qkv, SLOT_K, bh, dims);
+            const HeadQk qk = head_qk(rotation, layer, scratch, thread, qkv, bh, dims);
             float *p = probs + (int64_t)bh * N * N;
             queue_forward(&ahead, q_rot, k_rot, probs, out, qkv, bh + 1, dims);
             /* P = softmax(q k^T * scale), (N, N) */
-            head_scores_softmax(p, q.at, q.ld, k.at, k.ld, N, Dh, scale, &ahead);
+            head_scores_softmax(p, qk.q.at, qk.q.ld, qk.k.at, qk.k.ld, N, Dh, scale, &ahead);
             head_output(out, p, qkv, bh, dims, &ahead);
         }
     }
     prof_pop();
 }
+
+/* ---- backward ----------------------------------------------------------------- */
 
 /* What the backward of head bh reads and writes, in the order it does. */
 static void queue_backward(FetchQueue *ahead, const float *dqkv, const float *dq_rot,
@@ -214,59 +292,84 @@ static void queue_backward(FetchQueue *ahead, const float *dqkv, const float *dq
     queue_slice(ahead, qk_slice(dk_rot, dqkv, SLOT_K, bh, d), d);
 }
 
-/* The backward of one head (b, h), its dP in the thread's tile dp. */
-static void head_backward(float *dqkv, float *dq_rot, float *dk_rot, float *dp, const float *dout,
-                          const float *q_rot, const float *k_rot, const float *probs,
-                          const float *qkv, int bh, const AttnDims *dims, FetchQueue *ahead)
+/* Where head bh's dq or dk goes: the thread's tile for a hook with
+ * backward_head, the whole-tensor copy for one without, else dqkv. */
+static HeadOut head_dqk(const QkRotation *rotation, float *rotated_grad, float *dqkv, int slot,
+                        int thread, int bh, const AttnDims *d)
+{
+    if (grads_by_heads(rotation))
+        return (HeadOut){tile_of(rotated_grad, thread, d), d->Dh};
+    return qk_out(whole_rotated_grad(rotation, rotated_grad), dqkv, slot, bh, d);
+}
+
+/* The backward of one head (b, h), its dP in the thread's tile. */
+static void head_backward(float *dqkv, const float *dout, const float *probs, const float *qkv,
+                          const QkRotation *rotation, int layer, const AttnScratch *s, int thread,
+                          int bh, const AttnDims *dims, FetchQueue *ahead)
 {
     const int N = dims->N, Dh = dims->Dh, D = dims->H * Dh;
     const int b = bh / dims->H, h = bh % dims->H;
     const float scale = 1.0f / sqrtf((float)Dh);
-    const HeadSlice q = qk_slice(q_rot, qkv, SLOT_Q, bh, dims);
-    const HeadSlice k = qk_slice(k_rot, qkv, SLOT_K, bh, dims);
+    const HeadQk qk = head_qk(rotation, layer, s, thread, qkv, bh, dims);
     const HeadSlice v = qkv_slice(qkv, SLOT_V, bh, dims);
-    const HeadOut dq = qk_out(dq_rot, dqkv, SLOT_Q, bh, dims);
-    const HeadOut dk = qk_out(dk_rot, dqkv, SLOT_K, bh, dims);
+    const HeadOut dq = head_dqk(rotation, s->dq_rot, dqkv, SLOT_Q, thread, bh, dims);
+    const HeadOut dk = head_dqk(rotation, s->dk_rot, dqkv, SLOT_K, thread, bh, dims);
     const HeadOut dv = qkv_out(dqkv, SLOT_V, bh, dims);
     const float *p = probs + (int64_t)bh * N * N;
     const float *dO = dout + (int64_t)b * N * D + h * Dh; /* (N, Dh), row stride D */
-    queue_backward(ahead, dqkv, dq_rot, dk_rot, dout, q_rot, k_rot, probs, qkv, bh + 1, dims);
+    float *dp = s->dp_tiles + (int64_t)thread * N * N;
+    queue_backward(ahead, dqkv, whole_rotated_grad(rotation, s->dq_rot),
+                   whole_rotated_grad(rotation, s->dk_rot), dout,
+                   whole_rotated(rotation, s->q_rot), whole_rotated(rotation, s->k_rot), probs,
+                   qkv, bh + 1, dims);
     /* O = P v: dv = P^T dO, dP = dO v^T; P = softmax(S), S = scale q k^T:
      * dS = scale * softmax'(dP), formed row by row with dP */
     head_sgemm(true, false, N, Dh, N, 1.0f, p, N, dO, D, dv.at, dv.ld, ahead);
     head_scores_softmax_backward(dp, dO, D, v.at, v.ld, p, N, Dh, scale, ahead);
     /* dq = dS k, dk = dS^T q */
-    head_sgemm(false, false, N, Dh, N, 1.0f, dp, N, k.at, k.ld, dq.at, dq.ld, ahead);
-    head_sgemm(true, false, N, Dh, N, 1.0f, dp, N, q.at, q.ld, dk.at, dk.ld, ahead);
+    head_sgemm(false, false, N, Dh, N, 1.0f, dp, N, qk.k.at, qk.k.ld, dq.at, dq.ld, ahead);
+    head_sgemm(true, false, N, Dh, N, 1.0f, dp, N, qk.q.at, qk.q.ld, dk.at, dk.ld, ahead);
+    if (grads_by_heads(rotation))
+        rotation->backward_head(rotation, layer, b, h, dqkv + SLOT_Q * D, dqkv + SLOT_K * D,
+                                dq.at, dk.at, qkv + SLOT_Q * D, qkv + SLOT_K * D, 3 * D,
+                                s->head_grads + (int64_t)bh * rotation->grad_floats, dims);
 }
 
-void attention_backward(float *dqkv, float *dq_rot, float *dk_rot, float *dp_tiles, int tiles,
-                        const float *dout, const float *q_rot, const float *k_rot,
-                        const float *probs, const float *qkv, const QkRotation *rotation,
-                        int layer, const AttnDims *dims)
+/* The rotation's backward once every head is done. */
+static void rotation_backward(float *dqkv, const float *qkv, const QkRotation *rotation,
+                              int layer, const AttnDims *dims, const AttnScratch *s)
 {
-    const int N = dims->N, D = dims->H * dims->Dh;
-    VT_ASSERT(!rotation || (q_rot && k_rot && dq_rot && dk_rot));
-    VT_ASSERT(tiles >= 1);
+    const int D = dims->H * dims->Dh;
+    if (grads_by_heads(rotation)) {
+        if (rotation->backward_reduce)
+            rotation->backward_reduce(rotation, layer, s->head_grads, dims);
+        return;
+    }
+    rotation->backward(rotation, layer, dqkv + SLOT_Q * D, s->dq_rot, qkv + SLOT_Q * D, 3 * D,
+                       dims);
+    rotation->backward(rotation, layer, dqkv + SLOT_K * D, s->dk_rot, qkv + SLOT_K * D, 3 * D,
+                       dims);
+}
+
+void attention_backward(float *dqkv, const float *dout, const float *probs, const float *qkv,
+                        const QkRotation *rotation, int layer, const AttnDims *dims,
+                        const AttnScratch *scratch)
+{
+    VT_ASSERT(!rotation || (scratch->q_rot && scratch->k_rot && scratch->dq_rot &&
+                            scratch->dk_rot));
+    VT_ASSERT(!grads_by_heads(rotation) || by_heads(rotation));
     prof_push(PROF_ATTENTION);
-    if (!rotation)
-        q_rot = k_rot = dq_rot = dk_rot = NULL;
-    /* One thread per tile of scratch, at most: each keeps dP of its heads. */
-#pragma omp parallel num_threads(VT_MIN(omp_get_max_threads(), tiles))
+#pragma omp parallel num_threads(region_threads(scratch))
     {
-        float *dp = dp_tiles + (int64_t)omp_get_thread_num() * N * N;
+        const int thread = omp_get_thread_num();
         const char *lines[CHUNKS_AHEAD];
         FetchQueue ahead = {lines, 0, 0, CHUNKS_AHEAD};
 #pragma omp for schedule(static)
         for (int bh = 0; bh < dims->B * dims->H; bh++)
-            head_backward(dqkv, dq_rot, dk_rot, dp, dout, q_rot, k_rot, probs, qkv, bh, dims,
+            head_backward(dqkv, dout, probs, qkv, rotation, layer, scratch, thread, bh, dims,
                           &ahead);
     }
-    if (rotation) {
-        rotation->backward(rotation, layer, dqkv + SLOT_Q * D, dq_rot, qkv + SLOT_Q * D, 3 * D,
-                           dims);
-        rotation->backward(rotation, layer, dqkv + SLOT_K * D, dk_rot, qkv + SLOT_K * D, 3 * D,
-                           dims);
-    }
+    if (rotation)
+        rotation_backward(dqkv, qkv, rotation, layer, dims, scratch);
     prof_pop();
 }

@@ -71,8 +71,8 @@ static void plan_block(ActPlan *p, VitBlockActs *a, int l, int64_t B, const Vit 
     plan(p, &a->ln1_mean, T, "blocks.%d.norm1.mean", l);
     plan(p, &a->ln1_rstd, T, "blocks.%d.norm1.rstd", l);
     plan(p, &a->qkv, T * 3 * D, "blocks.%d.attn.qkv", l);
-    /* With recompute_attention probs points at shared scratch, and the
-     * rotated q and k always do (bind_activations). */
+    /* With recompute_attention probs points at shared scratch
+     * (bind_activations); the rotated q and k are the attention's scratch. */
     if (!m->cfg.recompute_attention)
         plan(p, &a->probs, B * H * N * N, "blocks.%d.attn.probs", l);
     plan(p, &a->ln2_mean, T, "blocks.%d.norm2.mean", l);
@@ -96,19 +96,33 @@ static void plan_grads(ActPlan *p, VitGradScratch *g, int64_t B, const Vit *m)
     if (m->cfg.drop_path > 0.0f)
         plan(p, &g->tmp, T * D, "grad.tmp");
     plan(p, &g->ln, T * D, "grad.norm+attn+patches");
-    if (m->rotation) {
-        plan(p, &g->q, T * D, "grad.q_rot");
-        plan(p, &g->k, T * D, "grad.k_rot");
-    }
     /* GELU's slope overwrites fc1's saved output, and dL/dqkv takes fc1's
      * memory too once the MLP half is done: a buffer of its own only where
      * fc1 is smaller than qkv (an MLP ratio below 3). */
     if (F < 3 * D)
         plan(p, &g->qkv, T * 3 * D, "grad.qkv");
-    g->dp_tile_count = attention_scratch_tiles();
-    plan(p, &g->dp_tiles, (int64_t)g->dp_tile_count * N * N, "grad.attn_probs_tiles");
     plan(p, &g->pooled, B * D, "grad.pooled");
     plan(p, &g->logits, B * K, "grad.logits");
+}
+
+/* The attention core's scratch, shared by every block: the rotated q and
+ * k (one block's at a time, rebuilt by the backward, or tiles per thread
+ * for a per-head rotation), their gradients and dP. */
+static void plan_attention_scratch(ActPlan *p, Vit *m, int64_t B)
+{
+    AttnScratch *s = &m->attn;
+    const AttnDims dims = {(int)B, m->tokens, m->cfg.heads, m->cfg.dim / m->cfg.heads};
+    s->tiles = attention_scratch_tiles();
+    const AttnScratchSizes size = attention_scratch_sizes(m->rotation, &dims, s->tiles);
+    if (size.rotated) {
+        plan(p, &s->q_rot, size.rotated, "attn.q_rot");
+        plan(p, &s->k_rot, size.rotated, "attn.k_rot");
+        plan(p, &s->dq_rot, size.rotated_grad, "grad.attn.dq_rot");
+        plan(p, &s->dk_rot, size.rotated_grad, "grad.attn.dk_rot");
+    }
+    if (size.head_grads)
+        plan(p, &s->head_grads, size.head_grads, "grad.attn.head_grads");
+    plan(p, &s->dp_tiles, size.dp_tiles, "grad.attn.dp_tiles");
 }
 
 static ActPlan *plan_activations(Vit *m, int64_t B)
@@ -129,15 +143,10 @@ static ActPlan *plan_activations(Vit *m, int64_t B)
     if (c->drop_path > 0.0f && !(c->layer_scale_init > 0.0f)) /* else kept or fused */
         plan(p, &m->branch, T * D, "branch");
     plan(p, &m->normed, T * D, "normed");
-    /* One block's rotated q and k at a time, rebuilt by the backward (and
-     * with recompute_attention the whole attention core). */
-    VitBlockActs *shared = &m->recomputed;
-    if (m->rotation) {
-        plan(p, &shared->q_rot, T * D, "recomputed.attn.q_rot");
-        plan(p, &shared->k_rot, T * D, "recomputed.attn.k_rot");
-    }
+    plan_attention_scratch(p, m, B);
+    /* With recompute_attention, one block's probabilities at a time. */
     if (c->recompute_attention)
-        plan(p, &shared->probs, B * c->heads * N * N, "recomputed.attn.probs");
+        plan(p, &m->recomputed.probs, B * c->heads * N * N, "recomputed.attn.probs");
     plan(p, &m->hidden, T * c->mlp_dim, "hidden");
     plan(p, &m->norm_mean, T, "norm.mean");
     plan(p, &m->norm_rstd, T, "norm.rstd");
@@ -163,8 +172,6 @@ static void bind_activations(Vit *m, ActPlan *p)
     for (int l = 0; l < m->cfg.depth; l++) {
         VitBlockActs *a = &m->block_acts[l];
         a->attn = m->normed; /* free from the qkv linear to the proj linear */
-        a->q_rot = m->recomputed.q_rot;
-        a->k_rot = m->recomputed.k_rot;
         if (m->cfg.recompute_attention)
             a->probs = m->recomputed.probs;
     }
@@ -334,7 +341,7 @@ static void block_forward(Vit *m, int l, int B, const VitPass *pass)
     layernorm_forward(m->normed, a->ln1_mean, a->ln1_rstd, x, param(m, p->norm1_w),
                       param(m, p->norm1_b), T, D);
     linear_forward(a->qkv, m->normed, param(m, p->qkv_w), param(m, p->qkv_b), T, D, 3 * D);
-    attention_forward(a->attn, a->q_rot, a->k_rot, a->probs, a->qkv, m->rotation, l, &dims);
+    attention_forward(a->attn, a->probs, a->qkv, m->rotation, l, &dims, &m->attn);
     branch_end_forward(m, a->x_mid, x, a->attn, p->proj_w, p->proj_b, D, param(m, p->ls1),
                        a->proj, drop ? a->drop1 : NULL, B);
 
@@ -444,18 +451,16 @@ static void block_backward(Vit *m, int l, int B, const VitPass *pass)
      * goes there (with the whole attention core under recompute_attention). */
     float *dqkv = g->qkv ? g->qkv : slope;
     if (c->recompute_attention) {
-        attention_forward(a->attn, a->q_rot, a->k_rot, a->probs, a->qkv, m->rotation, l, &dims);
+        attention_forward(a->attn, a->probs, a->qkv, m->rotation, l, &dims, &m->attn);
     } else {
         attention_output(a->attn, a->probs, a->qkv, &dims);
-        if (m->rotation)
-            attention_rotate(a->q_rot, a->k_rot, a->qkv, m->rotation, l, &dims);
+        attention_rotate(&m->attn, a->qkv, m->rotation, l, &dims);
     }
     dbranch = residual_branch_backward(m, a->proj, param(m, p->ls1), grad(m, p->ls1),
                                        drop ? a->drop1 : NULL, B);
     linear_backward(g->attn, grad(m, p->proj_w), grad(m, p->proj_b), dbranch, a->attn,
                     param(m, p->proj_w), T, D, D);
-    attention_backward(dqkv, g->q, g->k, g->dp_tiles, g->dp_tile_count, g->attn, a->q_rot,
-                       a->k_rot, a->probs, a->qkv, m->rotation, l, &dims);
+    attention_backward(dqkv, g->attn, a->probs, a->qkv, m->rotation, l, &dims, &m->attn);
     layernorm_recompute(m->normed, m->stream[l], a->ln1_mean, a->ln1_rstd, param(m, p->norm1_w),
                         param(m, p->norm1_b), T, D);
     linear_backward(g->ln, grad(m, p->qkv_w), grad(m, p->qkv_b), dqkv, m->normed,

@@ -285,25 +285,37 @@ static void forward_products(const BlockRotary *br, int table, float *x, const f
     }
 }
 
+bool br_by_heads(const BlockRotary *br)
+{
+    return br->b < GEMM_BLOCK;
+}
+
+/* Each row copied, then rotated in place while it is in L1. */
+void br_forward_head(const BlockRotary *br, int layer, int image, int h, float *x,
+                     const float *x_raw, int raw_stride, const AttnDims *d)
+{
+    VT_ASSERT(br_by_heads(br));
+    const int table = br->layers == 1 ? 0 : layer, th = br->heads == 1 ? 0 : h;
+    for (int n = 0; n < d->N; n++) {
+        float *v = x + (size_t)n * d->Dh;
+        memcpy(v, x_raw + raw_at(raw_stride, image, n, h, d), (size_t)d->Dh * sizeof(float));
+        if (n >= br->first_token)
+            rotate_vector(v, br->rot_t + br_at(br, table, th, n, 0), br->blocks, br->b);
+    }
+}
+
 void br_forward(const BlockRotary *br, int layer, float *x, const float *x_raw, int raw_stride,
                 const AttnDims *d)
 {
-    const int table = br->layers == 1 ? 0 : layer;
-    copy_unrotated(x, x_raw, raw_stride, br->first_token, d);
     if (br->b >= GEMM_BLOCK) {
-        forward_products(br, table, x, x_raw, raw_stride, d);
+        copy_unrotated(x, x_raw, raw_stride, br->first_token, d);
+        forward_products(br, br->layers == 1 ? 0 : layer, x, x_raw, raw_stride, d);
         return;
     }
-    /* Each row copied, then rotated in place while it is in L1. */
 #pragma omp parallel for schedule(static)
-    for (int bh = 0; bh < d->B * d->H; bh++) {
-        const int bi = bh / d->H, h = bh % d->H, th = br->heads == 1 ? 0 : h;
-        for (int n = br->first_token; n < d->N; n++) {
-            float *v = x + head_at(bi, h, n, d);
-            memcpy(v, x_raw + raw_at(raw_stride, bi, n, h, d), (size_t)d->Dh * sizeof(float));
-            rotate_vector(v, br->rot_t + br_at(br, table, th, n, 0), br->blocks, br->b);
-        }
-    }
+    for (int bh = 0; bh < d->B * d->H; bh++)
+        br_forward_head(br, layer, bh / d->H, bh % d->H, x + head_at(bh / d->H, bh % d->H, 0, d),
+                        x_raw, raw_stride, d);
 }
 
 /* y = R x with upstream dy (b): dR += dy x^T, then dy <- R^T dy, both as

@@ -34,6 +34,7 @@
 #include "vitrain/pe.h"
 #include "vitrain/skew_expm.h"
 
+#include <stdbool.h>
 #include <stddef.h>
 
 /* §4.7: the exponential is specified (and tested) up to b = 64. */
@@ -102,6 +103,12 @@ void br_prepare(BlockRotary *br, const Pe *pe, const float *params, BrGenerator 
  * layouts of QkRotation (attention.h). */
 void br_forward(const BlockRotary *br, int layer, float *x, const float *x_raw, int raw_stride,
                 const AttnDims *d);
+/* Whether the forward goes one (image, head) at a time (blocks rotated
+ * vector by vector; dense blocks are products over the batch), and that
+ * forward: x (N, Dh) <- R x_raw of image `image`, head h. */
+bool br_by_heads(const BlockRotary *br);
+void br_forward_head(const BlockRotary *br, int layer, int image, int h, float *x,
+                     const float *x_raw, int raw_stride, const AttnDims *d);
 void br_backward(BlockRotary *br, int layer, float *dx_raw, float *dx, const float *x_raw,
                  int raw_stride, const AttnDims *d);
 /* Turns grad from dL/dR into dL/dG: each ray's whole gradient lands on its

@@ -184,6 +184,17 @@ static void comrope_forward(const Pe *pe, int layer, float *x, const float *x_ra
     br_forward(&((const ComRope *)pe->state)->br, layer, x, x_raw, raw_stride, d);
 }
 
+static void comrope_forward_head(const Pe *pe, int layer, int b, int h, float *x,
+                             const float *x_raw, int raw_stride, const AttnDims *d)
+{
+    br_forward_head(&((const ComRope *)pe->state)->br, layer, b, h, x, x_raw, raw_stride, d);
+}
+
+static bool comrope_by_heads(const Pe *pe)
+{
+    return br_by_heads(&((const ComRope *)pe->state)->br);
+}
+
 static void comrope_backward(Pe *pe, int layer, float *dx_raw, float *dx, const float *x_raw,
                              int raw_stride, const AttnDims *d)
 {
@@ -253,11 +264,13 @@ static void comrope_finish(Pe *pe, const float *params, float *grads)
 const PeKind PE_COMROPE_AP = {
     .name = "comrope_ap", .check = ap_check, .create = ap_create, .init = comrope_init,
     .prepare = comrope_prepare, .forward = comrope_forward, .backward = comrope_backward,
+    .forward_head = comrope_forward_head, .by_heads = comrope_by_heads,
     .finish = comrope_finish, .destroy = comrope_destroy,
 };
 
 const PeKind PE_COMROPE_LD = {
     .name = "comrope_ld", .check = ld_check, .create = ld_create, .init = comrope_init,
     .prepare = comrope_prepare, .forward = comrope_forward, .backward = comrope_backward,
+    .forward_head = comrope_forward_head, .by_heads = comrope_by_heads,
     .finish = comrope_finish, .destroy = comrope_destroy,
 };

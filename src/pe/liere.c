@@ -158,6 +158,17 @@ static void liere_forward(const Pe *pe, int layer, float *x, const float *x_raw,
     br_forward(&((const Liere *)pe->state)->br, layer, x, x_raw, raw_stride, d);
 }
 
+static void liere_forward_head(const Pe *pe, int layer, int b, int h, float *x,
+                           const float *x_raw, int raw_stride, const AttnDims *d)
+{
+    br_forward_head(&((const Liere *)pe->state)->br, layer, b, h, x, x_raw, raw_stride, d);
+}
+
+static bool liere_by_heads(const Pe *pe)
+{
+    return br_by_heads(&((const Liere *)pe->state)->br);
+}
+
 static void liere_backward(Pe *pe, int layer, float *dx_raw, float *dx, const float *x_raw,
                            int raw_stride, const AttnDims *d)
 {
@@ -200,5 +211,6 @@ static void liere_finish(Pe *pe, const float *params, float *grads)
 const PeKind PE_LIERE = {
     .name = "liere", .check = liere_check, .create = liere_create, .init = liere_init,
     .prepare = liere_prepare, .forward = liere_forward, .backward = liere_backward,
+    .forward_head = liere_forward_head, .by_heads = liere_by_heads,
     .finish = liere_finish, .destroy = liere_destroy,
 };

@@ -5,6 +5,9 @@
 #include "vitrain/pe.h"
 #include "vitrain/profile.h"
 
+#include "raw_rows.h"
+
+#include <stdlib.h>
 #include <string.h>
 
 static void absolute_create(Pe *pe, TensorList *params)
@@ -57,12 +60,53 @@ PeOptions pe_options(const char *type)
     return o;
 }
 
+/* ---- whole tensors from either form -------------------------------------- */
+
+static int head_grad_floats(const Pe *pe)
+{
+    return pe->kind->head_grad_floats ? pe->kind->head_grad_floats(pe) : 0;
+}
+
+void pe_forward(const Pe *pe, int layer, float *x, const float *x_raw, int raw_stride,
+                const AttnDims *d)
+{
+    if (pe->kind->forward) {
+        pe->kind->forward(pe, layer, x, x_raw, raw_stride, d);
+        return;
+    }
+#pragma omp parallel for schedule(static)
+    for (int bh = 0; bh < d->B * d->H; bh++)
+        pe->kind->forward_head(pe, layer, bh / d->H, bh % d->H, x + head_at(bh / d->H, bh % d->H, 0, d),
+                               x_raw, raw_stride, d);
+}
+
+void pe_backward(Pe *pe, int layer, float *dx_raw, float *dx, const float *x_raw, int raw_stride,
+                 const AttnDims *d)
+{
+    if (pe->kind->backward) {
+        pe->kind->backward(pe, layer, dx_raw, dx, x_raw, raw_stride, d);
+        return;
+    }
+    const int per_head = head_grad_floats(pe);
+    float *grads = per_head ? vt_xcalloc((size_t)d->B * d->H * per_head, sizeof(float)) : NULL;
+#pragma omp parallel for schedule(static)
+    for (int bh = 0; bh < d->B * d->H; bh++)
+        pe->kind->backward_head(pe, layer, bh / d->H, bh % d->H, dx_raw,
+                                dx + head_at(bh / d->H, bh % d->H, 0, d), x_raw, raw_stride,
+                                grads ? grads + (size_t)bh * per_head : NULL, d);
+    if (grads)
+        pe->kind->backward_reduce(pe, layer, grads, d);
+    free(grads);
+}
+
+/* ---- the hook the attention calls ------------------------------------------ */
+
 static void hook_forward(const QkRotation *self, int layer, float *x, const float *x_raw,
                          int raw_stride, const AttnDims *d)
 {
     const Pe *pe = self->ctx;
     prof_push(PROF_ENCODING);
-    pe->kind->forward(pe, layer, x, x_raw, raw_stride, d);
+    pe_forward(pe, layer, x, x_raw, raw_stride, d);
     prof_pop();
 }
 
@@ -71,8 +115,63 @@ static void hook_backward(const QkRotation *self, int layer, float *dx_raw, floa
 {
     Pe *pe = self->ctx;
     prof_push(PROF_ENCODING);
-    pe->kind->backward(pe, layer, dx_raw, dx, x_raw, raw_stride, d);
+    pe_backward(pe, layer, dx_raw, dx, x_raw, raw_stride, d);
     prof_pop();
+}
+
+/* Per head (inside the attention's parallel loop: no profile phases). */
+static void hook_forward_head(const QkRotation *self, int layer, int b, int h, float *q, float *k,
+                              const float *q_raw, const float *k_raw, int raw_stride,
+                              const AttnDims *d)
+{
+    const Pe *pe = self->ctx;
+    pe->kind->forward_head(pe, layer, b, h, q, q_raw, raw_stride, d);
+    pe->kind->forward_head(pe, layer, b, h, k, k_raw, raw_stride, d);
+}
+
+/* q and k add into one head_grad, which the hook owns whole. */
+static void hook_backward_head(const QkRotation *self, int layer, int b, int h, float *dq_raw,
+                               float *dk_raw, float *dq, float *dk, const float *q_raw,
+                               const float *k_raw, int raw_stride, float *head_grad,
+                               const AttnDims *d)
+{
+    const Pe *pe = self->ctx;
+    if (self->grad_floats)
+        memset(head_grad, 0, (size_t)self->grad_floats * sizeof(float));
+    else
+        head_grad = NULL;
+    pe->kind->backward_head(pe, layer, b, h, dq_raw, dq, q_raw, raw_stride, head_grad, d);
+    pe->kind->backward_head(pe, layer, b, h, dk_raw, dk, k_raw, raw_stride, head_grad, d);
+}
+
+static void hook_backward_reduce(const QkRotation *self, int layer, const float *head_grads,
+                                 const AttnDims *d)
+{
+    Pe *pe = self->ctx;
+    prof_push(PROF_ENCODING);
+    pe->kind->backward_reduce(pe, layer, head_grads, d);
+    prof_pop();
+}
+
+static bool rotates_by_heads(const Pe *pe)
+{
+    return pe->kind->forward_head && (!pe->kind->by_heads || pe->kind->by_heads(pe));
+}
+
+/* The hook for the kind's forms; called once the kind's state exists. */
+static QkRotation hook_of(Pe *pe)
+{
+    QkRotation hook = {.forward = hook_forward, .backward = hook_backward, .ctx = pe};
+    if (!rotates_by_heads(pe))
+        return hook;
+    hook.forward_head = hook_forward_head;
+    if (pe->kind->backward_head) {
+        hook.backward_head = hook_backward_head;
+        hook.grad_floats = head_grad_floats(pe);
+        if (hook.grad_floats)
+            hook.backward_reduce = hook_backward_reduce;
+    }
+    return hook;
 }
 
 VtCode pe_create(Pe *pe, const PeOptions *o, const PeGeometry *g, TensorList *params,
@@ -93,9 +192,9 @@ VtCode pe_create(Pe *pe, const PeOptions *o, const PeGeometry *g, TensorList *pa
         if (code)
             return code;
     }
-    pe->hook = (QkRotation){.forward = hook_forward, .backward = hook_backward, .ctx = pe};
     if (pe->kind->create)
         pe->kind->create(pe, params);
+    pe->hook = hook_of(pe);
     return VT_OK;
 }
 
@@ -108,5 +207,5 @@ void pe_destroy(Pe *pe)
 
 const QkRotation *pe_rotation(const Pe *pe)
 {
-    return pe->kind && pe->kind->forward ? &pe->hook : NULL;
+    return pe->kind && (pe->kind->forward || pe->kind->forward_head) ? &pe->hook : NULL;
 }

@@ -6,9 +6,11 @@
  * is not rotated. At another resolution the grid simply extends.
  *
  * prepare computes cos/sin of every (layer, head, token, pair) angle once
- * per pass; the batch shares them. The backward of rope_mixed collects
- * dL/d(angle) per (layer, head, token, pair), summed over the batch and over
- * q and k, and finish turns it into the frequency gradient:
+ * per pass; the batch shares them. The attention rotates one (image,
+ * head) at a time. The backward of rope_mixed collects dL/d(angle) per
+ * (image, head, token, pair), summed over q and k; the reduce after each
+ * layer sums it over the batch into (layer, head, token, pair), and finish
+ * turns that into the frequency gradient:
  * angle = fx x + fy y, so dfx += x dangle and dfy += y dangle.
  */
 #include "vitrain/pe.h"
@@ -87,48 +89,48 @@ static void set_angle(RopeState *st, size_t at, int j, float angle)
 
 /* ---- the shared pair rotation -------------------------------------------- */
 
-/* Each row copied from the raw q or k, then rotated in place while it is
- * in L1; token 0 (CLS) is copied only. */
-static void rope_forward(const Pe *pe, int layer, float *x, const float *x_raw, int raw_stride,
-                         const AttnDims *d)
+static int table_of(const RopeState *st, int layer)
+{
+    return st->tables == 1 ? 0 : layer;
+}
+
+/* Each row of image b, head h copied from the raw q or k, then rotated in
+ * place while it is in L1; token 0 (CLS) is copied only. */
+static void rope_forward_head(const Pe *pe, int layer, int b, int h, float *x, const float *x_raw,
+                              int raw_stride, const AttnDims *d)
 {
     const RopeState *st = pe->state;
-    const int table = st->tables == 1 ? 0 : layer;
-    copy_unrotated(x, x_raw, raw_stride, 1, d);
-#pragma omp parallel for schedule(static)
-    for (int bh = 0; bh < d->B * d->H; bh++) {
-        const int b = bh / d->H, h = bh % d->H;
-        for (int n = 1; n < d->N; n++) {
-            float *v = x + head_at(b, h, n, d);
-            memcpy(v, x_raw + raw_at(raw_stride, b, n, h, d), (size_t)d->Dh * sizeof(float));
-            const size_t at = table_at(st, d->H, table, h, n);
-            rotate_pairs(v, st->cos_t + at, st->sin_t + at, st->pairs);
-        }
+    const int table = table_of(st, layer);
+    const size_t row = (size_t)d->Dh * sizeof(float);
+    memcpy(x, x_raw + raw_at(raw_stride, b, 0, h, d), row);
+    for (int n = 1; n < d->N; n++) {
+        float *v = x + (size_t)n * d->Dh;
+        memcpy(v, x_raw + raw_at(raw_stride, b, n, h, d), row);
+        const size_t at = table_at(st, d->H, table, h, n);
+        rotate_pairs(v, st->cos_t + at, st->sin_t + at, st->pairs);
     }
 }
 
-static void rope_backward(Pe *pe, int layer, float *dx_raw, float *dx, const float *x_raw,
-                          int raw_stride, const AttnDims *d)
+/* dx (N, Dh) of image b, head h back through the rotation into the raw
+ * rows; rope_mixed adds dL/d(angle) per (token, pair) to head_grad. */
+static void rope_backward_head(const Pe *pe, int layer, int b, int h, float *dx_raw, float *dx,
+                               const float *x_raw, int raw_stride, float *head_grad,
+                               const AttnDims *d)
 {
-    RopeState *st = pe->state;
-    const int table = st->tables == 1 ? 0 : layer;
-    /* One (head, token) per iteration, the batch summed inside in order:
-     * each dangle entry has one writer, whatever the thread count. */
-#pragma omp parallel for schedule(static)
-    for (int hn = 0; hn < d->H * (d->N - 1); hn++) {
-        const int h = hn / (d->N - 1), n = 1 + hn % (d->N - 1);
+    const RopeState *st = pe->state;
+    const int table = table_of(st, layer);
+    const size_t row = (size_t)d->Dh * sizeof(float);
+    memcpy(dx_raw + raw_at(raw_stride, b, 0, h, d), dx, row);
+    for (int n = 1; n < d->N; n++) {
+        float *g = dx + (size_t)n * d->Dh;
         const size_t at = table_at(st, d->H, table, h, n);
-        for (int b = 0; b < d->B; b++) {
-            float *g = dx + head_at(b, h, n, d);
-            if (st->dangle)
-                rotate_pairs_angle_grad(st->dangle + table_at(st, d->H, layer, h, n), g,
-                                        x_raw + raw_at(raw_stride, b, n, h, d), st->cos_t + at,
-                                        st->sin_t + at, st->pairs);
-            rotate_pairs_transposed(g, st->cos_t + at, st->sin_t + at, st->pairs);
-            memcpy(dx_raw + raw_at(raw_stride, b, n, h, d), g, (size_t)d->Dh * sizeof(float));
-        }
+        if (head_grad)
+            rotate_pairs_angle_grad(head_grad + (size_t)n * st->pairs, g,
+                                    x_raw + raw_at(raw_stride, b, n, h, d), st->cos_t + at,
+                                    st->sin_t + at, st->pairs);
+        rotate_pairs_transposed(g, st->cos_t + at, st->sin_t + at, st->pairs);
+        memcpy(dx_raw + raw_at(raw_stride, b, n, h, d), g, row);
     }
-    copy_unrotated_grads(dx_raw, dx, raw_stride, 1, d);
 }
 
 /* ---- rope_axial ------------------------------------------------------------ */
@@ -156,7 +158,8 @@ static void axial_create(Pe *pe, TensorList *params)
 
 const PeKind PE_ROPE_AXIAL = {
     .name = "rope_axial", .check = rope_check, .create = axial_create,
-    .forward = rope_forward, .backward = rope_backward, .destroy = rope_destroy,
+    .forward_head = rope_forward_head, .backward_head = rope_backward_head,
+    .destroy = rope_destroy,
 };
 
 /* ---- rope_mixed ------------------------------------------------------------ */
@@ -217,6 +220,30 @@ static void mixed_prepare(Pe *pe, const float *params, const PeStep *step)
     memset(st->dangle, 0, plane * st->tokens * sizeof(float));
 }
 
+static int mixed_head_grad_floats(const Pe *pe)
+{
+    const RopeState *st = pe->state;
+    return st->tokens * st->pairs;
+}
+
+/* dangle of the layer += every image's, summed over the batch in order,
+ * one (head, token) per iteration: the same sums whatever the threads. */
+static void mixed_backward_reduce(Pe *pe, int layer, const float *head_grads, const AttnDims *d)
+{
+    RopeState *st = pe->state;
+    VT_ASSERT(d->N == st->tokens);
+#pragma omp parallel for schedule(static)
+    for (int hn = 0; hn < d->H * (d->N - 1); hn++) {
+        const int h = hn / (d->N - 1), n = 1 + hn % (d->N - 1);
+        float *sum = st->dangle + table_at(st, d->H, layer, h, n);
+        for (int b = 0; b < d->B; b++) {
+            const float *part = head_grads + (((size_t)b * d->H + h) * d->N + n) * st->pairs;
+            for (int j = 0; j < st->pairs; j++)
+                sum[j] += part[j];
+        }
+    }
+}
+
 static void mixed_finish(Pe *pe, const float *params, float *grads)
 {
     (void)params; /* the angle is linear in the frequencies */
@@ -240,6 +267,7 @@ static void mixed_finish(Pe *pe, const float *params, float *grads)
 
 const PeKind PE_ROPE_MIXED = {
     .name = "rope_mixed", .check = rope_check, .create = mixed_create, .init = mixed_init,
-    .prepare = mixed_prepare, .forward = rope_forward, .backward = rope_backward,
-    .finish = mixed_finish, .destroy = rope_destroy,
+    .prepare = mixed_prepare, .forward_head = rope_forward_head,
+    .backward_head = rope_backward_head, .backward_reduce = mixed_backward_reduce,
+    .head_grad_floats = mixed_head_grad_floats, .finish = mixed_finish, .destroy = rope_destroy,
 };

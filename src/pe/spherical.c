@@ -26,10 +26,12 @@
  *     pair per (layer, head, triplet), initialised to w_d, no weight decay.
  *
  * Rotations depend only on positions and frequencies: fixed, they are
- * computed once in create; learned, once per pass in prepare. The learned
- * backward collects dL/da and dL/db per (layer, head, token, triplet),
- * summed over the batch and over q and k; finish turns them into the
- * frequency gradient: a = fx x, b = fy y, so dfx += x da and dfy += y db.
+ * computed once in create; learned, once per pass in prepare. The attention
+ * rotates one (image, head) at a time. The learned backward collects dL/da
+ * and dL/db per (image, head, token, triplet), summed over q and k; the
+ * reduce after each layer sums them over the batch into (layer, head,
+ * token, triplet), and finish turns those into the frequency gradient:
+ * a = fx x, b = fy y, so dfx += x da and dfy += y db.
  */
 #include "vitrain/pe.h"
 
@@ -124,48 +126,73 @@ static void fill_head(SphState *st, int heads, int table, int h, const float *fx
     }
 }
 
-/* Each row copied from the raw q or k (channels past the last triplet
- * stay so), then rotated in place while it is in L1; token 0 (CLS) is
- * copied only. */
-static void spherical_forward(const Pe *pe, int layer, float *x, const float *x_raw,
-                              int raw_stride, const AttnDims *d)
+static int table_of(const SphState *st, int layer)
+{
+    return st->tables == 1 ? 0 : layer;
+}
+
+/* Each row of image b, head h copied from the raw q or k (channels past
+ * the last triplet stay so), then rotated in place while it is in L1;
+ * token 0 (CLS) is copied only. */
+static void spherical_forward_head(const Pe *pe, int layer, int b, int h, float *x,
+                                   const float *x_raw, int raw_stride, const AttnDims *d)
 {
     const SphState *st = pe->state;
-    const int table = st->tables == 1 ? 0 : layer;
-    copy_unrotated(x, x_raw, raw_stride, 1, d);
-#pragma omp parallel for schedule(static)
-    for (int bh = 0; bh < d->B * d->H; bh++) {
-        const int b = bh / d->H, h = bh % d->H;
-        for (int n = 1; n < d->N; n++) {
-            float *v = x + head_at(b, h, n, d);
-            memcpy(v, x_raw + raw_at(raw_stride, b, n, h, d), (size_t)d->Dh * sizeof(float));
-            rotate_triplets(v, st->rot + entry_at(st, d->H, table, h, n) * ROT3, st->triplets);
-        }
+    const int table = table_of(st, layer);
+    const size_t row = (size_t)d->Dh * sizeof(float);
+    memcpy(x, x_raw + raw_at(raw_stride, b, 0, h, d), row);
+    for (int n = 1; n < d->N; n++) {
+        float *v = x + (size_t)n * d->Dh;
+        memcpy(v, x_raw + raw_at(raw_stride, b, n, h, d), row);
+        rotate_triplets(v, st->rot + entry_at(st, d->H, table, h, n) * ROT3, st->triplets);
     }
 }
 
-static void spherical_backward(Pe *pe, int layer, float *dx_raw, float *dx, const float *x_raw,
-                               int raw_stride, const AttnDims *d)
+/* dx (N, Dh) of image b, head h back through the rotation into the raw
+ * rows; learned, adds (dL/da, dL/db) per (token, triplet) to head_grad. */
+static void spherical_backward_head(const Pe *pe, int layer, int b, int h, float *dx_raw,
+                                    float *dx, const float *x_raw, int raw_stride,
+                                    float *head_grad, const AttnDims *d)
+{
+    const SphState *st = pe->state;
+    const int table = table_of(st, layer);
+    const size_t row = (size_t)d->Dh * sizeof(float);
+    memcpy(dx_raw + raw_at(raw_stride, b, 0, h, d), dx, row);
+    for (int n = 1; n < d->N; n++) {
+        float *g = dx + (size_t)n * d->Dh;
+        const float *R = st->rot + entry_at(st, d->H, table, h, n) * ROT3;
+        if (head_grad)
+            rotate_triplets_angle_grad(head_grad + (size_t)n * st->triplets * 2, g,
+                                       x_raw + raw_at(raw_stride, b, n, h, d), R, st->triplets);
+        rotate_triplets_transposed(g, R, st->triplets);
+        memcpy(dx_raw + raw_at(raw_stride, b, n, h, d), g, row);
+    }
+}
+
+static int spherical_head_grad_floats(const Pe *pe)
+{
+    const SphState *st = pe->state;
+    return st->dangle ? st->tokens * st->triplets * 2 : 0;
+}
+
+/* dangle of the layer += every image's, summed over the batch in order,
+ * one (head, token) per iteration: the same sums whatever the threads. */
+static void spherical_backward_reduce(Pe *pe, int layer, const float *head_grads,
+                                      const AttnDims *d)
 {
     SphState *st = pe->state;
-    const int table = st->tables == 1 ? 0 : layer;
-    /* One (head, token) per iteration, the batch summed inside in order:
-     * each dangle entry has one writer, whatever the thread count. */
+    const int per_token = st->triplets * 2;
+    VT_ASSERT(d->N == st->tokens);
 #pragma omp parallel for schedule(static)
     for (int hn = 0; hn < d->H * (d->N - 1); hn++) {
         const int h = hn / (d->N - 1), n = 1 + hn % (d->N - 1);
-        const float *R = st->rot + entry_at(st, d->H, table, h, n) * ROT3;
+        float *sum = st->dangle + entry_at(st, d->H, layer, h, n) * 2;
         for (int b = 0; b < d->B; b++) {
-            float *g = dx + head_at(b, h, n, d);
-            if (st->dangle)
-                rotate_triplets_angle_grad(st->dangle + entry_at(st, d->H, layer, h, n) * 2, g,
-                                           x_raw + raw_at(raw_stride, b, n, h, d), R,
-                                           st->triplets);
-            rotate_triplets_transposed(g, R, st->triplets);
-            memcpy(dx_raw + raw_at(raw_stride, b, n, h, d), g, (size_t)d->Dh * sizeof(float));
+            const float *part = head_grads + (((size_t)b * d->H + h) * d->N + n) * per_token;
+            for (int j = 0; j < per_token; j++)
+                sum[j] += part[j];
         }
     }
-    copy_unrotated_grads(dx_raw, dx, raw_stride, 1, d);
 }
 
 /* ---- fixed ----------------------------------------------------------------- */
@@ -280,6 +307,9 @@ static void spherical_finish(Pe *pe, const float *params, float *grads)
 
 const PeKind PE_SPHERICAL = {
     .name = "spherical", .check = spherical_check, .create = spherical_create,
-    .init = spherical_init, .prepare = spherical_prepare, .forward = spherical_forward,
-    .backward = spherical_backward, .finish = spherical_finish, .destroy = spherical_destroy,
+    .init = spherical_init, .prepare = spherical_prepare,
+    .forward_head = spherical_forward_head, .backward_head = spherical_backward_head,
+    .backward_reduce = spherical_backward_reduce,
+    .head_grad_floats = spherical_head_grad_floats, .finish = spherical_finish,
+    .destroy = spherical_destroy,
 };
