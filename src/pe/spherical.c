@@ -47,7 +47,9 @@ typedef struct SphState {
     int tokens;            /* N = 1 + patches */
     int tables;            /* 1 fixed, depth learned */
     float *pos_x, *pos_y;  /* (N) angle positions; 0 for CLS */
+    int dim;               /* Dh */
     float *rot;            /* (tables, H, N, T, 9) row-major R_d */
+    float *band;           /* (tables, H, N, 2, BAND, Dh): R and R^T as bands (rotate3.h) */
     float *dangle;         /* learned: (depth, H, N, T, 2) = (da, db) */
 } SphState;
 
@@ -93,6 +95,9 @@ static SphState *state_new(Pe *pe, int tables)
     }
     const size_t entries = (size_t)tables * g->heads * st->tokens * st->triplets;
     st->rot = vt_xmalloc(entries * ROT3 * sizeof(float));
+    st->dim = g->head_dim;
+    st->band = vt_xmalloc((size_t)tables * g->heads * st->tokens * 2 * BAND * st->dim *
+                          sizeof(float));
     pe->state = st;
     return st;
 }
@@ -105,6 +110,7 @@ static void spherical_destroy(Pe *pe)
     free(st->pos_x);
     free(st->pos_y);
     free(st->rot);
+    free(st->band);
     free(st->dangle);
     free(st);
 }
@@ -115,14 +121,23 @@ static size_t entry_at(const SphState *st, int heads, int table, int h, int n)
     return (((size_t)table * heads + h) * st->tokens + n) * st->triplets;
 }
 
-/* Every token's R_d for one (table, head) from its frequencies fx, fy (T).
- * CLS has position 0, so it gets the identity. */
+/* The bands of (table, head, token): R's, then R^T's. */
+static float *band_at(const SphState *st, int heads, int table, int h, int n)
+{
+    return st->band + (((size_t)table * heads + h) * st->tokens + n) * 2 * BAND * st->dim;
+}
+
+/* Every token's R_d for one (table, head) from its frequencies fx, fy (T),
+ * and its bands. CLS has position 0, so it gets the identity. */
 static void fill_head(SphState *st, int heads, int table, int h, const float *fx, const float *fy)
 {
     for (int n = 0; n < st->tokens; n++) {
         float *R = st->rot + entry_at(st, heads, table, h, n) * ROT3;
         for (int d = 0; d < st->triplets; d++)
             rotate3_matrix(R + (size_t)ROT3 * d, fx[d] * st->pos_x[n], fy[d] * st->pos_y[n]);
+        float *band = band_at(st, heads, table, h, n);
+        rotate3_band(band, R, st->triplets, st->dim, 0);
+        rotate3_band(band + BAND * st->dim, R, st->triplets, st->dim, 1);
     }
 }
 
@@ -131,9 +146,8 @@ static int table_of(const SphState *st, int layer)
     return st->tables == 1 ? 0 : layer;
 }
 
-/* Each row of image b, head h copied from the raw q or k (channels past
- * the last triplet stay so), then rotated in place while it is in L1;
- * token 0 (CLS) is copied only. */
+/* Each row of image b, head h rotated from the raw q or k (channels past
+ * the last triplet stay so); token 0 (CLS) is copied only. */
 static void spherical_forward_head(const Pe *pe, int layer, int b, int h, float *x,
                                    const float *x_raw, int raw_stride, const AttnDims *d)
 {
@@ -141,11 +155,9 @@ static void spherical_forward_head(const Pe *pe, int layer, int b, int h, float 
     const int table = table_of(st, layer);
     const size_t row = (size_t)d->Dh * sizeof(float);
     memcpy(x, x_raw + raw_at(raw_stride, b, 0, h, d), row);
-    for (int n = 1; n < d->N; n++) {
-        float *v = x + (size_t)n * d->Dh;
-        memcpy(v, x_raw + raw_at(raw_stride, b, n, h, d), row);
-        rotate_triplets(v, st->rot + entry_at(st, d->H, table, h, n) * ROT3, st->triplets);
-    }
+    for (int n = 1; n < d->N; n++)
+        rotate3_band_apply(x + (size_t)n * d->Dh, x_raw + raw_at(raw_stride, b, n, h, d),
+                           band_at(st, d->H, table, h, n), d->Dh);
 }
 
 /* dx (N, Dh) of image b, head h back through the rotation into the raw
@@ -159,13 +171,14 @@ static void spherical_backward_head(const Pe *pe, int layer, int b, int h, float
     const size_t row = (size_t)d->Dh * sizeof(float);
     memcpy(dx_raw + raw_at(raw_stride, b, 0, h, d), dx, row);
     for (int n = 1; n < d->N; n++) {
-        float *g = dx + (size_t)n * d->Dh;
-        const float *R = st->rot + entry_at(st, d->H, table, h, n) * ROT3;
+        const float *g = dx + (size_t)n * d->Dh;
         if (head_grad)
             rotate_triplets_angle_grad(head_grad + (size_t)n * st->triplets * 2, g,
-                                       x_raw + raw_at(raw_stride, b, n, h, d), R, st->triplets);
-        rotate_triplets_transposed(g, R, st->triplets);
-        memcpy(dx_raw + raw_at(raw_stride, b, n, h, d), g, row);
+                                       x_raw + raw_at(raw_stride, b, n, h, d),
+                                       st->rot + entry_at(st, d->H, table, h, n) * ROT3,
+                                       st->triplets);
+        rotate3_band_apply(dx_raw + raw_at(raw_stride, b, n, h, d), g,
+                           band_at(st, d->H, table, h, n) + BAND * st->dim, d->Dh);
     }
 }
 
