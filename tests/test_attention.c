@@ -112,28 +112,27 @@ static void rope_forward_head(const QkRotation *self, int layer, int b, int h, f
     rope_rows(self->ctx, b, h, k, k_raw, raw_stride, d);
 }
 
-/* head_grad: the head's dtheta part (Dh/2), overwritten. */
+/* head_grad: the dtheta part (Dh/2) of head h and b's chunk, added to. */
 static void rope_backward_head(const QkRotation *self, int layer, int b, int h, float *dq_raw,
                                float *dk_raw, float *dq, float *dk, const float *q_raw,
                                const float *k_raw, int raw_stride, float *head_grad,
                                const AttnDims *d)
 {
     (void)layer;
-    memset(head_grad, 0, (size_t)self->grad_floats * sizeof(float));
     rope_rows_backward(self->ctx, b, h, dq_raw, dq, q_raw, raw_stride, head_grad, d);
     rope_rows_backward(self->ctx, b, h, dk_raw, dk, k_raw, raw_stride, head_grad, d);
 }
 
 static void rope_backward_reduce(const QkRotation *self, int layer, const float *head_grads,
-                                 const AttnDims *d)
+                                 int chunks, const AttnDims *d)
 {
     (void)layer;
     const TestRope *r = self->ctx;
     const int pairs = d->Dh / 2;
-    for (int b = 0; b < d->B; b++)
+    for (int c = 0; c < chunks; c++)
         for (int h = 0; h < d->H; h++)
             for (int j = 0; j < pairs; j++)
-                r->dtheta[h * pairs + j] += head_grads[((int64_t)b * d->H + h) * pairs + j];
+                r->dtheta[h * pairs + j] += head_grads[((int64_t)c * d->H + h) * pairs + j];
 }
 
 static QkRotation whole_hook(TestRope *r)
@@ -250,10 +249,11 @@ END_TEST
 /* A hook's two forms give the same attention: the outputs and dqkv bit for
  * bit (each value goes through the same operations), the parameter
  * gradient up to the order of its sums. At N = 65, Dh = 64 (the head
- * kernels) and on more heads than threads. */
+ * kernels), and on a batch of 20, whose chunks hold one or two images
+ * (attention_grad_chunks). */
 START_TEST(test_attention_per_head_rotation_matches_whole)
 {
-    const AttnDims dims = {.B = 3, .N = 65, .H = 2, .Dh = 64};
+    const AttnDims dims = {.B = 20, .N = 65, .H = 2, .Dh = 64};
     const int pairs = dims.H * dims.Dh / 2;
     float *theta = gc_randn((size_t)pairs, 0.3, 5), *dtheta[2];
     AttnCase a[2];

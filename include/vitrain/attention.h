@@ -50,15 +50,17 @@ struct QkRotation {
                          const AttnDims *dims);
     /* Optional, with forward_head: the rows of (b, h) in dq_raw and dk_raw
      * <- R^T dq, R^T dk (tiles, which it may overwrite). What the parameter
-     * gradient needs, grad_floats numbers, goes to head_grad (overwritten);
-     * backward_reduce then adds those of every (image, head), laid out
-     * (B, H, grad_floats), to the encoding's gradient. */
+     * gradient needs, grad_floats numbers, it adds to head_grad: one part
+     * per head and chunk of the batch (attention_grad_chunks), which one
+     * thread fills image by image in order. backward_reduce then adds the
+     * parts, laid out (chunks, H, grad_floats), to the encoding's gradient
+     * in a fixed order: the sums do not depend on the thread count. */
     void (*backward_head)(const QkRotation *self, int layer, int b, int h, float *dq_raw,
                           float *dk_raw, float *dq, float *dk, const float *q_raw,
                           const float *k_raw, int raw_stride, float *head_grad,
                           const AttnDims *dims);
     void (*backward_reduce)(const QkRotation *self, int layer, const float *head_grads,
-                            const AttnDims *dims);
+                            int chunks, const AttnDims *dims);
     int grad_floats;
     void *ctx;
 };
@@ -67,7 +69,7 @@ struct QkRotation {
  * q_rot and k_rot hold the rotated q and k, (B, H, N, Dh) for a
  * whole-tensor hook or one (N, Dh) tile per thread for a per-head one;
  * dq_rot and dk_rot their gradients, likewise (whole unless the hook has
- * backward_head); head_grads (B, H, grad_floats) with backward_head. The
+ * backward_head); head_grads (chunks, H, grad_floats) with backward_head. The
  * backward keeps dP in dp_tiles, one (N, N) tile per thread; `tiles` is
  * how many threads the core runs on at most. */
 typedef struct AttnScratch {
@@ -92,6 +94,13 @@ AttnScratchSizes attention_scratch_sizes(const QkRotation *rotation, const AttnD
 /* How many threads the scratch should be planned for: as many as a
  * region may run on. */
 int attention_scratch_tiles(void);
+
+/* The chunks a batch of B splits into for per-head parameter-gradient
+ * parts (QkRotation.backward_head), and chunk c's images [first, end):
+ * fixed by B alone, and enough (chunk, head) pairs to spread over the
+ * threads. */
+int attention_grad_chunks(int B);
+void attention_grad_chunk(int B, int c, int *first, int *end);
 
 /* The backward's first step when the forward's rotated q and k are not
  * kept: q_rot and k_rot <- the rotated q and k of qkv again (nothing for a

@@ -21,11 +21,12 @@
  *   forward_head     x (N, Dh) <- R x_raw for image b, head h
  *   backward_head    the rows of (b, h) in dx_raw <- R^T dx (N, Dh); adds
  *                    what the parameter gradient needs to head_grad
- *                    (head_grad_floats of them, NULL when 0)
- *   backward_reduce  adds the head_grad of every (image, head), laid out
- *                    (B, H, head_grad_floats), to the encoding's sums
+ *                    (head_grad_floats of them, NULL when 0), the part of
+ *                    b's chunk of the batch and head h
+ *   backward_reduce  adds those parts, laid out (chunks, H,
+ *                    head_grad_floats), to the encoding's sums
  * (pe_forward and pe_backward run either form on whole tensors). A kind
- * with forward may also have forward_head, used where by_heads says so.
+ * may have both forms, the per-head one used where by_heads says so.
  * The learned absolute encoding is additive instead (pos_embed, added after
  * the CLS concat by the model); encodings without rotation leave forward
  * NULL. Token 0 is the CLS token; token 1 + r * grid_w + c is the patch at
@@ -90,7 +91,8 @@ typedef struct PeKind {
     void (*backward_head)(const Pe *pe, int layer, int b, int h, float *dx_raw, float *dx,
                           const float *x_raw, int raw_stride, float *head_grad,
                           const AttnDims *d);
-    void (*backward_reduce)(Pe *pe, int layer, const float *head_grads, const AttnDims *d);
+    void (*backward_reduce)(Pe *pe, int layer, const float *head_grads, int chunks,
+                            const AttnDims *d);
     int (*head_grad_floats)(const Pe *pe);  /* NULL: none */
     bool (*by_heads)(const Pe *pe);         /* NULL: whenever forward_head is set */
     void (*finish)(Pe *pe, const float *params, float *grads);     /* arena bases */

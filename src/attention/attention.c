@@ -25,6 +25,7 @@
 #include <omp.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <string.h>
 
 /* Which of q, k, v a slice of the qkv buffer holds. */
 enum { SLOT_Q = 0, SLOT_K = 1, SLOT_V = 2 };
@@ -118,6 +119,28 @@ int attention_scratch_tiles(void)
     return threads_planned();
 }
 
+/* Per-head gradient parts are kept per chunk of the batch: 16 chunks give
+ * ViT-Tiny's 3 heads 48 (chunk, head) units to share among the threads,
+ * and cost 16 parts per head to sum. */
+enum { GRAD_CHUNKS = 16 };
+
+int attention_grad_chunks(int B)
+{
+    return VT_MIN(B, GRAD_CHUNKS);
+}
+
+/* Images [first, end) of chunk c of `chunks`. */
+static void chunk_bounds(int B, int chunks, int c, int *first, int *end)
+{
+    *first = (int)((int64_t)c * B / chunks);
+    *end = (int)((int64_t)(c + 1) * B / chunks);
+}
+
+void attention_grad_chunk(int B, int c, int *first, int *end)
+{
+    chunk_bounds(B, attention_grad_chunks(B), c, first, end);
+}
+
 AttnScratchSizes attention_scratch_sizes(const QkRotation *rotation, const AttnDims *d, int tiles)
 {
     const int64_t whole = (int64_t)d->B * d->H * d->N * d->Dh, tile = (int64_t)d->N * d->Dh;
@@ -127,7 +150,7 @@ AttnScratchSizes attention_scratch_sizes(const QkRotation *rotation, const AttnD
     s.rotated = by_heads(rotation) ? tiles * tile : whole;
     s.rotated_grad = grads_by_heads(rotation) ? tiles * tile : whole;
     if (grads_by_heads(rotation))
-        s.head_grads = (int64_t)d->B * d->H * rotation->grad_floats;
+        s.head_grads = (int64_t)attention_grad_chunks(d->B) * d->H * rotation->grad_floats;
     return s;
 }
 
@@ -305,7 +328,8 @@ static HeadOut head_dqk(const QkRotation *rotation, float *rotated_grad, float *
 /* The backward of one head (b, h), its dP in the thread's tile. */
 static void head_backward(float *dqkv, const float *dout, const float *probs, const float *qkv,
                           const QkRotation *rotation, int layer, const AttnScratch *s, int thread,
-                          int bh, const AttnDims *dims, FetchQueue *ahead)
+                          int bh, int next, float *grad_part, const AttnDims *dims,
+                          FetchQueue *ahead)
 {
     const int N = dims->N, Dh = dims->Dh, D = dims->H * Dh;
     const int b = bh / dims->H, h = bh % dims->H;
@@ -321,7 +345,7 @@ static void head_backward(float *dqkv, const float *dout, const float *probs, co
     queue_backward(ahead, dqkv, whole_rotated_grad(rotation, s->dq_rot),
                    whole_rotated_grad(rotation, s->dk_rot), dout,
                    whole_rotated(rotation, s->q_rot), whole_rotated(rotation, s->k_rot), probs,
-                   qkv, bh + 1, dims);
+                   qkv, next, dims);
     /* O = P v: dv = P^T dO, dP = dO v^T; P = softmax(S), S = scale q k^T:
      * dS = scale * softmax'(dP), formed row by row with dP */
     head_sgemm(true, false, N, Dh, N, 1.0f, p, N, dO, D, dv.at, dv.ld, ahead);
@@ -332,7 +356,30 @@ static void head_backward(float *dqkv, const float *dout, const float *probs, co
     if (grads_by_heads(rotation))
         rotation->backward_head(rotation, layer, b, h, dqkv + SLOT_Q * D, dqkv + SLOT_K * D,
                                 dq.at, dk.at, qkv + SLOT_Q * D, qkv + SLOT_K * D, 3 * D,
-                                s->head_grads + (int64_t)bh * rotation->grad_floats, dims);
+                                grad_part, dims);
+}
+
+/* The head after image b's in the backward's order (B H for none): the
+ * chunk's next image, or the first of the next unit's chunk. */
+static int next_head(int b, int end, int unit, int chunks, const AttnDims *d)
+{
+    if (b + 1 < end)
+        return (b + 1) * d->H + unit % d->H;
+    if (unit + 1 >= chunks * d->H)
+        return d->B * d->H;
+    int first, next_end;
+    chunk_bounds(d->B, chunks, (unit + 1) / d->H, &first, &next_end);
+    return first * d->H + (unit + 1) % d->H;
+}
+
+/* A unit's gradient part, zeroed for the hook to add into; NULL if none. */
+static float *unit_grad_part(const QkRotation *rotation, const AttnScratch *s, int unit)
+{
+    if (!grads_by_heads(rotation) || !rotation->grad_floats)
+        return NULL;
+    float *part = s->head_grads + (int64_t)unit * rotation->grad_floats;
+    memset(part, 0, (size_t)rotation->grad_floats * sizeof(float));
+    return part;
 }
 
 /* The rotation's backward once every head is done. */
@@ -342,7 +389,8 @@ static void rotation_backward(float *dqkv, const float *qkv, const QkRotation *r
     const int D = dims->H * dims->Dh;
     if (grads_by_heads(rotation)) {
         if (rotation->backward_reduce)
-            rotation->backward_reduce(rotation, layer, s->head_grads, dims);
+            rotation->backward_reduce(rotation, layer, s->head_grads,
+                                      attention_grad_chunks(dims->B), dims);
         return;
     }
     rotation->backward(rotation, layer, dqkv + SLOT_Q * D, s->dq_rot, qkv + SLOT_Q * D, 3 * D,
@@ -359,15 +407,27 @@ void attention_backward(float *dqkv, const float *dout, const float *probs, cons
                             scratch->dk_rot));
     VT_ASSERT(!grads_by_heads(rotation) || by_heads(rotation));
     prof_push(PROF_ATTENTION);
+    /* Units of (chunk of images, head), the images in order: a hook's
+     * gradient parts have one writer each. Without parts every image is
+     * a chunk, and the units run image by image as in the forward. */
+    const int chunks = grads_by_heads(rotation) ? attention_grad_chunks(dims->B) : dims->B;
+    const int units = chunks * dims->H;
 #pragma omp parallel num_threads(region_threads(scratch))
     {
         const int thread = omp_get_thread_num();
         const char *lines[CHUNKS_AHEAD];
         FetchQueue ahead = {lines, 0, 0, CHUNKS_AHEAD};
 #pragma omp for schedule(static)
-        for (int bh = 0; bh < dims->B * dims->H; bh++)
-            head_backward(dqkv, dout, probs, qkv, rotation, layer, scratch, thread, bh, dims,
-                          &ahead);
+        for (int unit = 0; unit < units; unit++) {
+            const int h = unit % dims->H;
+            int first, end;
+            chunk_bounds(dims->B, chunks, unit / dims->H, &first, &end);
+            float *part = unit_grad_part(rotation, scratch, unit);
+            for (int b = first; b < end; b++)
+                head_backward(dqkv, dout, probs, qkv, rotation, layer, scratch, thread,
+                              b * dims->H + h, next_head(b, end, unit, chunks, dims), part,
+                              dims, &ahead);
+        }
     }
     if (rotation)
         rotation_backward(dqkv, qkv, rotation, layer, dims, scratch);

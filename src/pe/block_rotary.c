@@ -307,15 +307,9 @@ void br_forward_head(const BlockRotary *br, int layer, int image, int h, float *
 void br_forward(const BlockRotary *br, int layer, float *x, const float *x_raw, int raw_stride,
                 const AttnDims *d)
 {
-    if (br->b >= GEMM_BLOCK) {
-        copy_unrotated(x, x_raw, raw_stride, br->first_token, d);
-        forward_products(br, br->layers == 1 ? 0 : layer, x, x_raw, raw_stride, d);
-        return;
-    }
-#pragma omp parallel for schedule(static)
-    for (int bh = 0; bh < d->B * d->H; bh++)
-        br_forward_head(br, layer, bh / d->H, bh % d->H, x + head_at(bh / d->H, bh % d->H, 0, d),
-                        x_raw, raw_stride, d);
+    VT_ASSERT(!br_by_heads(br));
+    copy_unrotated(x, x_raw, raw_stride, br->first_token, d);
+    forward_products(br, br->layers == 1 ? 0 : layer, x, x_raw, raw_stride, d);
 }
 
 /* y = R x with upstream dy (b): dR += dy x^T, then dy <- R^T dy, both as
@@ -334,38 +328,74 @@ static inline void rotate_block_backward(float *dy, float *dR, const float *x, c
     memcpy(dy, dx, (size_t)b * sizeof(float));
 }
 
-/* The b = 8 backward of block j at one (head table, token) over the batch:
- * the block's R and its dR sum stay in registers from image to image
- * (fixed trip counts make every update a multiply-add on a vector of 8),
- * dR summed over heads and images in the same order as the generic path. */
-static void block8_backward(float *dR, const float *R, float *dx, const float *x_raw,
-                            int raw_stride, int n, int j, int h_first, int h_count,
-                            const AttnDims *d)
+/* The same for b = 8, fixed trip counts: every update a multiply-add on a
+ * vector of 8. */
+static inline void rotate_block8_backward(float *dy, float *restrict dR, const float *x,
+                                          const float *restrict R)
 {
-    float sum[64], rows[64];
-    memcpy(sum, dR, sizeof sum);
-    memcpy(rows, R, sizeof rows);
-    for (int h = h_first; h < h_first + h_count; h++)
-        for (int bi = 0; bi < d->B; bi++) {
-            float *dy = dx + head_at(bi, h, n, d) + j * 8;
-            const float *x = x_raw + raw_at(raw_stride, bi, n, h, d) + j * 8;
-            for (int r = 0; r < 8; r++)
+    for (int r = 0; r < 8; r++)
 #pragma omp simd
-                for (int c = 0; c < 8; c++)
-                    sum[r * 8 + c] += dy[r] * x[c];
-            sum_rows8(dy, rows, dy); /* dx = R^T dy = sum_r dy_r R[r, :] */
-        }
-    memcpy(dR, sum, sizeof sum);
+        for (int c = 0; c < 8; c++)
+            dR[r * 8 + c] += dy[r] * x[c];
+    sum_rows8(dy, R, dy); /* dx = R^T dy = sum_r dy_r R[r, :] */
 }
 
-/* The blocks of one head vector (b neither 8 nor a product size); dR and R:
- * its (K, b, b) matrices. */
+/* The blocks of one head vector; dR and R: its (K, b, b) matrices. */
 static inline void rotate_vector_backward(float *dy, float *dR, const float *x, const float *R,
                                           int blocks, int b)
 {
     for (int j = 0; j < blocks; j++) {
         const size_t at = (size_t)j * b * b;
-        rotate_block_backward(dy + j * b, dR + at, x + j * b, R + at, b);
+        if (b == 8)
+            rotate_block8_backward(dy + j * 8, dR + at, x + j * 8, R + at);
+        else
+            rotate_block_backward(dy + j * b, dR + at, x + j * b, R + at, b);
+    }
+}
+
+int br_head_grad_floats(const BlockRotary *br)
+{
+    return br->tokens * br->blocks * br->b * br->b;
+}
+
+void br_backward_head(const BlockRotary *br, int layer, int image, int h, float *dx_raw,
+                      float *dx, const float *x_raw, int raw_stride, float *part,
+                      const AttnDims *d)
+{
+    VT_ASSERT(br_by_heads(br));
+    const int table = br->layers == 1 ? 0 : layer, th = br->heads == 1 ? 0 : h;
+    const size_t per_token = (size_t)br->blocks * br->b * br->b;
+    for (int n = 0; n < d->N; n++) {
+        float *dy = dx + (size_t)n * d->Dh;
+        const size_t raw = raw_at(raw_stride, image, n, h, d);
+        if (n >= br->first_token)
+            rotate_vector_backward(dy, part + n * per_token, x_raw + raw,
+                                   br->rot + br_at(br, table, th, n, 0), br->blocks, br->b);
+        memcpy(dx_raw + raw, dy, (size_t)d->Dh * sizeof(float));
+    }
+}
+
+void br_backward_reduce(BlockRotary *br, int layer, const float *parts, int chunks,
+                        const AttnDims *d)
+{
+    const int table = br->layers == 1 ? 0 : layer;
+    const int rotated = d->N - br->first_token;
+    const int group = br->heads == 1 ? d->H : 1; /* heads reading one table */
+    const size_t per_token = (size_t)br->blocks * br->b * br->b;
+    const size_t per_part = (size_t)br_head_grad_floats(br);
+    VT_ASSERT(d->N == br->tokens);
+    /* One (head table, token) per iteration, the chunks and the heads
+     * summed inside in order: each dR entry has one writer. */
+#pragma omp parallel for schedule(static)
+    for (int hn = 0; hn < br->heads * rotated; hn++) {
+        const int th = hn / rotated, n = br->first_token + hn % rotated;
+        float *sum = br->grad + br_at(br, table, th, n, 0);
+        for (int c = 0; c < chunks; c++)
+            for (int h = th * group; h < (th + 1) * group; h++) {
+                const float *part = parts + ((size_t)c * d->H + h) * per_part + n * per_token;
+                for (size_t e = 0; e < per_token; e++)
+                    sum[e] += part[e];
+            }
     }
 }
 
@@ -391,19 +421,10 @@ static void backward_products(BlockRotary *br, size_t at, int th, int group, int
     }
 }
 
-/* The rows of the heads of table head th at token n, done: into dx_raw. */
-static void store_rows(float *dx_raw, const float *dx, int raw_stride, int th, int group, int n,
-                       const AttnDims *d)
-{
-    for (int h = th * group; h < (th + 1) * group; h++)
-        for (int bi = 0; bi < d->B; bi++)
-            memcpy(dx_raw + raw_at(raw_stride, bi, n, h, d), dx + head_at(bi, h, n, d),
-                   (size_t)d->Dh * sizeof(float));
-}
-
 void br_backward(BlockRotary *br, int layer, float *dx_raw, float *dx, const float *x_raw,
                  int raw_stride, const AttnDims *d)
 {
+    VT_ASSERT(!br_by_heads(br));
     const int table = br->layers == 1 ? 0 : layer;
     const int rotated = d->N - br->first_token;
     const int group = br->heads == 1 ? d->H : 1; /* heads reading one table */
@@ -412,23 +433,8 @@ void br_backward(BlockRotary *br, int layer, float *dx_raw, float *dx, const flo
 #pragma omp parallel for schedule(static)
     for (int hn = 0; hn < br->heads * rotated; hn++) {
         const int th = hn / rotated, n = br->first_token + hn % rotated;
-        const size_t at = br_at(br, table, th, n, 0);
-        if (br->b >= GEMM_BLOCK) {
-            backward_products(br, at, th, group, n, dx_raw, dx, x_raw, raw_stride, d);
-            continue;
-        }
-        if (br->b == 8) {
-            for (int j = 0; j < br->blocks; j++)
-                block8_backward(br->grad + at + (size_t)j * 64, br->rot + at + (size_t)j * 64, dx,
-                                x_raw, raw_stride, n, j, th * group, group, d);
-        } else {
-            for (int h = th * group; h < (th + 1) * group; h++)
-                for (int bi = 0; bi < d->B; bi++)
-                    rotate_vector_backward(dx + head_at(bi, h, n, d), br->grad + at,
-                                           x_raw + raw_at(raw_stride, bi, n, h, d),
-                                           br->rot + at, br->blocks, br->b);
-        }
-        store_rows(dx_raw, dx, raw_stride, th, group, n, d);
+        backward_products(br, br_at(br, table, th, n, 0), th, group, n, dx_raw, dx, x_raw,
+                          raw_stride, d);
     }
     copy_unrotated_grads(dx_raw, dx, raw_stride, br->first_token, d);
 }

@@ -9,9 +9,13 @@
  *   br_prepare   R = exp(G) for every (layer, head, token, block), in double,
  *                stored as float, once per pass (the batch shares them,
  *                §4.7); resets dR
- *   br_forward   y = R x per block, in parallel over (batch, head)
+ *   br_forward   y = R x per block: one (image, head) at a time for
+ *                blocks under 16 channels (br_forward_head, inside the
+ *                attention's loop), as products over the batch for larger
  *   br_backward  dx = R^T dy and dR += dy x^T, dR summed over the batch and
- *                over q and k; one writer per (table head, token)
+ *                over q and k: per (image, head) into parts per chunk of
+ *                the batch, then summed (br_backward_head, _reduce), or as
+ *                products; one writer per (table head, token)
  *   br_finish    dG = skew_expm_backward_f(G, dR) per item (in float: the
  *                dR it starts from is float already), written over dR;
  *                the encoding then chains dG to its parameters
@@ -99,16 +103,27 @@ static inline size_t br_at(const BlockRotary *br, int layer, int head, int token
 void br_set_rays(BlockRotary *br, const int *root, const int *power);
 
 void br_prepare(BlockRotary *br, const Pe *pe, const float *params, BrGenerator generator);
-/* x (B, H, N, Dh) <- R x_raw; dx_raw <- R^T dx (dx overwritten): the
- * layouts of QkRotation (attention.h). */
-void br_forward(const BlockRotary *br, int layer, float *x, const float *x_raw, int raw_stride,
-                const AttnDims *d);
-/* Whether the forward goes one (image, head) at a time (blocks rotated
- * vector by vector; dense blocks are products over the batch), and that
- * forward: x (N, Dh) <- R x_raw of image `image`, head h. */
+
+/* Blocks under 16 channels rotate vector by vector, one (image, head) at a
+ * time (br_by_heads): x (N, Dh) <- R x_raw of image `image`, head h, and
+ * back: the rows of dx_raw <- R^T dx, with dR += dy x^T added to `part`,
+ * (N, K, b, b) of br_head_grad_floats, which br_backward_reduce sums over
+ * the chunks of the batch (attention_grad_chunks) into grad. */
 bool br_by_heads(const BlockRotary *br);
 void br_forward_head(const BlockRotary *br, int layer, int image, int h, float *x,
                      const float *x_raw, int raw_stride, const AttnDims *d);
+int br_head_grad_floats(const BlockRotary *br);
+void br_backward_head(const BlockRotary *br, int layer, int image, int h, float *dx_raw,
+                      float *dx, const float *x_raw, int raw_stride, float *part,
+                      const AttnDims *d);
+void br_backward_reduce(BlockRotary *br, int layer, const float *parts, int chunks,
+                        const AttnDims *d);
+
+/* Larger blocks (dense LieRE) rotate whole tensors, as products over the
+ * batch: x (B, H, N, Dh) <- R x_raw; dx_raw <- R^T dx (dx overwritten),
+ * dR += dY^T X: the layouts of QkRotation (attention.h). */
+void br_forward(const BlockRotary *br, int layer, float *x, const float *x_raw, int raw_stride,
+                const AttnDims *d);
 void br_backward(BlockRotary *br, int layer, float *dx_raw, float *dx, const float *x_raw,
                  int raw_stride, const AttnDims *d);
 /* Turns grad from dL/dR into dL/dG: each ray's whole gradient lands on its

@@ -190,6 +190,24 @@ static void comrope_forward_head(const Pe *pe, int layer, int b, int h, float *x
     br_forward_head(&((const ComRope *)pe->state)->br, layer, b, h, x, x_raw, raw_stride, d);
 }
 
+static void comrope_backward_head(const Pe *pe, int layer, int b, int h, float *dx_raw, float *dx,
+                                  const float *x_raw, int raw_stride, float *part, const AttnDims *d)
+{
+    br_backward_head(&((const ComRope *)pe->state)->br, layer, b, h, dx_raw, dx, x_raw, raw_stride,
+                     part, d);
+}
+
+static void comrope_backward_reduce(Pe *pe, int layer, const float *parts, int chunks,
+                                    const AttnDims *d)
+{
+    br_backward_reduce(&((ComRope *)pe->state)->br, layer, parts, chunks, d);
+}
+
+static int comrope_head_grad_floats(const Pe *pe)
+{
+    return br_head_grad_floats(&((const ComRope *)pe->state)->br);
+}
+
 static bool comrope_by_heads(const Pe *pe)
 {
     return br_by_heads(&((const ComRope *)pe->state)->br);
@@ -264,13 +282,17 @@ static void comrope_finish(Pe *pe, const float *params, float *grads)
 const PeKind PE_COMROPE_AP = {
     .name = "comrope_ap", .check = ap_check, .create = ap_create, .init = comrope_init,
     .prepare = comrope_prepare, .forward = comrope_forward, .backward = comrope_backward,
-    .forward_head = comrope_forward_head, .by_heads = comrope_by_heads,
+    .forward_head = comrope_forward_head, .backward_head = comrope_backward_head,
+    .backward_reduce = comrope_backward_reduce, .head_grad_floats = comrope_head_grad_floats,
+    .by_heads = comrope_by_heads,
     .finish = comrope_finish, .destroy = comrope_destroy,
 };
 
 const PeKind PE_COMROPE_LD = {
     .name = "comrope_ld", .check = ld_check, .create = ld_create, .init = comrope_init,
     .prepare = comrope_prepare, .forward = comrope_forward, .backward = comrope_backward,
-    .forward_head = comrope_forward_head, .by_heads = comrope_by_heads,
+    .forward_head = comrope_forward_head, .backward_head = comrope_backward_head,
+    .backward_reduce = comrope_backward_reduce, .head_grad_floats = comrope_head_grad_floats,
+    .by_heads = comrope_by_heads,
     .finish = comrope_finish, .destroy = comrope_destroy,
 };

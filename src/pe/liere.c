@@ -164,6 +164,24 @@ static void liere_forward_head(const Pe *pe, int layer, int b, int h, float *x,
     br_forward_head(&((const Liere *)pe->state)->br, layer, b, h, x, x_raw, raw_stride, d);
 }
 
+static void liere_backward_head(const Pe *pe, int layer, int b, int h, float *dx_raw, float *dx,
+                                const float *x_raw, int raw_stride, float *part, const AttnDims *d)
+{
+    br_backward_head(&((const Liere *)pe->state)->br, layer, b, h, dx_raw, dx, x_raw, raw_stride,
+                     part, d);
+}
+
+static void liere_backward_reduce(Pe *pe, int layer, const float *parts, int chunks,
+                                  const AttnDims *d)
+{
+    br_backward_reduce(&((Liere *)pe->state)->br, layer, parts, chunks, d);
+}
+
+static int liere_head_grad_floats(const Pe *pe)
+{
+    return br_head_grad_floats(&((const Liere *)pe->state)->br);
+}
+
 static bool liere_by_heads(const Pe *pe)
 {
     return br_by_heads(&((const Liere *)pe->state)->br);
@@ -211,6 +229,8 @@ static void liere_finish(Pe *pe, const float *params, float *grads)
 const PeKind PE_LIERE = {
     .name = "liere", .check = liere_check, .create = liere_create, .init = liere_init,
     .prepare = liere_prepare, .forward = liere_forward, .backward = liere_backward,
-    .forward_head = liere_forward_head, .by_heads = liere_by_heads,
+    .forward_head = liere_forward_head, .backward_head = liere_backward_head,
+    .backward_reduce = liere_backward_reduce, .head_grad_floats = liere_head_grad_floats,
+    .by_heads = liere_by_heads,
     .finish = liere_finish, .destroy = liere_destroy,
 };

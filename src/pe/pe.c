@@ -67,10 +67,15 @@ static int head_grad_floats(const Pe *pe)
     return pe->kind->head_grad_floats ? pe->kind->head_grad_floats(pe) : 0;
 }
 
+static bool rotates_by_heads(const Pe *pe)
+{
+    return pe->kind->forward_head && (!pe->kind->by_heads || pe->kind->by_heads(pe));
+}
+
 void pe_forward(const Pe *pe, int layer, float *x, const float *x_raw, int raw_stride,
                 const AttnDims *d)
 {
-    if (pe->kind->forward) {
+    if (!rotates_by_heads(pe)) {
         pe->kind->forward(pe, layer, x, x_raw, raw_stride, d);
         return;
     }
@@ -80,23 +85,35 @@ void pe_forward(const Pe *pe, int layer, float *x, const float *x_raw, int raw_s
                                x_raw, raw_stride, d);
 }
 
+/* The per-head form over whole tensors: units of (chunk, head) as the
+ * attention runs them, each chunk's images in order. */
+static void backward_by_heads(Pe *pe, int layer, float *dx_raw, float *dx, const float *x_raw,
+                              int raw_stride, const AttnDims *d)
+{
+    const int per_part = head_grad_floats(pe), chunks = attention_grad_chunks(d->B);
+    float *parts = per_part ? vt_xcalloc((size_t)chunks * d->H * per_part, sizeof(float)) : NULL;
+#pragma omp parallel for schedule(static)
+    for (int unit = 0; unit < chunks * d->H; unit++) {
+        const int h = unit % d->H;
+        int first, end;
+        attention_grad_chunk(d->B, unit / d->H, &first, &end);
+        for (int b = first; b < end; b++)
+            pe->kind->backward_head(pe, layer, b, h, dx_raw, dx + head_at(b, h, 0, d), x_raw,
+                                    raw_stride, parts ? parts + (size_t)unit * per_part : NULL,
+                                    d);
+    }
+    if (parts)
+        pe->kind->backward_reduce(pe, layer, parts, chunks, d);
+    free(parts);
+}
+
 void pe_backward(Pe *pe, int layer, float *dx_raw, float *dx, const float *x_raw, int raw_stride,
                  const AttnDims *d)
 {
-    if (pe->kind->backward) {
+    if (rotates_by_heads(pe) && pe->kind->backward_head)
+        backward_by_heads(pe, layer, dx_raw, dx, x_raw, raw_stride, d);
+    else
         pe->kind->backward(pe, layer, dx_raw, dx, x_raw, raw_stride, d);
-        return;
-    }
-    const int per_head = head_grad_floats(pe);
-    float *grads = per_head ? vt_xcalloc((size_t)d->B * d->H * per_head, sizeof(float)) : NULL;
-#pragma omp parallel for schedule(static)
-    for (int bh = 0; bh < d->B * d->H; bh++)
-        pe->kind->backward_head(pe, layer, bh / d->H, bh % d->H, dx_raw,
-                                dx + head_at(bh / d->H, bh % d->H, 0, d), x_raw, raw_stride,
-                                grads ? grads + (size_t)bh * per_head : NULL, d);
-    if (grads)
-        pe->kind->backward_reduce(pe, layer, grads, d);
-    free(grads);
 }
 
 /* ---- the hook the attention calls ------------------------------------------ */
@@ -129,33 +146,24 @@ static void hook_forward_head(const QkRotation *self, int layer, int b, int h, f
     pe->kind->forward_head(pe, layer, b, h, k, k_raw, raw_stride, d);
 }
 
-/* q and k add into one head_grad, which the hook owns whole. */
+/* q and k add into the same part. */
 static void hook_backward_head(const QkRotation *self, int layer, int b, int h, float *dq_raw,
                                float *dk_raw, float *dq, float *dk, const float *q_raw,
                                const float *k_raw, int raw_stride, float *head_grad,
                                const AttnDims *d)
 {
     const Pe *pe = self->ctx;
-    if (self->grad_floats)
-        memset(head_grad, 0, (size_t)self->grad_floats * sizeof(float));
-    else
-        head_grad = NULL;
     pe->kind->backward_head(pe, layer, b, h, dq_raw, dq, q_raw, raw_stride, head_grad, d);
     pe->kind->backward_head(pe, layer, b, h, dk_raw, dk, k_raw, raw_stride, head_grad, d);
 }
 
 static void hook_backward_reduce(const QkRotation *self, int layer, const float *head_grads,
-                                 const AttnDims *d)
+                                 int chunks, const AttnDims *d)
 {
     Pe *pe = self->ctx;
     prof_push(PROF_ENCODING);
-    pe->kind->backward_reduce(pe, layer, head_grads, d);
+    pe->kind->backward_reduce(pe, layer, head_grads, chunks, d);
     prof_pop();
-}
-
-static bool rotates_by_heads(const Pe *pe)
-{
-    return pe->kind->forward_head && (!pe->kind->by_heads || pe->kind->by_heads(pe));
 }
 
 /* The hook for the kind's forms; called once the kind's state exists. */

@@ -226,9 +226,10 @@ static int mixed_head_grad_floats(const Pe *pe)
     return st->tokens * st->pairs;
 }
 
-/* dangle of the layer += every image's, summed over the batch in order,
+/* dangle of the layer += the parts of every chunk of the batch, in order,
  * one (head, token) per iteration: the same sums whatever the threads. */
-static void mixed_backward_reduce(Pe *pe, int layer, const float *head_grads, const AttnDims *d)
+static void mixed_backward_reduce(Pe *pe, int layer, const float *head_grads, int chunks,
+                                   const AttnDims *d)
 {
     RopeState *st = pe->state;
     VT_ASSERT(d->N == st->tokens);
@@ -236,8 +237,8 @@ static void mixed_backward_reduce(Pe *pe, int layer, const float *head_grads, co
     for (int hn = 0; hn < d->H * (d->N - 1); hn++) {
         const int h = hn / (d->N - 1), n = 1 + hn % (d->N - 1);
         float *sum = st->dangle + table_at(st, d->H, layer, h, n);
-        for (int b = 0; b < d->B; b++) {
-            const float *part = head_grads + (((size_t)b * d->H + h) * d->N + n) * st->pairs;
+        for (int c = 0; c < chunks; c++) {
+            const float *part = head_grads + (((size_t)c * d->H + h) * d->N + n) * st->pairs;
             for (int j = 0; j < st->pairs; j++)
                 sum[j] += part[j];
         }

@@ -188,10 +188,10 @@ static int spherical_head_grad_floats(const Pe *pe)
     return st->dangle ? st->tokens * st->triplets * 2 : 0;
 }
 
-/* dangle of the layer += every image's, summed over the batch in order,
+/* dangle of the layer += the parts of every chunk of the batch, in order,
  * one (head, token) per iteration: the same sums whatever the threads. */
 static void spherical_backward_reduce(Pe *pe, int layer, const float *head_grads,
-                                      const AttnDims *d)
+                                      int chunks, const AttnDims *d)
 {
     SphState *st = pe->state;
     const int per_token = st->triplets * 2;
@@ -200,8 +200,8 @@ static void spherical_backward_reduce(Pe *pe, int layer, const float *head_grads
     for (int hn = 0; hn < d->H * (d->N - 1); hn++) {
         const int h = hn / (d->N - 1), n = 1 + hn % (d->N - 1);
         float *sum = st->dangle + entry_at(st, d->H, layer, h, n) * 2;
-        for (int b = 0; b < d->B; b++) {
-            const float *part = head_grads + (((size_t)b * d->H + h) * d->N + n) * per_token;
+        for (int c = 0; c < chunks; c++) {
+            const float *part = head_grads + (((size_t)c * d->H + h) * d->N + n) * per_token;
             for (int j = 0; j < per_token; j++)
                 sum[j] += part[j];
         }
