@@ -191,7 +191,8 @@ static void comrope_forward_head(const Pe *pe, int layer, int b, int h, float *x
 }
 
 static void comrope_backward_head(const Pe *pe, int layer, int b, int h, float *dx_raw, float *dx,
-                                  const float *x_raw, int raw_stride, float *part, const AttnDims *d)
+                                  const float *x_raw, int raw_stride, float *part,
+                                  const AttnDims *d)
 {
     br_backward_head(&((const ComRope *)pe->state)->br, layer, b, h, dx_raw, dx, x_raw, raw_stride,
                      part, d);

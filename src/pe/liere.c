@@ -165,7 +165,8 @@ static void liere_forward_head(const Pe *pe, int layer, int b, int h, float *x,
 }
 
 static void liere_backward_head(const Pe *pe, int layer, int b, int h, float *dx_raw, float *dx,
-                                const float *x_raw, int raw_stride, float *part, const AttnDims *d)
+                                const float *x_raw, int raw_stride, float *part,
+                                const AttnDims *d)
 {
     br_backward_head(&((const Liere *)pe->state)->br, layer, b, h, dx_raw, dx, x_raw, raw_stride,
                      part, d);

@@ -80,9 +80,10 @@ void pe_forward(const Pe *pe, int layer, float *x, const float *x_raw, int raw_s
         return;
     }
 #pragma omp parallel for schedule(static)
-    for (int bh = 0; bh < d->B * d->H; bh++)
-        pe->kind->forward_head(pe, layer, bh / d->H, bh % d->H, x + head_at(bh / d->H, bh % d->H, 0, d),
-                               x_raw, raw_stride, d);
+    for (int bh = 0; bh < d->B * d->H; bh++) {
+        const int b = bh / d->H, h = bh % d->H;
+        pe->kind->forward_head(pe, layer, b, h, x + head_at(b, h, 0, d), x_raw, raw_stride, d);
+    }
 }
 
 /* The per-head form over whole tensors: units of (chunk, head) as the
