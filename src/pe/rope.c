@@ -8,9 +8,9 @@
  * prepare computes cos/sin of every (layer, head, token, pair) angle once
  * per pass; the batch shares them. The attention rotates one (image,
  * head) at a time. The backward of rope_mixed collects dL/d(angle) per
- * (image, head, token, pair), summed over q and k; the reduce after each
- * layer sums it over the batch into (layer, head, token, pair), and finish
- * turns that into the frequency gradient:
+ * (chunk of the batch, head, token, pair), summed over q and k; the reduce
+ * after each layer sums the chunks into (layer, head, token, pair), and
+ * finish turns that into the frequency gradient:
  * angle = fx x + fy y, so dfx += x dangle and dfy += y dangle.
  */
 #include "vitrain/pe.h"
@@ -236,12 +236,8 @@ static void mixed_backward_reduce(Pe *pe, int layer, const float *head_grads, in
 #pragma omp parallel for schedule(static)
     for (int hn = 0; hn < d->H * (d->N - 1); hn++) {
         const int h = hn / (d->N - 1), n = 1 + hn % (d->N - 1);
-        float *sum = st->dangle + table_at(st, d->H, layer, h, n);
-        for (int c = 0; c < chunks; c++) {
-            const float *part = head_grads + (((size_t)c * d->H + h) * d->N + n) * st->pairs;
-            for (int j = 0; j < st->pairs; j++)
-                sum[j] += part[j];
-        }
+        add_chunk_parts(st->dangle + table_at(st, d->H, layer, h, n), head_grads, chunks, h, n,
+                        st->pairs, d);
     }
 }
 

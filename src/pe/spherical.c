@@ -28,8 +28,8 @@
  * Rotations depend only on positions and frequencies: fixed, they are
  * computed once in create; learned, once per pass in prepare. The attention
  * rotates one (image, head) at a time. The learned backward collects dL/da
- * and dL/db per (image, head, token, triplet), summed over q and k; the
- * reduce after each layer sums them over the batch into (layer, head,
+ * and dL/db per (chunk of the batch, head, token, triplet), summed over q
+ * and k; the reduce after each layer sums the chunks into (layer, head,
  * token, triplet), and finish turns those into the frequency gradient:
  * a = fx x, b = fy y, so dfx += x da and dfy += y db.
  */
@@ -194,17 +194,12 @@ static void spherical_backward_reduce(Pe *pe, int layer, const float *head_grads
                                       int chunks, const AttnDims *d)
 {
     SphState *st = pe->state;
-    const int per_token = st->triplets * 2;
     VT_ASSERT(d->N == st->tokens);
 #pragma omp parallel for schedule(static)
     for (int hn = 0; hn < d->H * (d->N - 1); hn++) {
         const int h = hn / (d->N - 1), n = 1 + hn % (d->N - 1);
-        float *sum = st->dangle + entry_at(st, d->H, layer, h, n) * 2;
-        for (int c = 0; c < chunks; c++) {
-            const float *part = head_grads + (((size_t)c * d->H + h) * d->N + n) * per_token;
-            for (int j = 0; j < per_token; j++)
-                sum[j] += part[j];
-        }
+        add_chunk_parts(st->dangle + entry_at(st, d->H, layer, h, n) * 2, head_grads, chunks, h,
+                        n, st->triplets * 2, d);
     }
 }
 
