@@ -381,21 +381,15 @@ void br_backward_reduce(BlockRotary *br, int layer, const float *parts, int chun
     const int table = br->layers == 1 ? 0 : layer;
     const int rotated = d->N - br->first_token;
     const int group = br->heads == 1 ? d->H : 1; /* heads reading one table */
-    const size_t per_token = (size_t)br->blocks * br->b * br->b;
-    const size_t per_part = (size_t)br_head_grad_floats(br);
     VT_ASSERT(d->N == br->tokens);
-    /* One (head table, token) per iteration, the chunks and the heads
+    /* One (head table, token) per iteration, the heads and the chunks
      * summed inside in order: each dR entry has one writer. */
 #pragma omp parallel for schedule(static)
     for (int hn = 0; hn < br->heads * rotated; hn++) {
         const int th = hn / rotated, n = br->first_token + hn % rotated;
-        float *sum = br->grad + br_at(br, table, th, n, 0);
-        for (int c = 0; c < chunks; c++)
-            for (int h = th * group; h < (th + 1) * group; h++) {
-                const float *part = parts + ((size_t)c * d->H + h) * per_part + n * per_token;
-                for (size_t e = 0; e < per_token; e++)
-                    sum[e] += part[e];
-            }
+        for (int h = th * group; h < (th + 1) * group; h++)
+            add_chunk_parts(br->grad + br_at(br, table, th, n, 0), parts, chunks, h, n,
+                            br->blocks * br->b * br->b, d);
     }
 }
 
