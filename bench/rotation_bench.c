@@ -6,6 +6,12 @@
  *
  *   build/release/bench/rotation_bench [PE BLOCK DIM DEPTH HEADS IMG PATCH BATCH]
  *
+ * q and k go through the encoding's hook (pe_rotation) as the attention
+ * drives it: read from the raw rows of a (B, N, 3 D) qkv buffer, and for
+ * an encoding with per-head forms one (image, head) at a time into a tile
+ * per thread, the backward in units of (chunk of the batch, head) followed
+ * by the reduce; the attention's own products are left out.
+ *
  * Defaults: LieRE, b = 8, on ViT-Tiny at 28 px, patch 4, batch 64: the
  * configuration whose encoding overhead docs/PERFORMANCE.md tracks.
  */
@@ -16,6 +22,7 @@
 #include "vitrain/pe.h"
 #include "vitrain/rng.h"
 
+#include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,7 +37,9 @@ typedef struct Setup {
     Arena params, grads;
     AttnDims d;
     int depth;
-    float *x, *raw, *dx, *dx_raw; /* (B, H, N, Dh) each; raw and dx_raw as (B, N, H Dh) rows */
+    float *qkv, *dqkv;       /* (B, N, 3 D): the raw rows, as the qkv linear leaves them */
+    float *rotated, *grad;   /* q and k rotated and their gradients: (B, H, N, Dh) each,
+                                or two (N, Dh) tiles per thread for per-head forms */
 } Setup;
 
 static void fill_normal(float *x, size_t n, uint64_t seed)
@@ -40,20 +49,72 @@ static void fill_normal(float *x, size_t n, uint64_t seed)
         x[i] = (float)rng_normal(&rng);
 }
 
+/* The thread's two tiles (q, k) in `buffer`. */
+static float *tiles_of(const Setup *s, float *buffer, int thread)
+{
+    return buffer + (size_t)thread * 2 * s->d.N * s->d.Dh;
+}
+
+static void forward_layer(const Setup *s, const QkRotation *hook, int layer)
+{
+    const AttnDims *d = &s->d;
+    const int D = d->H * d->Dh, tile = d->N * d->Dh;
+    if (!hook->forward_head) {
+        const size_t whole = (size_t)d->B * d->N * D;
+        hook->forward(hook, layer, s->rotated, s->qkv, 3 * D, d);
+        hook->forward(hook, layer, s->rotated + whole, s->qkv + D, 3 * D, d);
+        return;
+    }
+#pragma omp parallel for schedule(static)
+    for (int bh = 0; bh < d->B * d->H; bh++) {
+        float *q = tiles_of(s, s->rotated, omp_get_thread_num());
+        hook->forward_head(hook, layer, bh / d->H, bh % d->H, q, q + tile, s->qkv, s->qkv + D,
+                           3 * D, d);
+    }
+}
+
+static void backward_layer(const Setup *s, const QkRotation *hook, int layer)
+{
+    const AttnDims *d = &s->d;
+    const int D = d->H * d->Dh, tile = d->N * d->Dh;
+    if (!hook->backward_head) {
+        const size_t whole = (size_t)d->B * d->N * D;
+        hook->backward(hook, layer, s->dqkv, s->grad, s->qkv, 3 * D, d);
+        hook->backward(hook, layer, s->dqkv + D, s->grad + whole, s->qkv + D, 3 * D, d);
+        return;
+    }
+    const int chunks = attention_grad_chunks(d->B);
+    float *parts = hook->grad_floats
+                       ? calloc((size_t)chunks * d->H * hook->grad_floats, sizeof(float))
+                       : NULL;
+#pragma omp parallel for schedule(static)
+    for (int unit = 0; unit < chunks * d->H; unit++) {
+        float *dq = tiles_of(s, s->grad, omp_get_thread_num());
+        float *part = parts ? parts + (size_t)unit * hook->grad_floats : NULL;
+        int first, end;
+        attention_grad_chunk(d->B, unit / d->H, &first, &end);
+        for (int b = first; b < end; b++)
+            hook->backward_head(hook, layer, b, unit % d->H, s->dqkv, s->dqkv + D, dq, dq + tile,
+                                s->qkv, s->qkv + D, 3 * D, part, d);
+    }
+    if (hook->backward_reduce)
+        hook->backward_reduce(hook, layer, parts, chunks, d);
+    free(parts);
+}
+
 /* One training step of the encoding alone; adds each phase's seconds. */
 static void step(Setup *s, double seconds[PHASES])
 {
     const PeStep pass = {.train = true, .step = 1, .seed = 3};
+    const QkRotation *hook = pe_rotation(&s->pe);
     double t = now_seconds(), t1;
     s->pe.kind->prepare(&s->pe, s->params.data, &pass);
     t1 = now_seconds(), seconds[0] += t1 - t, t = t1;
     for (int l = 0; l < s->depth; l++)
-        for (int qk = 0; qk < 2; qk++)
-            pe_forward(&s->pe, l, s->x, s->raw, s->d.H * s->d.Dh, &s->d);
+        forward_layer(s, hook, l);
     t1 = now_seconds(), seconds[1] += t1 - t, t = t1;
     for (int l = 0; l < s->depth; l++)
-        for (int qk = 0; qk < 2; qk++) /* rotations keep dx bounded */
-            pe_backward(&s->pe, l, s->dx_raw, s->dx, s->raw, s->d.H * s->d.Dh, &s->d);
+        backward_layer(s, hook, l);
     t1 = now_seconds(), seconds[2] += t1 - t, t = t1;
     s->pe.kind->finish(&s->pe, s->params.data, s->grads.data);
     seconds[3] += now_seconds() - t;
@@ -87,13 +148,15 @@ int main(int argc, char **argv)
     arena_create(&s.grads, &s.list);
     s.pe.kind->init(&s.pe, s.params.data, 1);
     s.d = (AttnDims){.B = batch, .N = 1 + grid * grid, .H = heads, .Dh = dim / heads};
-    const size_t n = (size_t)batch * s.d.N * dim;
-    s.x = malloc(n * sizeof(float));
-    s.raw = malloc(n * sizeof(float));
-    s.dx = malloc(n * sizeof(float));
-    s.dx_raw = malloc(n * sizeof(float));
-    fill_normal(s.raw, n, 1);
-    fill_normal(s.dx, n, 2);
+    const size_t whole = (size_t)batch * s.d.N * dim;
+    const size_t copies = pe_rotation(&s.pe)->forward_head
+                              ? (size_t)2 * threads * s.d.N * s.d.Dh : 2 * whole;
+    s.qkv = malloc(3 * whole * sizeof(float));
+    s.dqkv = malloc(3 * whole * sizeof(float));
+    s.rotated = malloc(copies * sizeof(float));
+    s.grad = malloc(copies * sizeof(float));
+    fill_normal(s.qkv, 3 * whole, 1);
+    fill_normal(s.grad, copies, 2); /* rotations keep the gradients bounded */
 
     double warm[PHASES] = {0}, rounds[PHASES][ROUNDS] = {{0}};
     step(&s, warm);
@@ -117,6 +180,6 @@ int main(int argc, char **argv)
     arena_free(&s.params);
     arena_free(&s.grads);
     tensor_list_free(&s.list);
-    free(s.x), free(s.raw), free(s.dx), free(s.dx_raw);
+    free(s.qkv), free(s.dqkv), free(s.rotated), free(s.grad);
     return 0;
 }

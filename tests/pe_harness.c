@@ -3,7 +3,9 @@
  *
  * The encoding is driven exactly as the model drives it: create on a
  * parameter list, init, then per pass prepare, forward per layer, backward
- * per layer, finish.
+ * per layer, finish; q and k of a layer go through its attention hook
+ * (pe_rotation) together, per (image, head) where it has per-head forms,
+ * as the attention calls it.
  */
 #include "pe_harness.h"
 
@@ -23,11 +25,12 @@ typedef struct PeCase {
     Arena params, grads;
     AttnDims dims;
     int tokens;
-    float *raw;    /* (depth, B, N, H*Dh): q as it sits in the qkv buffer (stride H*Dh) */
+    float *raw;    /* (depth, B, N, 2 H Dh): q and k rows as in the qkv buffer */
     float *draw;
-    float *out;    /* (depth, B, H, N, Dh) rotated */
+    float *out;    /* (depth, 2, B, H, N, Dh): q, then k, rotated */
     float *dout;
-    float *work;   /* (B, H, N, Dh) */
+    float *work;   /* (2, B, H, N, Dh) */
+    float *work_raw; /* (B, N, 2 H Dh) */
 } PeCase;
 
 PeGeometry pe_test_geometry(int head_dim, int grid, int grid0)
@@ -56,12 +59,13 @@ static void case_create(PeCase *c, const PeOptions *o, const PeGeometry *g, doub
     }
     c->tokens = 1 + g->grid_h * g->grid_w;
     c->dims = (AttnDims){.B = BATCH, .N = c->tokens, .H = g->heads, .Dh = g->head_dim};
-    const size_t per_layer = (size_t)BATCH * c->tokens * g->heads * g->head_dim;
+    const size_t per_layer = 2 * (size_t)BATCH * c->tokens * g->heads * g->head_dim;
     c->raw = gc_randn(per_layer * g->depth, 1.0, seed + 1);
     c->draw = gc_zeros(per_layer * g->depth);
     c->out = gc_zeros(per_layer * g->depth);
     c->dout = gc_zeros(per_layer * g->depth);
     c->work = gc_zeros(per_layer);
+    c->work_raw = gc_zeros(per_layer);
 }
 
 static void case_free(PeCase *c)
@@ -72,40 +76,45 @@ static void case_free(PeCase *c)
     tensor_list_free(&c->list);
 }
 
-static size_t layer_size(const PeCase *c)
+/* One of q or k: (B, H, N, Dh) floats. */
+static size_t tensor_size(const PeCase *c)
 {
     return (size_t)BATCH * c->tokens * c->dims.H * c->dims.Dh;
 }
 
-/* (B, N, H*Dh) rows -> (B, H, N, Dh): raw rows into the head-major layout. */
-static void split(float *dst, const float *src, const AttnDims *d)
+/* q and k of a layer. */
+static size_t layer_size(const PeCase *c)
+{
+    return 2 * tensor_size(c);
+}
+
+static size_t head_major_at(int b, int h, int n, const AttnDims *d)
+{
+    return (((size_t)b * d->H + h) * d->N + n) * d->Dh;
+}
+
+static size_t row_at(int b, int n, int stride, const AttnDims *d)
+{
+    return ((size_t)b * d->N + n) * stride;
+}
+
+/* (B, N, stride) rows -> (B, H, N, Dh): raw rows into the head-major layout. */
+static void split(float *dst, const float *src, int stride, const AttnDims *d)
 {
     for (int b = 0; b < d->B; b++)
         for (int h = 0; h < d->H; h++)
             for (int n = 0; n < d->N; n++)
-                memcpy(dst + (((size_t)b * d->H + h) * d->N + n) * d->Dh,
-                       src + ((size_t)b * d->N + n) * d->H * d->Dh + h * d->Dh,
+                memcpy(dst + head_major_at(b, h, n, d), src + row_at(b, n, stride, d) + h * d->Dh,
                        (size_t)d->Dh * sizeof(float));
 }
 
-static void merge_add(float *dst, const float *src, const AttnDims *d)
+/* (B, H, N, Dh) -> (B, N, stride) rows: the inverse of split. */
+static void merge(float *dst, const float *src, int stride, const AttnDims *d)
 {
     for (int b = 0; b < d->B; b++)
         for (int h = 0; h < d->H; h++)
             for (int n = 0; n < d->N; n++)
-                for (int i = 0; i < d->Dh; i++)
-                    dst[((size_t)b * d->N + n) * d->H * d->Dh + h * d->Dh + i] +=
-                        src[(((size_t)b * d->H + h) * d->N + n) * d->Dh + i];
-}
-
-/* (B, H, N, Dh) -> (B, N, H*Dh) rows: the inverse of split. */
-static void merge(float *dst, const float *src, const AttnDims *d)
-{
-    for (int b = 0; b < d->B; b++)
-        for (int h = 0; h < d->H; h++)
-            for (int n = 0; n < d->N; n++)
-                memcpy(dst + ((size_t)b * d->N + n) * d->H * d->Dh + h * d->Dh,
-                       src + (((size_t)b * d->H + h) * d->N + n) * d->Dh,
+                memcpy(dst + row_at(b, n, stride, d) + h * d->Dh, src + head_major_at(b, h, n, d),
                        (size_t)d->Dh * sizeof(float));
 }
 
@@ -113,7 +122,7 @@ void pe_forward_in_place(const Pe *pe, int layer, float *x, const AttnDims *d)
 {
     const size_t n = (size_t)d->B * d->N * d->H * d->Dh;
     float *raw = malloc(n * sizeof(float));
-    merge(raw, x, d);
+    merge(raw, x, d->H * d->Dh, d);
     memset(x, 0, n * sizeof(float)); /* every row must be written */
     pe_forward(pe, layer, x, raw, d->H * d->Dh, d);
     free(raw);
@@ -124,7 +133,7 @@ void pe_backward_in_place(Pe *pe, int layer, float *dx, const float *x_raw, cons
     const size_t n = (size_t)d->B * d->N * d->H * d->Dh;
     float *dx_raw = calloc(n, sizeof(float));
     pe_backward(pe, layer, dx_raw, dx, x_raw, d->H * d->Dh, d);
-    split(dx, dx_raw, d);
+    split(dx, dx_raw, d->H * d->Dh, d);
     free(dx_raw);
 }
 
@@ -135,29 +144,92 @@ static void prepare(PeCase *c)
         c->pe.kind->prepare(&c->pe, c->params.data, &step);
 }
 
+/* q and k of one layer through the hook, as the attention calls it: raw
+ * rows (B, N, 2 D), q then k; out (2, B, H, N, Dh). */
+static void hook_forward(const PeCase *c, int layer, float *out, const float *raw)
+{
+    const QkRotation *hook = pe_rotation(&c->pe);
+    const AttnDims *d = &c->dims;
+    const int D = d->H * d->Dh;
+    float *k = out + tensor_size(c);
+    if (!hook->forward_head) {
+        hook->forward(hook, layer, out, raw, 2 * D, d);
+        hook->forward(hook, layer, k, raw + D, 2 * D, d);
+        return;
+    }
+    for (int b = 0; b < d->B; b++)
+        for (int h = 0; h < d->H; h++)
+            hook->forward_head(hook, layer, b, h, out + head_major_at(b, h, 0, d),
+                               k + head_major_at(b, h, 0, d), raw, raw + D, 2 * D, d);
+}
+
+/* Its backward: dout (2, B, H, N, Dh), overwritten, into the raw rows of
+ * draw; per-head forms in units of (chunk of the batch, head), then the
+ * reduce. */
+static void hook_backward(const PeCase *c, int layer, float *draw, float *dout, const float *raw)
+{
+    const QkRotation *hook = pe_rotation(&c->pe);
+    const AttnDims *d = &c->dims;
+    const int D = d->H * d->Dh;
+    float *dk = dout + tensor_size(c);
+    if (!hook->backward_head) {
+        hook->backward(hook, layer, draw, dout, raw, 2 * D, d);
+        hook->backward(hook, layer, draw + D, dk, raw + D, 2 * D, d);
+        return;
+    }
+    const int chunks = attention_grad_chunks(d->B), per_part = hook->grad_floats;
+    float *parts = per_part ? calloc((size_t)chunks * d->H * per_part, sizeof(float)) : NULL;
+    for (int unit = 0; unit < chunks * d->H; unit++) {
+        const int h = unit % d->H;
+        int first, end;
+        attention_grad_chunk(d->B, unit / d->H, &first, &end);
+        for (int b = first; b < end; b++)
+            hook->backward_head(hook, layer, b, h, draw, draw + D, dout + head_major_at(b, h, 0, d),
+                                dk + head_major_at(b, h, 0, d), raw, raw + D, 2 * D,
+                                parts ? parts + (size_t)unit * per_part : NULL, d);
+    }
+    if (hook->backward_reduce)
+        hook->backward_reduce(hook, layer, parts, chunks, d);
+    free(parts);
+}
+
 static void case_forward(void *ctx)
 {
     PeCase *c = ctx;
+    const AttnDims *d = &c->dims;
+    const int D = d->H * d->Dh;
     prepare(c);
     for (int l = 0; l < c->pe.geo.depth; l++) {
         float *out = c->out + l * layer_size(c);
+        const float *raw = c->raw + l * layer_size(c);
         memset(out, 0, layer_size(c) * sizeof(float)); /* every row must be written */
-        if (pe_rotation(&c->pe))
-            pe_forward(&c->pe, l, out, c->raw + l * layer_size(c), c->dims.H * c->dims.Dh,
-                       &c->dims);
-        else
-            split(out, c->raw + l * layer_size(c), &c->dims);
+        if (pe_rotation(&c->pe)) {
+            hook_forward(c, l, out, raw);
+        } else {
+            split(out, raw, 2 * D, d);
+            split(out + tensor_size(c), raw + D, 2 * D, d);
+        }
     }
 }
 
 static void case_backward(void *ctx)
 {
     PeCase *c = ctx;
+    const AttnDims *d = &c->dims;
+    const int D = d->H * d->Dh;
     for (int l = 0; l < c->pe.geo.depth; l++) {
         memcpy(c->work, c->dout + l * layer_size(c), layer_size(c) * sizeof(float));
-        if (pe_rotation(&c->pe))
-            pe_backward_in_place(&c->pe, l, c->work, c->raw + l * layer_size(c), &c->dims);
-        merge_add(c->draw + l * layer_size(c), c->work, &c->dims);
+        for (size_t i = 0; i < layer_size(c); i++) /* every row must be written */
+            c->work_raw[i] = NAN;
+        if (pe_rotation(&c->pe)) {
+            hook_backward(c, l, c->work_raw, c->work, c->raw + l * layer_size(c));
+        } else {
+            merge(c->work_raw, c->work, 2 * D, d);
+            merge(c->work_raw + D, c->work + tensor_size(c), 2 * D, d);
+        }
+        float *draw = c->draw + l * layer_size(c);
+        for (size_t i = 0; i < layer_size(c); i++)
+            draw[i] += c->work_raw[i];
     }
     if (c->pe.kind->finish)
         c->pe.kind->finish(&c->pe, c->params.data, c->grads.data);
@@ -243,10 +315,12 @@ double pe_norm_violation(const PeOptions *o, const PeGeometry *g, uint64_t seed)
     case_create(&c, o, g, 0.1, seed);
     case_forward(&c);
     double worst = 0.0;
+    const int D = g->heads * g->head_dim;
     const size_t vectors = layer_size(&c) / g->head_dim;
     for (int l = 0; l < g->depth; l++) {
-        float *split_raw = c.work;
-        split(split_raw, c.raw + l * layer_size(&c), &c.dims);
+        float *split_raw = c.work; /* q, then k, as in out */
+        split(split_raw, c.raw + l * layer_size(&c), 2 * D, &c.dims);
+        split(split_raw + tensor_size(&c), c.raw + l * layer_size(&c) + D, 2 * D, &c.dims);
         for (size_t v = 0; v < vectors; v++) {
             const float *x = split_raw + v * g->head_dim;
             const float *y = c.out + l * layer_size(&c) + v * g->head_dim;

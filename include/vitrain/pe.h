@@ -17,9 +17,10 @@
  *   finish    after the whole backward: parameter gradients, added into
  *             the gradient arena
  * or, instead of forward and backward, the same one (image, head) at a
- * time, which the attention calls inside its loop over heads:
- *   forward_head     x (N, Dh) <- R x_raw for image b, head h
- *   backward_head    the rows of (b, h) in dx_raw <- R^T dx (N, Dh); adds
+ * time, which the attention calls inside its loop over heads, on q and k
+ * together (PeHeadRows):
+ *   forward_head     tile (N, Dh) <- R raw for image b, head h
+ *   backward_head    the rows of (b, h) in raw_grad <- R^T tile; adds
  *                    what the parameter gradient needs to head_grad
  *                    (head_grad_floats of them, NULL when 0), the part of
  *                    b's chunk of the batch and head h
@@ -75,6 +76,17 @@ typedef struct PeStep {
 
 typedef struct Pe Pe;
 
+/* The rows a per-head call turns for one (image, head): q and k of the
+ * attention (count 2), token by token, so that each token's rotation is
+ * read once for both; or one tensor alone (count 1, pe_forward). */
+typedef struct PeHeadRows {
+    int count;
+    float *tile[2];         /* (N, Dh): the rotated rows, or their gradient */
+    const float *raw[2];    /* the raw rows (QkRotation, attention.h) */
+    float *raw_grad[2];     /* the backward's output: raw rows of the gradient */
+    int raw_stride;
+} PeHeadRows;
+
 typedef struct PeKind {
     const char *name;
     bool additive;  /* the model adds pos_embed (absolute) */
@@ -86,11 +98,10 @@ typedef struct PeKind {
                     const AttnDims *d);
     void (*backward)(Pe *pe, int layer, float *dx_raw, float *dx, const float *x_raw,
                      int raw_stride, const AttnDims *d);
-    void (*forward_head)(const Pe *pe, int layer, int b, int h, float *x, const float *x_raw,
-                         int raw_stride, const AttnDims *d);
-    void (*backward_head)(const Pe *pe, int layer, int b, int h, float *dx_raw, float *dx,
-                          const float *x_raw, int raw_stride, float *head_grad,
-                          const AttnDims *d);
+    void (*forward_head)(const Pe *pe, int layer, int b, int h, const PeHeadRows *rows,
+                         const AttnDims *d);
+    void (*backward_head)(const Pe *pe, int layer, int b, int h, const PeHeadRows *rows,
+                          float *head_grad, const AttnDims *d);
     void (*backward_reduce)(Pe *pe, int layer, const float *head_grads, int chunks,
                             const AttnDims *d);
     int (*head_grad_floats)(const Pe *pe);  /* NULL: none */

@@ -291,16 +291,19 @@ bool br_by_heads(const BlockRotary *br)
 }
 
 /* Each row copied, then rotated in place while it is in L1. */
-void br_forward_head(const BlockRotary *br, int layer, int image, int h, float *x,
-                     const float *x_raw, int raw_stride, const AttnDims *d)
+void br_forward_head(const BlockRotary *br, int layer, int image, int h, const PeHeadRows *rows,
+                     const AttnDims *d)
 {
     VT_ASSERT(br_by_heads(br));
     const int table = br->layers == 1 ? 0 : layer, th = br->heads == 1 ? 0 : h;
     for (int n = 0; n < d->N; n++) {
-        float *v = x + (size_t)n * d->Dh;
-        memcpy(v, x_raw + raw_at(raw_stride, image, n, h, d), (size_t)d->Dh * sizeof(float));
-        if (n >= br->first_token)
-            rotate_vector(v, br->rot_t + br_at(br, table, th, n, 0), br->blocks, br->b);
+        const size_t raw = raw_at(rows->raw_stride, image, n, h, d);
+        for (int i = 0; i < rows->count; i++) {
+            float *v = rows->tile[i] + (size_t)n * d->Dh;
+            memcpy(v, rows->raw[i] + raw, (size_t)d->Dh * sizeof(float));
+            if (n >= br->first_token)
+                rotate_vector(v, br->rot_t + br_at(br, table, th, n, 0), br->blocks, br->b);
+        }
     }
 }
 
@@ -358,20 +361,23 @@ int br_head_grad_floats(const BlockRotary *br)
     return br->tokens * br->blocks * br->b * br->b;
 }
 
-void br_backward_head(const BlockRotary *br, int layer, int image, int h, float *dx_raw,
-                      float *dx, const float *x_raw, int raw_stride, float *part,
-                      const AttnDims *d)
+/* Token by token, q's and k's rows in turn: the token's R and its part of
+ * dR are read once for both. */
+void br_backward_head(const BlockRotary *br, int layer, int image, int h, const PeHeadRows *rows,
+                      float *part, const AttnDims *d)
 {
     VT_ASSERT(br_by_heads(br));
     const int table = br->layers == 1 ? 0 : layer, th = br->heads == 1 ? 0 : h;
     const size_t per_token = (size_t)br->blocks * br->b * br->b;
     for (int n = 0; n < d->N; n++) {
-        float *dy = dx + (size_t)n * d->Dh;
-        const size_t raw = raw_at(raw_stride, image, n, h, d);
-        if (n >= br->first_token)
-            rotate_vector_backward(dy, part + n * per_token, x_raw + raw,
-                                   br->rot + br_at(br, table, th, n, 0), br->blocks, br->b);
-        memcpy(dx_raw + raw, dy, (size_t)d->Dh * sizeof(float));
+        const size_t raw = raw_at(rows->raw_stride, image, n, h, d);
+        for (int i = 0; i < rows->count; i++) {
+            float *dy = rows->tile[i] + (size_t)n * d->Dh;
+            if (n >= br->first_token)
+                rotate_vector_backward(dy, part + n * per_token, rows->raw[i] + raw,
+                                       br->rot + br_at(br, table, th, n, 0), br->blocks, br->b);
+            memcpy(rows->raw_grad[i] + raw, dy, (size_t)d->Dh * sizeof(float));
+        }
     }
 }
 

@@ -105,17 +105,16 @@ void br_set_rays(BlockRotary *br, const int *root, const int *power);
 void br_prepare(BlockRotary *br, const Pe *pe, const float *params, BrGenerator generator);
 
 /* Blocks under 16 channels rotate vector by vector, one (image, head) at a
- * time (br_by_heads): x (N, Dh) <- R x_raw of image `image`, head h, and
- * back: the rows of dx_raw <- R^T dx, with dR += dy x^T added to `part`,
+ * time (br_by_heads): each tile (N, Dh) <- R raw of image `image`, head h,
+ * and back: the rows of raw_grad <- R^T tile, with dR += dy x^T added to `part`,
  * (N, K, b, b) of br_head_grad_floats, which br_backward_reduce sums over
  * the chunks of the batch (attention_grad_chunks) into grad. */
 bool br_by_heads(const BlockRotary *br);
-void br_forward_head(const BlockRotary *br, int layer, int image, int h, float *x,
-                     const float *x_raw, int raw_stride, const AttnDims *d);
+void br_forward_head(const BlockRotary *br, int layer, int image, int h, const PeHeadRows *rows,
+                     const AttnDims *d);
 int br_head_grad_floats(const BlockRotary *br);
-void br_backward_head(const BlockRotary *br, int layer, int image, int h, float *dx_raw,
-                      float *dx, const float *x_raw, int raw_stride, float *part,
-                      const AttnDims *d);
+void br_backward_head(const BlockRotary *br, int layer, int image, int h, const PeHeadRows *rows,
+                      float *part, const AttnDims *d);
 void br_backward_reduce(BlockRotary *br, int layer, const float *parts, int chunks,
                         const AttnDims *d);
 

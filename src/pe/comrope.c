@@ -184,18 +184,16 @@ static void comrope_forward(const Pe *pe, int layer, float *x, const float *x_ra
     br_forward(&((const ComRope *)pe->state)->br, layer, x, x_raw, raw_stride, d);
 }
 
-static void comrope_forward_head(const Pe *pe, int layer, int b, int h, float *x,
-                             const float *x_raw, int raw_stride, const AttnDims *d)
+static void comrope_forward_head(const Pe *pe, int layer, int b, int h, const PeHeadRows *rows,
+                                 const AttnDims *d)
 {
-    br_forward_head(&((const ComRope *)pe->state)->br, layer, b, h, x, x_raw, raw_stride, d);
+    br_forward_head(&((const ComRope *)pe->state)->br, layer, b, h, rows, d);
 }
 
-static void comrope_backward_head(const Pe *pe, int layer, int b, int h, float *dx_raw, float *dx,
-                                  const float *x_raw, int raw_stride, float *part,
-                                  const AttnDims *d)
+static void comrope_backward_head(const Pe *pe, int layer, int b, int h, const PeHeadRows *rows,
+                                  float *part, const AttnDims *d)
 {
-    br_backward_head(&((const ComRope *)pe->state)->br, layer, b, h, dx_raw, dx, x_raw, raw_stride,
-                     part, d);
+    br_backward_head(&((const ComRope *)pe->state)->br, layer, b, h, rows, part, d);
 }
 
 static void comrope_backward_reduce(Pe *pe, int layer, const float *parts, int chunks,

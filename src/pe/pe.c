@@ -82,7 +82,8 @@ void pe_forward(const Pe *pe, int layer, float *x, const float *x_raw, int raw_s
 #pragma omp parallel for schedule(static)
     for (int bh = 0; bh < d->B * d->H; bh++) {
         const int b = bh / d->H, h = bh % d->H;
-        pe->kind->forward_head(pe, layer, b, h, x + head_at(b, h, 0, d), x_raw, raw_stride, d);
+        const PeHeadRows rows = {1, {x + head_at(b, h, 0, d)}, {x_raw}, {NULL}, raw_stride};
+        pe->kind->forward_head(pe, layer, b, h, &rows, d);
     }
 }
 
@@ -98,10 +99,11 @@ static void backward_by_heads(Pe *pe, int layer, float *dx_raw, float *dx, const
         const int h = unit % d->H;
         int first, end;
         attention_grad_chunk(d->B, unit / d->H, &first, &end);
-        for (int b = first; b < end; b++)
-            pe->kind->backward_head(pe, layer, b, h, dx_raw, dx + head_at(b, h, 0, d), x_raw,
-                                    raw_stride, parts ? parts + (size_t)unit * per_part : NULL,
-                                    d);
+        for (int b = first; b < end; b++) {
+            const PeHeadRows rows = {1, {dx + head_at(b, h, 0, d)}, {x_raw}, {dx_raw}, raw_stride};
+            pe->kind->backward_head(pe, layer, b, h, &rows,
+                                    parts ? parts + (size_t)unit * per_part : NULL, d);
+        }
     }
     if (parts)
         pe->kind->backward_reduce(pe, layer, parts, chunks, d);
@@ -143,8 +145,8 @@ static void hook_forward_head(const QkRotation *self, int layer, int b, int h, f
                               const AttnDims *d)
 {
     const Pe *pe = self->ctx;
-    pe->kind->forward_head(pe, layer, b, h, q, q_raw, raw_stride, d);
-    pe->kind->forward_head(pe, layer, b, h, k, k_raw, raw_stride, d);
+    const PeHeadRows rows = {2, {q, k}, {q_raw, k_raw}, {NULL, NULL}, raw_stride};
+    pe->kind->forward_head(pe, layer, b, h, &rows, d);
 }
 
 /* q and k add into the same part. */
@@ -154,8 +156,8 @@ static void hook_backward_head(const QkRotation *self, int layer, int b, int h, 
                                const AttnDims *d)
 {
     const Pe *pe = self->ctx;
-    pe->kind->backward_head(pe, layer, b, h, dq_raw, dq, q_raw, raw_stride, head_grad, d);
-    pe->kind->backward_head(pe, layer, b, h, dk_raw, dk, k_raw, raw_stride, head_grad, d);
+    const PeHeadRows rows = {2, {dq, dk}, {q_raw, k_raw}, {dq_raw, dk_raw}, raw_stride};
+    pe->kind->backward_head(pe, layer, b, h, &rows, head_grad, d);
 }
 
 static void hook_backward_reduce(const QkRotation *self, int layer, const float *head_grads,

@@ -96,40 +96,45 @@ static int table_of(const RopeState *st, int layer)
 
 /* Each row of image b, head h copied from the raw q or k, then rotated in
  * place while it is in L1; token 0 (CLS) is copied only. */
-static void rope_forward_head(const Pe *pe, int layer, int b, int h, float *x, const float *x_raw,
-                              int raw_stride, const AttnDims *d)
+static void rope_forward_head(const Pe *pe, int layer, int b, int h, const PeHeadRows *rows,
+                              const AttnDims *d)
 {
     const RopeState *st = pe->state;
     const int table = table_of(st, layer);
     const size_t row = (size_t)d->Dh * sizeof(float);
-    memcpy(x, x_raw + raw_at(raw_stride, b, 0, h, d), row);
-    for (int n = 1; n < d->N; n++) {
-        float *v = x + (size_t)n * d->Dh;
-        memcpy(v, x_raw + raw_at(raw_stride, b, n, h, d), row);
+    for (int n = 0; n < d->N; n++) {
         const size_t at = table_at(st, d->H, table, h, n);
-        rotate_pairs(v, st->cos_t + at, st->sin_t + at, st->pairs);
+        for (int i = 0; i < rows->count; i++) {
+            float *v = rows->tile[i] + (size_t)n * d->Dh;
+            memcpy(v, rows->raw[i] + raw_at(rows->raw_stride, b, n, h, d), row);
+            if (n > 0)
+                rotate_pairs(v, st->cos_t + at, st->sin_t + at, st->pairs);
+        }
     }
 }
 
-/* dx (N, Dh) of image b, head h back through the rotation into the raw
- * rows; rope_mixed adds dL/d(angle) per (token, pair) to head_grad. */
-static void rope_backward_head(const Pe *pe, int layer, int b, int h, float *dx_raw, float *dx,
-                               const float *x_raw, int raw_stride, float *head_grad,
-                               const AttnDims *d)
+/* The tiles (N, Dh) of image b, head h back through the rotation into the
+ * raw rows; rope_mixed adds dL/d(angle) per (token, pair) to head_grad. */
+static void rope_backward_head(const Pe *pe, int layer, int b, int h, const PeHeadRows *rows,
+                               float *head_grad, const AttnDims *d)
 {
     const RopeState *st = pe->state;
     const int table = table_of(st, layer);
     const size_t row = (size_t)d->Dh * sizeof(float);
-    memcpy(dx_raw + raw_at(raw_stride, b, 0, h, d), dx, row);
-    for (int n = 1; n < d->N; n++) {
-        float *g = dx + (size_t)n * d->Dh;
+    for (int n = 0; n < d->N; n++) {
         const size_t at = table_at(st, d->H, table, h, n);
-        if (head_grad)
-            rotate_pairs_angle_grad(head_grad + (size_t)n * st->pairs, g,
-                                    x_raw + raw_at(raw_stride, b, n, h, d), st->cos_t + at,
-                                    st->sin_t + at, st->pairs);
-        rotate_pairs_transposed(g, st->cos_t + at, st->sin_t + at, st->pairs);
-        memcpy(dx_raw + raw_at(raw_stride, b, n, h, d), g, row);
+        const size_t raw = raw_at(rows->raw_stride, b, n, h, d);
+        for (int i = 0; i < rows->count; i++) {
+            float *g = rows->tile[i] + (size_t)n * d->Dh;
+            if (n > 0) {
+                if (head_grad)
+                    rotate_pairs_angle_grad(head_grad + (size_t)n * st->pairs, g,
+                                            rows->raw[i] + raw, st->cos_t + at, st->sin_t + at,
+                                            st->pairs);
+                rotate_pairs_transposed(g, st->cos_t + at, st->sin_t + at, st->pairs);
+            }
+            memcpy(rows->raw_grad[i] + raw, g, row);
+        }
     }
 }
 

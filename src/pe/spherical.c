@@ -148,37 +148,46 @@ static int table_of(const SphState *st, int layer)
 
 /* Each row of image b, head h rotated from the raw q or k (channels past
  * the last triplet stay so); token 0 (CLS) is copied only. */
-static void spherical_forward_head(const Pe *pe, int layer, int b, int h, float *x,
-                                   const float *x_raw, int raw_stride, const AttnDims *d)
+static void spherical_forward_head(const Pe *pe, int layer, int b, int h, const PeHeadRows *rows,
+                                   const AttnDims *d)
 {
     const SphState *st = pe->state;
     const int table = table_of(st, layer);
-    const size_t row = (size_t)d->Dh * sizeof(float);
-    memcpy(x, x_raw + raw_at(raw_stride, b, 0, h, d), row);
-    for (int n = 1; n < d->N; n++)
-        rotate3_band_apply(x + (size_t)n * d->Dh, x_raw + raw_at(raw_stride, b, n, h, d),
-                           band_at(st, d->H, table, h, n), d->Dh);
+    for (int n = 0; n < d->N; n++) {
+        const size_t raw = raw_at(rows->raw_stride, b, n, h, d);
+        const float *band = band_at(st, d->H, table, h, n);
+        for (int i = 0; i < rows->count; i++) {
+            float *v = rows->tile[i] + (size_t)n * d->Dh;
+            if (n == 0)
+                memcpy(v, rows->raw[i] + raw, (size_t)d->Dh * sizeof(float));
+            else
+                rotate3_band_apply(v, rows->raw[i] + raw, band, d->Dh);
+        }
+    }
 }
 
-/* dx (N, Dh) of image b, head h back through the rotation into the raw
- * rows; learned, adds (dL/da, dL/db) per (token, triplet) to head_grad. */
-static void spherical_backward_head(const Pe *pe, int layer, int b, int h, float *dx_raw,
-                                    float *dx, const float *x_raw, int raw_stride,
+/* The tiles (N, Dh) of image b, head h back through the rotation into the
+ * raw rows; learned, adds (dL/da, dL/db) per (token, triplet) to head_grad. */
+static void spherical_backward_head(const Pe *pe, int layer, int b, int h, const PeHeadRows *rows,
                                     float *head_grad, const AttnDims *d)
 {
     const SphState *st = pe->state;
     const int table = table_of(st, layer);
-    const size_t row = (size_t)d->Dh * sizeof(float);
-    memcpy(dx_raw + raw_at(raw_stride, b, 0, h, d), dx, row);
-    for (int n = 1; n < d->N; n++) {
-        const float *g = dx + (size_t)n * d->Dh;
-        if (head_grad)
-            rotate_triplets_angle_grad(head_grad + (size_t)n * st->triplets * 2, g,
-                                       x_raw + raw_at(raw_stride, b, n, h, d),
-                                       st->rot + entry_at(st, d->H, table, h, n) * ROT3,
-                                       st->triplets);
-        rotate3_band_apply(dx_raw + raw_at(raw_stride, b, n, h, d), g,
-                           band_at(st, d->H, table, h, n) + BAND * st->dim, d->Dh);
+    for (int n = 0; n < d->N; n++) {
+        const size_t raw = raw_at(rows->raw_stride, b, n, h, d);
+        const float *band_t = band_at(st, d->H, table, h, n) + BAND * st->dim;
+        const float *R = st->rot + entry_at(st, d->H, table, h, n) * ROT3;
+        for (int i = 0; i < rows->count; i++) {
+            const float *g = rows->tile[i] + (size_t)n * d->Dh;
+            if (n == 0) {
+                memcpy(rows->raw_grad[i] + raw, g, (size_t)d->Dh * sizeof(float));
+                continue;
+            }
+            if (head_grad)
+                rotate_triplets_angle_grad(head_grad + (size_t)n * st->triplets * 2, g,
+                                           rows->raw[i] + raw, R, st->triplets);
+            rotate3_band_apply(rows->raw_grad[i] + raw, g, band_t, d->Dh);
+        }
     }
 }
 
