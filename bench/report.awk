@@ -40,18 +40,28 @@ function get(impl, cfg, key) {
     return median(values[impl "|" cfg "|" key])
 }
 
+function sgemm(threads) {
+    return median(values["sgemm|" threads])
+}
+
+# Configuration c in the order first seen: sets cfg and its fields p[1..4]
+# (threads, model, input, encoding).
+function load(c) {
+    cfg = order[c]
+    split(cfg, p, "|")
+}
+
 END {
     print "## Training and inference throughput"
     print ""
     print "| threads | model | input | encoding | train img/s vitrain | PyTorch | ratio | infer img/s vitrain | PyTorch | ratio | GFLOP/s | of sgemm | peak RSS MiB vitrain | PyTorch |"
     print "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
     for (c = 1; c <= configs; c++) {
-        cfg = order[c]
-        split(cfg, p, "|")
+        load(c)
         vt = get("vitrain", cfg, "train_img_s"); pt = get("pytorch", cfg, "train_img_s")
         vi = get("vitrain", cfg, "infer_img_s"); pi = get("pytorch", cfg, "infer_img_s")
         gf = get("vitrain", cfg, "gflops")
-        sg = median(values["sgemm|" p[1]])
+        sg = sgemm(p[1])
         printf "| %s | %s | %s | %s | %.1f | %.1f | %.2fx | %.1f | %.1f | %.2fx | %.1f | %.0f %% | %.0f | %.0f |\n",
                p[1], p[2], p[3], p[4], vt, pt, (pt > 0 ? vt / pt : 0), vi, pi, (pi > 0 ? vi / pi : 0),
                gf, (sg > 0 ? 100 * gf / sg : 0), get("vitrain", cfg, "rss_mib"),
@@ -60,7 +70,7 @@ END {
     print ""
     printf "cblas_sgemm 1024^3:"
     for (t in threads_seen)
-        printf " %s thread%s %.1f GFLOP/s;", t, (t == 1 ? "" : "s"), median(values["sgemm|" t])
+        printf " %s thread%s %.1f GFLOP/s;", t, (t == 1 ? "" : "s"), sgemm(t)
     print ""
     print ""
     print "## Encoding overhead over absolute (training step time)"
@@ -68,8 +78,7 @@ END {
     print "| threads | model | input | encoding | vitrain | PyTorch |"
     print "|---|---|---|---|---|---|"
     for (c = 1; c <= configs; c++) {
-        cfg = order[c]
-        split(cfg, p, "|")
+        load(c)
         if (p[4] == "absolute")
             continue
         base = p[1] "|" p[2] "|" p[3] "|absolute"
@@ -94,8 +103,7 @@ END {
     print "| threads | model | input | encoding | step s | GEMMs | attention | encoding | norms/elementwise | optimizer | attention GFLOP/s | of sgemm |"
     print "|---|---|---|---|---|---|---|---|---|---|---|---|"
     for (c = 1; c <= configs; c++) {
-        cfg = order[c]
-        split(cfg, p, "|")
+        load(c)
         total = 0
         for (k = 0; k <= 5; k++) {
             ph[k] = get("vitrain", cfg, "phase_" k)
@@ -104,7 +112,7 @@ END {
         if (total <= 0)
             continue
         ag = get("vitrain", cfg, "attn_gflops")
-        sg = median(values["sgemm|" p[1]])
+        sg = sgemm(p[1])
         printf "| %s | %s | %s | %s | %.3f | %.0f %% | %.0f %% | %.0f %% | %.0f %% | %.0f %% | %.1f | %.0f %% |\n",
                p[1], p[2], p[3], p[4], total, 100 * ph[1] / total, 100 * ph[2] / total,
                100 * ph[3] / total, 100 * ph[0] / total, 100 * ph[4] / total, ag,

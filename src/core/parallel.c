@@ -33,34 +33,49 @@ int threads_planned(void)
     return now > cores ? now : cores;
 }
 
+/* The cblas enumerations of the wrappers' flags, shared by the float and
+ * double versions (cblas has one function per type). */
+static CBLAS_TRANSPOSE op(bool transpose)
+{
+    return transpose ? CblasTrans : CblasNoTrans;
+}
+
+static CBLAS_UPLO triangle(bool upper)
+{
+    return upper ? CblasUpper : CblasLower;
+}
+
+static CBLAS_DIAG diagonal(bool unit)
+{
+    return unit ? CblasUnit : CblasNonUnit;
+}
+
 void blas_sgemm(bool trans_a, bool trans_b, int M, int N, int K,
                 float alpha, const float *A, int lda, const float *B, int ldb,
                 float beta, float *C, int ldc)
 {
-    cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans,
-                trans_b ? CblasTrans : CblasNoTrans, M, N, K,
-                alpha, A, lda, B, ldb, beta, C, ldc);
+    cblas_sgemm(CblasRowMajor, op(trans_a), op(trans_b), M, N, K, alpha, A, lda, B, ldb, beta,
+                C, ldc);
 }
 
 void blas_dgemm(bool trans_a, bool trans_b, int M, int N, int K,
                 double alpha, const double *A, int lda, const double *B, int ldb,
                 double beta, double *C, int ldc)
 {
-    cblas_dgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans,
-                trans_b ? CblasTrans : CblasNoTrans, M, N, K,
-                alpha, A, lda, B, ldb, beta, C, ldc);
+    cblas_dgemm(CblasRowMajor, op(trans_a), op(trans_b), M, N, K, alpha, A, lda, B, ldb, beta,
+                C, ldc);
 }
 
 void blas_dtrsm(bool upper, bool unit_diagonal, int n, int nrhs, const double *A, int lda,
                 double *B, int ldb)
 {
-    cblas_dtrsm(CblasRowMajor, CblasLeft, upper ? CblasUpper : CblasLower, CblasNoTrans,
-                unit_diagonal ? CblasUnit : CblasNonUnit, n, nrhs, 1.0, A, lda, B, ldb);
+    cblas_dtrsm(CblasRowMajor, CblasLeft, triangle(upper), CblasNoTrans, diagonal(unit_diagonal),
+                n, nrhs, 1.0, A, lda, B, ldb);
 }
 
 void blas_strsm(bool upper, bool unit_diagonal, int n, int nrhs, const float *A, int lda,
                 float *B, int ldb)
 {
-    cblas_strsm(CblasRowMajor, CblasLeft, upper ? CblasUpper : CblasLower, CblasNoTrans,
-                unit_diagonal ? CblasUnit : CblasNonUnit, n, nrhs, 1.0f, A, lda, B, ldb);
+    cblas_strsm(CblasRowMajor, CblasLeft, triangle(upper), CblasNoTrans, diagonal(unit_diagonal),
+                n, nrhs, 1.0f, A, lda, B, ldb);
 }
