@@ -16,6 +16,7 @@
 #include "vitrain/vecmath.h"
 
 #include <math.h>
+#include <omp.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -132,6 +133,59 @@ START_TEST(test_layernorm_recompute_matches_forward)
     layernorm_forward(y, mean, rstd, x, w, b, T, D);
     layernorm_recompute(y2, x, mean, rstd, w, b, T, D);
     ck_assert(memcmp(y, y2, sizeof(float) * T * D) == 0);
+}
+END_TEST
+
+/* The parameter gradients that sum over rows, from T rows of width D. */
+typedef struct {
+    float *ln_dw, *ln_db, *lin_db, *dgamma, *dpos;
+} RowSums;
+
+static RowSums row_sums(int threads, const float *dy, const float *x, const float *mean,
+                        const float *rstd, const float *w, int T, int D)
+{
+    RowSums r = {gc_zeros(D), gc_zeros(D), gc_zeros(D), gc_zeros(D), gc_zeros((size_t)T * D / 8)};
+    float *dx = gc_zeros((size_t)T * D), *dw = gc_zeros((size_t)D * 3);
+    omp_set_num_threads(threads);
+    layernorm_backward(dx, r.ln_dw, r.ln_db, dy, x, mean, rstd, w, T, D);
+    linear_backward(NULL, dw, r.lin_db, dy, x, w, T, 3, D);
+    layerscale_backward(dx, r.dgamma, dy, x, w, T, D);
+    pos_embed_backward(r.dpos, dy, 8, T / 8, D); /* 8 images of T / 8 tokens */
+    omp_set_num_threads(1);
+    return r;
+}
+
+/* Sums over rows by chunks (src/ops/reduce.h): the same bits for 1 and 3
+ * threads, and the sums of a reference in double, at a row count that
+ * splits unevenly. */
+START_TEST(test_row_sums_do_not_depend_on_threads)
+{
+    enum { T = 1000, D = 70 };
+    float *x = gc_randn(T * D, 2, 61), *dy = gc_randn(T * D, 1, 62), *w = gc_randn(D, 1, 63);
+    float *y = gc_zeros(T * D), *b = gc_zeros(D), *mean = gc_zeros(T), *rstd = gc_zeros(T);
+    layernorm_forward(y, mean, rstd, x, w, b, T, D);
+    const RowSums one = row_sums(1, dy, x, mean, rstd, w, T, D);
+    const RowSums three = row_sums(3, dy, x, mean, rstd, w, T, D);
+    ck_assert(memcmp(one.ln_dw, three.ln_dw, D * sizeof(float)) == 0);
+    ck_assert(memcmp(one.ln_db, three.ln_db, D * sizeof(float)) == 0);
+    ck_assert(memcmp(one.lin_db, three.lin_db, D * sizeof(float)) == 0);
+    ck_assert(memcmp(one.dgamma, three.dgamma, D * sizeof(float)) == 0);
+    ck_assert(memcmp(one.dpos, three.dpos, (size_t)T * D / 8 * sizeof(float)) == 0);
+    for (int j = 0; j < D; j++) {
+        double sum = 0.0, dot = 0.0, xhat = 0.0, pos = 0.0;
+        for (int t = 0; t < T; t++) {
+            sum += dy[t * D + j];
+            dot += (double)dy[t * D + j] * x[t * D + j];
+            xhat += (double)dy[t * D + j] * (x[t * D + j] - mean[t]) * rstd[t];
+        }
+        for (int image = 0; image < 8; image++)
+            pos += dy[image * (T / 8) * D + j]; /* token 0, channel j */
+        ck_assert_double_eq_tol(one.ln_db[j], sum, 1e-4);
+        ck_assert_double_eq_tol(one.lin_db[j], sum, 1e-4);
+        ck_assert_double_eq_tol(one.dgamma[j], dot, 1e-3);
+        ck_assert_double_eq_tol(one.ln_dw[j], xhat, 1e-3);
+        ck_assert_double_eq_tol(one.dpos[j], pos, 1e-5);
+    }
 }
 END_TEST
 
@@ -542,6 +596,7 @@ Suite *ops_suite(void)
     tcase_add_test(values, test_gelu_recompute_matches_forward_and_backward);
     tcase_add_test(values, test_linear_residual_and_in_place_backward);
     tcase_add_test(values, test_layernorm_recompute_matches_forward);
+    tcase_add_test(values, test_row_sums_do_not_depend_on_threads);
     tcase_add_test(values, test_patch_embed_layout);
     tcase_add_test(values, test_drop_path_scales);
     tcase_add_test(values, test_residual_branch_is_the_three_ops);

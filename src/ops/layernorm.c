@@ -10,6 +10,7 @@
 #include "reduce.h"
 
 #include <math.h>
+#include <stdlib.h>
 
 /* y = (x - mu) * rstd * w + b for one row: the forward's output, and the
  * same arithmetic when the backward recomputes it. */
@@ -54,27 +55,33 @@ void layernorm_recompute(float *y, const float *x, const float *mean, const floa
         normalize_row(y + (int64_t)t * D, x + (int64_t)t * D, mean[t], rstd[t], w, b, D);
 }
 
-static void layernorm_param_grads(float *dw, float *db, const float *dy, const float *x,
-                                  const float *mean, const float *rstd, int T, int D)
+/* The rows [first, end) of the backward: dx (when wanted) and the rows'
+ * parts of dw and db, added to sum_w and sum_b in row order. */
+static void backward_rows(float *dx, float *sum_w, float *sum_b, const float *dy, const float *x,
+                          const float *mean, const float *rstd, const float *w, int64_t first,
+                          int64_t end, int D)
 {
-    /* y = xhat * w + b, so dw += sum_t dy * xhat and db += sum_t dy.
-     * Columns are split between threads: each sum runs over t in order. */
-    enum { TILE = REDUCE_TILE };
-#pragma omp parallel for schedule(static)
-    for (int j0 = 0; j0 < D; j0 += TILE) {
-        int width = VT_MIN(TILE, D - j0);
-        float acc_w[TILE] = {0}, acc_b[TILE] = {0};
-        for (int t = 0; t < T; t++) {
-            const float *dyr = dy + (int64_t)t * D + j0;
-            const float *xr = x + (int64_t)t * D + j0;
-            for (int j = 0; j < width; j++) {
-                acc_w[j] += dyr[j] * (xr[j] - mean[t]) * rstd[t];
-                acc_b[j] += dyr[j];
+    for (int64_t t = first; t < end; t++) {
+        const float *dyr = dy + t * D, *xr = x + t * D;
+        const float mu = mean[t], rs = rstd[t];
+        float g_sum = 0.0f, gx_sum = 0.0f;
+        if (dx) {
+#pragma omp simd reduction(+ : g_sum, gx_sum)
+            for (int i = 0; i < D; i++) {
+                float g = dyr[i] * w[i];
+                g_sum += g;
+                gx_sum += g * (xr[i] - mu) * rs;
             }
         }
-        for (int j = 0; j < width; j++) {
-            dw[j0 + j] += acc_w[j];
-            db[j0 + j] += acc_b[j];
+        const float g_mean = g_sum / (float)D, gx_mean = gx_sum / (float)D;
+        float *dxr = dx ? dx + t * D : NULL;
+#pragma omp simd
+        for (int i = 0; i < D; i++) {
+            const float xhat = (xr[i] - mu) * rs;
+            if (dxr)
+                dxr[i] += rs * (dyr[i] * w[i] - g_mean - xhat * gx_mean);
+            sum_w[i] += dyr[i] * xhat;
+            sum_b[i] += dyr[i];
         }
     }
 }
@@ -84,27 +91,19 @@ void layernorm_backward(float *dx, float *dw, float *db, const float *dy, const 
 {
     /* With g = dy * w and xhat = (x - mu) * rstd:
      * dx += rstd * (g - mean(g) - xhat * mean(g * xhat)), added into the
-     * stream gradient (ops.h). */
-    if (dx) {
+     * stream gradient (ops.h); y = xhat * w + b, so dw += sum_t dy * xhat
+     * and db += sum_t dy, summed by chunks of rows (reduce.h) in the same
+     * pass over dy and x. */
+    const int chunks = row_chunks(T);
+    float *partials = vt_xcalloc((size_t)chunks * 2 * D, sizeof(float)); /* (chunks, 2, D) */
 #pragma omp parallel for schedule(static)
-        for (int t = 0; t < T; t++) {
-            const float *dyr = dy + (int64_t)t * D;
-            const float *xr = x + (int64_t)t * D;
-            float *dxr = dx + (int64_t)t * D;
-            float mu = mean[t], rs = rstd[t];
-            float g_sum = 0.0f, gx_sum = 0.0f;
-#pragma omp simd reduction(+ : g_sum, gx_sum)
-            for (int i = 0; i < D; i++) {
-                float g = dyr[i] * w[i];
-                g_sum += g;
-                gx_sum += g * (xr[i] - mu) * rs;
-            }
-            float g_mean = g_sum / (float)D, gx_mean = gx_sum / (float)D;
-            for (int i = 0; i < D; i++) {
-                float xhat = (xr[i] - mu) * rs;
-                dxr[i] += rs * (dyr[i] * w[i] - g_mean - xhat * gx_mean);
-            }
-        }
+    for (int c = 0; c < chunks; c++) {
+        float *sum_w = partials + (int64_t)c * 2 * D;
+        int64_t first, end;
+        row_chunk(T, chunks, c, &first, &end);
+        backward_rows(dx, sum_w, sum_w + D, dy, x, mean, rstd, w, first, end, D);
     }
-    layernorm_param_grads(dw, db, dy, x, mean, rstd, T, D);
+    add_partials(dw, partials, chunks, 2 * D, D);
+    add_partials(db, partials + D, chunks, 2 * D, D);
+    free(partials);
 }

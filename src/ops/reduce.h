@@ -1,19 +1,28 @@
 /*
  * reduce.h - column reductions shared by the ops' parameter gradients.
  *
- * A parameter gradient is a sum over rows (tokens, images). Each thread owns a
- * tile of columns and sums every row of it in order, so the result is the
- * same for any thread count and no thread writes another's output.
+ * A parameter gradient is a sum over rows (tokens, images). The rows split
+ * into a fixed number of contiguous chunks (row_chunks: fixed by the row
+ * count alone); one thread sums a chunk's rows in order into a partial of
+ * its own, reading whole rows as they lie in memory, and the partials are
+ * then added in chunk order. The result is the same for any thread count
+ * and no thread writes another's output.
  */
 #ifndef VITRAIN_OPS_REDUCE_H
 #define VITRAIN_OPS_REDUCE_H
 
 #include <stdint.h>
 
-/* Columns per thread's tile: 64 floats are four AVX-512 registers of sums
- * and four cache lines per row, which the prefetcher streams about 1.6x
- * faster than one line. Every column reduction of the ops uses it. */
-enum { REDUCE_TILE = 64 };
+/* 16 chunks spread over the threads of any machine this runs on, and
+ * keep their partials (16 rows of sums) small next to the rows read. */
+enum { ROW_CHUNKS = 16 };
+
+/* How many chunks R rows split into, and chunk c's rows [first, end). */
+int row_chunks(int64_t R);
+void row_chunk(int64_t R, int chunks, int c, int64_t *first, int64_t *end);
+
+/* out[j] += sum over chunks c, in order, of partials[c * stride + j], j < L. */
+void add_partials(float *out, const float *partials, int chunks, int64_t stride, int64_t L);
 
 /* out[j] += sum_r x[r, j] */
 void rows_sum_add(float *out /* (L) */, const float *x /* (R, L) */, int64_t R, int64_t L);
