@@ -30,7 +30,8 @@ void add_partials(float *out, const float *partials, int chunks, int64_t stride,
             out[j] += partials[c * stride + j];
 }
 
-void rows_sum_add(float *out, const float *x, int64_t R, int64_t L)
+/* out[j] += sum_r a[r, j] (b NULL), or sum_r a[r, j] * b[r, j]. */
+static void rows_reduce_add(float *out, const float *a, const float *b, int64_t R, int64_t L)
 {
     const int chunks = row_chunks(R);
     float *partials = vt_xcalloc((size_t)chunks * (size_t)L, sizeof(float));
@@ -40,32 +41,28 @@ void rows_sum_add(float *out, const float *x, int64_t R, int64_t L)
         int64_t first, end;
         row_chunk(R, chunks, c, &first, &end);
         for (int64_t r = first; r < end; r++) {
-            const float *row = x + r * L;
+            const float *ra = a + r * L, *rb = b ? b + r * L : NULL;
+            if (rb) {
 #pragma omp simd
-            for (int64_t j = 0; j < L; j++)
-                sum[j] += row[j];
+                for (int64_t j = 0; j < L; j++)
+                    sum[j] += ra[j] * rb[j];
+            } else {
+#pragma omp simd
+                for (int64_t j = 0; j < L; j++)
+                    sum[j] += ra[j];
+            }
         }
     }
     add_partials(out, partials, chunks, L, L);
     free(partials);
 }
 
+void rows_sum_add(float *out, const float *x, int64_t R, int64_t L)
+{
+    rows_reduce_add(out, x, NULL, R, L);
+}
+
 void rows_dot_add(float *out, const float *a, const float *b, int64_t R, int64_t L)
 {
-    const int chunks = row_chunks(R);
-    float *partials = vt_xcalloc((size_t)chunks * (size_t)L, sizeof(float));
-#pragma omp parallel for schedule(static)
-    for (int c = 0; c < chunks; c++) {
-        float *sum = partials + c * L;
-        int64_t first, end;
-        row_chunk(R, chunks, c, &first, &end);
-        for (int64_t r = first; r < end; r++) {
-            const float *ra = a + r * L, *rb = b + r * L;
-#pragma omp simd
-            for (int64_t j = 0; j < L; j++)
-                sum[j] += ra[j] * rb[j];
-        }
-    }
-    add_partials(out, partials, chunks, L, L);
-    free(partials);
+    rows_reduce_add(out, a, b, R, L);
 }
