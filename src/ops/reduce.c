@@ -3,8 +3,8 @@
  *
  * The chunks replace tiles of columns that each thread summed over every
  * row: a tile read 256 bytes of each row and jumped a row ahead (3 KB on
- * ViT-Tiny's MLP, a new page every row or two, where the prefetchers do
- * not follow); a chunk streams its rows whole.
+ * ViT-Tiny's MLP: a new 4 KB page every row or two, which the hardware
+ * prefetchers do not run into); a chunk streams its rows whole.
  */
 #include "reduce.h"
 
