@@ -63,13 +63,16 @@ for t in $THREADS; do for m in $MODELS; do for i in $INPUTS; do for e in $ENCODI
     total=$((total + 1))
 done; done; done; done
 done_count=0
+# sgemm 1024^3 runs before every measurement: the yardstick, and a gauge
+# of how much the machine's own speed moves during the run (report.awk
+# gives its spread).
 for rep in $(seq "$REPS"); do
     for t in $THREADS; do
-        echo "impl=sgemm threads=$t $(OMP_NUM_THREADS=$t $BENCH sgemm 1024 "$t")" >>"$RAW"
         for m in $MODELS; do for i in $INPUTS; do for e in $ENCODINGS; do
             done_count=$((done_count + 1))
             printf 'bench: round %s/%s, %s/%s: %s threads, %s, %s, %s\n' "$rep" "$REPS" \
                 "$done_count" "$((total * REPS))" "$t" "$m" "$i" "$e" >&2
+            echo "impl=sgemm threads=$t $(OMP_NUM_THREADS=$t $BENCH sgemm 1024 "$t")" >>"$RAW"
             measure "$t" "$m" "${i%x*}" "${i#*x}" "$e"
         done; done; done
     done

@@ -44,6 +44,16 @@ function sgemm(threads) {
     return median(values["sgemm|" threads])
 }
 
+# The smallest (which < 0) or largest value of a list.
+function extreme(list, which,    n, v, i, best) {
+    n = split(list, v, " ")
+    best = v[1] + 0
+    for (i = 2; i <= n; i++)
+        if ((which < 0 && v[i] + 0 < best) || (which > 0 && v[i] + 0 > best))
+            best = v[i] + 0
+    return best
+}
+
 # Configuration c in the order first seen: sets cfg and its fields p[1..4]
 # (threads, model, input, encoding).
 function load(c) {
@@ -68,10 +78,21 @@ END {
                get("pytorch", cfg, "rss_mib")
     }
     print ""
-    printf "cblas_sgemm 1024^3:"
-    for (t in threads_seen)
-        printf " %s thread%s %.1f GFLOP/s;", t, (t == 1 ? "" : "s"), sgemm(t)
+    printf "cblas_sgemm 1024^3 (median, and range over the run):"
+    noisy = 0
+    for (t in threads_seen) {
+        lo = extreme(values["sgemm|" t], -1); hi = extreme(values["sgemm|" t], 1)
+        printf " %s thread%s %.1f GFLOP/s (%.1f-%.1f);", t, (t == 1 ? "" : "s"), sgemm(t), lo, hi
+        if (lo > 0 && hi > 1.25 * lo)
+            noisy = 1
+    }
     print ""
+    if (noisy) {
+        print ""
+        print "**The machine's own speed moved by more than 25 % during this run** (sgemm"
+        print "range above): medians of a few turns do not remove swings of that size, so"
+        print "read ratios of rows measured far apart with care."
+    }
     print ""
     print "## Encoding overhead over absolute (training step time)"
     print ""
