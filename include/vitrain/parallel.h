@@ -10,6 +10,7 @@
 #define VITRAIN_PARALLEL_H
 
 #include <stdbool.h>
+#include <stdint.h>
 
 /* Sets the thread count for OpenMP and OpenBLAS; n <= 0 keeps the default
  * (OMP_NUM_THREADS, else the number of cores). Returns the count in use. */
@@ -22,6 +23,15 @@ int threads_cores(void);
  * after a model is built (the CLI does), so the larger of the current
  * count and the cores. */
 int threads_planned(void);
+
+/* A split of n items (rows, images) into `chunks` contiguous runs fixed by n
+ * and chunks alone, for sums whose parts must not depend on the thread
+ * count: each run is summed by one thread into a part of its own, and the
+ * parts are added in run order. fixed_chunks(n) = min(n, 16) runs keep 2 to
+ * 16 threads busy and leave few parts to add; run c is [first, end). */
+enum { FIXED_CHUNKS = 16 };
+int fixed_chunks(int64_t n);
+void fixed_chunk(int64_t n, int chunks, int c, int64_t *first, int64_t *end);
 
 /* Row-major C = alpha * op(A) op(B) + beta * C with op(A) (M,K), op(B) (K,N),
  * C (M,N); trans_a / trans_b select op(X) = X^T. Leading dimensions are the

@@ -119,21 +119,21 @@ int attention_scratch_tiles(void)
     return threads_planned();
 }
 
-/* Per-head gradient parts are kept per chunk of the batch: 16 chunks give
- * ViT-Tiny's 3 heads 48 (chunk, head) units to share among the threads,
- * and cost 16 parts per head to sum. */
-enum { GRAD_CHUNKS = 16 };
-
+/* Per-head gradient parts are kept per chunk of the batch (fixed_chunks,
+ * parallel.h): 16 chunks give ViT-Tiny's 3 heads 48 (chunk, head) units to
+ * share among the threads, and cost 16 parts per head to sum. */
 int attention_grad_chunks(int B)
 {
-    return VT_MIN(B, GRAD_CHUNKS);
+    return fixed_chunks(B);
 }
 
 /* Images [first, end) of chunk c of `chunks`. */
 static void chunk_bounds(int B, int chunks, int c, int *first, int *end)
 {
-    *first = (int)((int64_t)c * B / chunks);
-    *end = (int)((int64_t)(c + 1) * B / chunks);
+    int64_t from, to;
+    fixed_chunk(B, chunks, c, &from, &to);
+    *first = (int)from;
+    *end = (int)to;
 }
 
 void attention_grad_chunk(int B, int c, int *first, int *end)

@@ -33,6 +33,17 @@ int threads_planned(void)
     return now > cores ? now : cores;
 }
 
+int fixed_chunks(int64_t n)
+{
+    return (int)(n < FIXED_CHUNKS ? n : FIXED_CHUNKS);
+}
+
+void fixed_chunk(int64_t n, int chunks, int c, int64_t *first, int64_t *end)
+{
+    *first = n * c / chunks;
+    *end = n * (c + 1) / chunks;
+}
+
 /* The cblas enumerations of the wrappers' flags, shared by the float and
  * double versions (cblas has one function per type). */
 static CBLAS_TRANSPOSE op(bool transpose)

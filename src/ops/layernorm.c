@@ -6,6 +6,7 @@
  */
 #include "vitrain/common.h"
 #include "vitrain/ops.h"
+#include "vitrain/parallel.h"
 
 #include "reduce.h"
 
@@ -94,13 +95,13 @@ void layernorm_backward(float *dx, float *dw, float *db, const float *dy, const 
      * stream gradient (ops.h); y = xhat * w + b, so dw += sum_t dy * xhat
      * and db += sum_t dy, summed by chunks of rows (reduce.h) in the same
      * pass over dy and x. */
-    const int chunks = row_chunks(T);
+    const int chunks = fixed_chunks(T);
     float *partials = vt_xcalloc((size_t)chunks * 2 * D, sizeof(float)); /* (chunks, 2, D) */
 #pragma omp parallel for schedule(static)
     for (int c = 0; c < chunks; c++) {
         float *sum_w = partials + (int64_t)c * 2 * D;
         int64_t first, end;
-        row_chunk(T, chunks, c, &first, &end);
+        fixed_chunk(T, chunks, c, &first, &end);
         backward_rows(dx, sum_w, sum_w + D, dy, x, mean, rstd, w, first, end, D);
     }
     add_partials(dw, partials, chunks, 2 * D, D);

@@ -9,19 +9,9 @@
 #include "reduce.h"
 
 #include "vitrain/common.h"
+#include "vitrain/parallel.h"
 
 #include <stdlib.h>
-
-int row_chunks(int64_t R)
-{
-    return (int)VT_MIN(R, (int64_t)ROW_CHUNKS);
-}
-
-void row_chunk(int64_t R, int chunks, int c, int64_t *first, int64_t *end)
-{
-    *first = R * c / chunks;
-    *end = R * (c + 1) / chunks;
-}
 
 void add_partials(float *out, const float *partials, int chunks, int64_t stride, int64_t L)
 {
@@ -33,13 +23,13 @@ void add_partials(float *out, const float *partials, int chunks, int64_t stride,
 /* out[j] += sum_r a[r, j] (b NULL), or sum_r a[r, j] * b[r, j]. */
 static void rows_reduce_add(float *out, const float *a, const float *b, int64_t R, int64_t L)
 {
-    const int chunks = row_chunks(R);
+    const int chunks = fixed_chunks(R);
     float *partials = vt_xcalloc((size_t)chunks * (size_t)L, sizeof(float));
 #pragma omp parallel for schedule(static)
     for (int c = 0; c < chunks; c++) {
         float *sum = partials + c * L;
         int64_t first, end;
-        row_chunk(R, chunks, c, &first, &end);
+        fixed_chunk(R, chunks, c, &first, &end);
         for (int64_t r = first; r < end; r++) {
             const float *ra = a + r * L, *rb = b ? b + r * L : NULL;
             if (rb) {

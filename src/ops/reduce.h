@@ -2,24 +2,16 @@
  * reduce.h - column reductions shared by the ops' parameter gradients.
  *
  * A parameter gradient is a sum over rows (tokens, images). The rows split
- * into a fixed number of contiguous chunks (row_chunks: fixed by the row
- * count alone); one thread sums a chunk's rows in order into a partial of
- * its own, reading whole rows as they lie in memory, and the partials are
- * then added in chunk order. The result is the same for any thread count
- * and no thread writes another's output.
+ * into the fixed chunks of parallel.h (fixed_chunks, fixed_chunk); one
+ * thread sums a chunk's rows in order into a partial of its own, reading
+ * whole rows as they lie in memory, and the partials are then added in
+ * chunk order. The result is the same for any thread count and no thread
+ * writes another's output.
  */
 #ifndef VITRAIN_OPS_REDUCE_H
 #define VITRAIN_OPS_REDUCE_H
 
 #include <stdint.h>
-
-/* 16 chunks spread over the threads of any machine this runs on, and
- * keep their partials (16 rows of sums) small next to the rows read. */
-enum { ROW_CHUNKS = 16 };
-
-/* How many chunks R rows split into, and chunk c's rows [first, end). */
-int row_chunks(int64_t R);
-void row_chunk(int64_t R, int chunks, int c, int64_t *first, int64_t *end);
 
 /* out[j] += sum over chunks c, in order, of partials[c * stride + j], j < L. */
 void add_partials(float *out, const float *partials, int chunks, int64_t stride, int64_t L);
