@@ -143,9 +143,18 @@ END_TEST
 
 START_TEST(test_model_gradients_wide_mlp)
 {
-    /* mlp_dim 64 >= 3 dim: dL/dqkv takes the memory of fc1's activation
-     * (the other checks run mlp_dim 32, with a qkv buffer of its own). */
-    check_model_mlp("vit (rope_mixed, mlp_dim 4 dim)", "rope_mixed", POOL_CLS, 0.0f, 0.0f, 64);
+    /* mlp_dim 64 >= 3 dim: drop path's gradient for the attention branch
+     * and then dL/dqkv take the memory of fc1's activation (the other
+     * checks run mlp_dim 32, with a qkv buffer of its own). */
+    check_model_mlp("vit (rope_mixed, mlp_dim 4 dim)", "rope_mixed", POOL_CLS, 0.0f, 0.3f, 64);
+}
+END_TEST
+
+START_TEST(test_model_gradients_narrow_mlp)
+{
+    /* mlp_dim 8 < dim: fc1's activation is too small for drop path's
+     * gradient, which gets a buffer of its own. */
+    check_model_mlp("vit (absolute, mlp_dim dim / 2)", "absolute", POOL_CLS, 0.5f, 0.3f, 8);
 }
 END_TEST
 
@@ -427,6 +436,7 @@ Suite *model_suite(void)
     tcase_add_test(grads, test_model_gradients_none_mean);
     tcase_add_test(grads, test_model_gradients_rotary_plain_blocks);
     tcase_add_test(grads, test_model_gradients_drop_path_only);
+    tcase_add_test(grads, test_model_gradients_narrow_mlp);
     tcase_add_test(grads, test_model_gradients_wide_mlp);
     tcase_add_test(grads, test_recompute_attention_changes_only_memory);
     suite_add_tcase(s, grads);

@@ -301,6 +301,75 @@ START_TEST(test_gelu_recompute_matches_forward_and_backward)
 }
 END_TEST
 
+/* ---- GELU then linear ------------------------------------------------------ */
+
+/* Two chunks of rows, the second short, so that every chunk boundary of
+ * gelu_linear.c is crossed. */
+enum { GL_T = GELU_LINEAR_ROWS + 37 };
+
+typedef struct {
+    int T, I, O;
+    float *x, *w, *b, *y, *dx, *dw, *db, *dy, *scratch;
+} GeluLinearCase;
+
+static void gelu_linear_fwd(void *c)
+{
+    GeluLinearCase *l = c;
+    gelu_linear_forward(l->y, NULL, l->x, l->w, l->b, l->T, l->I, l->O, l->scratch);
+}
+
+/* The op turns x into dL/dx in place; the check wants dx apart. */
+static void gelu_linear_bwd(void *c)
+{
+    GeluLinearCase *l = c;
+    memcpy(l->dx, l->x, sizeof(float) * (size_t)l->T * (size_t)l->I);
+    gelu_linear_backward(l->dx, l->dw, l->db, l->dy, l->w, l->T, l->I, l->O, l->scratch);
+}
+
+START_TEST(test_gelu_linear)
+{
+    enum { I = 3, O = 2 };
+    GeluLinearCase l = {.T = GL_T, .I = I, .O = O};
+    l.x = gc_randn(GL_T * I, 1.5, 61), l.w = gc_randn(O * I, 1, 62), l.b = gc_randn(O, 1, 63);
+    l.y = gc_zeros(GL_T * O), l.dy = gc_zeros(GL_T * O), l.dx = gc_zeros(GL_T * I);
+    l.dw = gc_zeros(O * I), l.db = gc_zeros(O), l.scratch = gc_zeros(GELU_LINEAR_ROWS * I);
+    GcProblem p = {.ctx = &l, .forward = gelu_linear_fwd, .backward = gelu_linear_bwd, .out = l.y,
+                   .dout = l.dy, .out_n = GL_T * O};
+    gc_add(gc_add(gc_add(&p, "x", l.x, l.dx, GL_T * I), "weight", l.w, l.dw, O * I), "bias", l.b,
+           l.db, O);
+    check("gelu_linear", &p, 1);
+}
+END_TEST
+
+START_TEST(test_gelu_linear_matches_gelu_and_linear)
+{
+    /* Chunk by chunk, the op must give what GELU over all rows and then one
+     * linear layer give: the same rows, the same dW up to the order of its
+     * sum over rows, the same bias gradient bit for bit. */
+    enum { I = 20, O = 12 };
+    float *x = gc_randn(GL_T * I, 2, 71), *w = gc_randn(O * I, 1, 72), *b = gc_randn(O, 1, 73);
+    float *res = gc_randn(GL_T * O, 1, 74), *dy = gc_randn(GL_T * O, 1, 75);
+    float *h = gc_zeros(GL_T * I), *scratch = gc_zeros(GELU_LINEAR_ROWS * I);
+    float *y = gc_zeros(GL_T * O), *y2 = gc_zeros(GL_T * O);
+    gelu_forward(h, x, GL_T * I);
+    linear_residual_forward(y, res, h, w, b, GL_T, I, O);
+    gelu_linear_forward(y2, res, x, w, b, GL_T, I, O, scratch);
+    for (int i = 0; i < GL_T * O; i++)
+        ck_assert_float_eq_tol(y2[i], y[i], 1e-5f * (1.0f + fabsf(y[i])));
+
+    float *dx = gc_zeros(GL_T * I), *dw = gc_zeros(O * I), *db = gc_zeros(O);
+    float *dw2 = gc_zeros(O * I), *db2 = gc_zeros(O);
+    linear_backward(dx, dw, db, dy, h, w, GL_T, I, O);
+    gelu_backward(dx, dx, x, GL_T * I);
+    gelu_linear_backward(x, dw2, db2, dy, w, GL_T, I, O, scratch); /* x becomes dL/dx */
+    for (int i = 0; i < GL_T * I; i++)
+        ck_assert_float_eq_tol(x[i], dx[i], 1e-5f * (1.0f + fabsf(dx[i])));
+    for (int i = 0; i < O * I; i++)
+        ck_assert_float_eq_tol(dw2[i], dw[i], 1e-4f * (1.0f + fabsf(dw[i])));
+    ck_assert(memcmp(db, db2, sizeof(float) * O) == 0);
+}
+END_TEST
+
 /* ---- softmax cross-entropy ----------------------------------------------- */
 
 typedef struct {
@@ -548,6 +617,11 @@ START_TEST(test_residual_branch_is_the_three_ops)
         residual_branch_forward(got, x, branch, g, s, B, N, D);
         ck_assert_msg(memcmp(want, got, n * sizeof(float)) == 0, "gamma %s, scale %s",
                       g ? "on" : "off", s ? "on" : "off");
+        /* In place over the branch, as the model calls it. */
+        memcpy(got, branch, n * sizeof(float));
+        residual_branch_forward(got, x, got, g, s, B, N, D);
+        ck_assert_msg(memcmp(want, got, n * sizeof(float)) == 0, "in place: gamma %s, scale %s",
+                      g ? "on" : "off", s ? "on" : "off");
     }
 }
 END_TEST
@@ -584,6 +658,7 @@ Suite *ops_suite(void)
     tcase_add_test(tc, test_linear);
     tcase_add_test(tc, test_layernorm);
     tcase_add_test(tc, test_gelu);
+    tcase_add_test(tc, test_gelu_linear);
     tcase_add_test(tc, test_softmax_xent);
     tcase_add_test(tc, test_patch_embed);
     tcase_add_test(tc, test_token_ops);
@@ -595,6 +670,7 @@ Suite *ops_suite(void)
     tcase_add_test(values, test_gelu_matches_erf_in_double);
     tcase_add_test(values, test_gelu_recompute_matches_forward_and_backward);
     tcase_add_test(values, test_linear_residual_and_in_place_backward);
+    tcase_add_test(values, test_gelu_linear_matches_gelu_and_linear);
     tcase_add_test(values, test_layernorm_recompute_matches_forward);
     tcase_add_test(values, test_row_sums_do_not_depend_on_threads);
     tcase_add_test(values, test_patch_embed_layout);

@@ -67,6 +67,19 @@ void gelu_forward_slope(float *y /* (n) */, float *slope /* (n) */, const float 
 void gelu_slope_backward(float *dx /* (n) */, const float *dy /* (n) */,
                          const float *slope /* (n) */, int64_t n);
 
+/* ---- GELU then linear: an MLP's second layer -----------------------------
+ * y = [residual +] gelu(x) W^T + b, with GELU's output made for
+ * GELU_LINEAR_ROWS rows at a time in scratch (min(T, GELU_LINEAR_ROWS), I)
+ * instead of stored whole. The backward makes it again: x holds GELU's
+ * input on entry and dL/dx on return; dw and db accumulate. */
+enum { GELU_LINEAR_ROWS = 512 };
+void gelu_linear_forward(float *y /* (T, O) */, const float *residual /* (T, O) or NULL */,
+                         const float *x /* (T, I) */, const float *w /* (O, I) */,
+                         const float *b /* (O) or NULL */, int T, int I, int O, float *scratch);
+void gelu_linear_backward(float *x /* (T, I) */, float *dw /* (O, I) */, float *db /* (O) or NULL */,
+                          const float *dy /* (T, O) */, const float *w /* (O, I) */, int T, int I,
+                          int O, float *scratch);
+
 /* ---- softmax cross-entropy with label smoothing -------------------------
  * Target t = (1 - s) onehot(label) + s / K; loss = mean_b -sum_k t_k log p_k,
  * which equals timm's LabelSmoothingCrossEntropy. Returns the mean loss;
@@ -129,7 +142,7 @@ void drop_path_backward(float *dx /* (B, L) */, const float *dy /* (B, L) */,
  * (gamma NULL: none), drop path (scale NULL: none) and the residual add in
  * one pass, bit for bit the three ops above in that order. The model calls
  * this form; the three forwards stay beside their backwards as the
- * reference the gradient checks and this op's test use. */
+ * reference the gradient checks and this op's test use. y may be branch. */
 void residual_branch_forward(float *y /* (B, N, D) */, const float *x /* (B, N, D) */,
                              const float *branch /* (B, N, D) */, const float *gamma /* (D) */,
                              const float *scale /* (B) */, int B, int N, int D);

@@ -73,19 +73,22 @@ typedef struct VitBlockActs {
 } VitBlockActs;
 
 /* Gradient scratch, reused by every block. Buffers whose uses never
- * overlap share memory: ln, attn and patches are one buffer (attn is read
- * by the attention backward before ln is written). GELU's slope and
- * dL/dqkv live in the block's own fc1 activation, which the backward
- * consumes (fc1 is never read again once the slope is known); qkv has a
- * buffer of its own only when fc1 is smaller (mlp_dim < 3 dim). */
+ * overlap share memory: ln, attn and patches are the model's normed
+ * buffer (each linear backward that writes one of them has read normed,
+ * its input, by then; attn is read by the attention backward before ln is
+ * written). dL/d(fc1 output), then drop path's gradient for the attention
+ * branch, then dL/dqkv live in the block's own fc1 activation, which the
+ * backward consumes (fc1 is never read again once GELU's slope is known);
+ * tmp and qkv have buffers of their own only when fc1 is smaller (mlp_dim
+ * below dim, below 3 dim). */
 typedef struct VitGradScratch {
     float *stream;      /* (B, N, D) dL/d(residual stream) */
     float *branch;      /* (B, N, D) dL/d(branch output before LayerScale); with LayerScale only */
-    float *tmp;         /* (B, N, D) through drop path; with drop path only */
-    float *ln;          /* (B, N, D) dL/d(a LayerNorm's output) */
-    float *attn;        /* (B, N, D) dL/d(attention output), shares ln */
+    float *tmp;         /* (B, N, D) through drop path when mlp_dim < dim; else NULL */
+    float *ln;          /* (B, N, D) dL/d(a LayerNorm's output), shares normed */
+    float *attn;        /* (B, N, D) dL/d(attention output), shares normed */
     float *qkv;         /* (B, N, 3D) when mlp_dim < 3 dim; else NULL (the block's fc1 serves) */
-    float *patches;     /* (B*Np, D), shares ln */
+    float *patches;     /* (B*Np, D), shares normed */
     float *pooled;      /* (B, D) */
     float *logits;      /* (B, K) */
 } VitGradScratch;
@@ -117,11 +120,11 @@ typedef struct Vit {
     VitBlockActs *block_acts; /* (depth) */
     VitBlockActs recomputed;  /* with recompute_attention: the shared probs */
     AttnScratch attn;         /* the attention core's scratch, shared by every block */
-    float *branch;    /* (B, N, D) forward scratch; with drop path and no LayerScale only */
-    float *normed;    /* (B, N, D) scratch: the output of a LayerNorm, and the
-                       * attention output (attn of every block) */
-    float *hidden;    /* (B, N, F) scratch: GELU's output; in the backward
-                       * also its gradient, then fc1's output gradient */
+    float *normed;    /* (B, N, D) scratch: the output of a LayerNorm, the
+                       * attention output (attn of every block), and in the
+                       * backward the gradients of VitGradScratch that share it */
+    float *hidden;    /* (GELU_LINEAR_ROWS, F) scratch: GELU's output, then
+                       * its gradient, for a chunk of rows (gelu_linear.c) */
     float *norm_mean, *norm_rstd; /* statistics of the final LayerNorm */
     float *pooled;    /* (B, D) */
     float *logits;    /* (B, K) */

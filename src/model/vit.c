@@ -93,11 +93,14 @@ static void plan_grads(ActPlan *p, VitGradScratch *g, int64_t B, const Vit *m)
     plan(p, &g->stream, T * D, "grad.stream");
     if (m->cfg.layer_scale_init > 0.0f)
         plan(p, &g->branch, T * D, "grad.branch");
-    if (m->cfg.drop_path > 0.0f)
+    /* Through drop path the attention branch's gradient takes the
+     * block's spent fc1 activation, and the MLP branch's takes normed
+     * (residual_branch_backward): a buffer of its own only where fc1 is
+     * smaller than the stream (an MLP ratio below 1). */
+    if (m->cfg.drop_path > 0.0f && F < D)
         plan(p, &g->tmp, T * D, "grad.tmp");
-    plan(p, &g->ln, T * D, "grad.norm+attn+patches");
-    /* GELU's slope overwrites fc1's saved output, and dL/dqkv takes fc1's
-     * memory too once the MLP half is done: a buffer of its own only where
+    /* dL/d(fc1 output) overwrites fc1's saved output, and dL/dqkv takes
+     * fc1's memory too once the MLP half is done: a buffer of its own only where
      * fc1 is smaller than qkv (an MLP ratio below 3). */
     if (F < 3 * D)
         plan(p, &g->qkv, T * 3 * D, "grad.qkv");
@@ -140,14 +143,12 @@ static ActPlan *plan_activations(Vit *m, int64_t B)
         plan(p, &m->stream[l], T * D, "stream.%d", l);
     for (int l = 0; l < c->depth; l++)
         plan_block(p, &m->block_acts[l], l, B, m);
-    if (c->drop_path > 0.0f && !(c->layer_scale_init > 0.0f)) /* else kept or fused */
-        plan(p, &m->branch, T * D, "branch");
     plan(p, &m->normed, T * D, "normed");
     plan_attention_scratch(p, m, B);
     /* With recompute_attention, one block's probabilities at a time. */
     if (c->recompute_attention)
         plan(p, &m->recomputed.probs, B * c->heads * N * N, "recomputed.attn.probs");
-    plan(p, &m->hidden, T * c->mlp_dim, "hidden");
+    plan(p, &m->hidden, VT_MIN(T, (int64_t)GELU_LINEAR_ROWS) * c->mlp_dim, "hidden");
     plan(p, &m->norm_mean, T, "norm.mean");
     plan(p, &m->norm_rstd, T, "norm.rstd");
     plan(p, &m->pooled, B * D, "pooled");
@@ -167,7 +168,8 @@ static void bind_activations(Vit *m, ActPlan *p)
     act_plan_free(p);
     /* The patch embedding is copied into stream 0 before any LayerNorm
      * runs; gradient scratch of disjoint lifetimes shares memory
-     * (VitGradScratch). */
+     * (VitGradScratch), and dL/d(a LayerNorm's output) takes normed: each
+     * linear backward that writes it reads normed as its input first. */
     m->patches = m->normed;
     for (int l = 0; l < m->cfg.depth; l++) {
         VitBlockActs *a = &m->block_acts[l];
@@ -176,7 +178,7 @@ static void bind_activations(Vit *m, ActPlan *p)
             a->probs = m->recomputed.probs;
     }
     VitGradScratch *g = &m->grad;
-    g->attn = g->patches = g->ln;
+    g->ln = g->attn = g->patches = m->normed;
 }
 
 static double gib(size_t floats)
@@ -294,22 +296,28 @@ static float *grad(const Vit *m, int index)
 }
 
 /* The linear layer that ends a residual branch and the residual add:
- * x_out = x_in + drop_path(gamma * (h W^T + b)), gamma and scale optional.
- * With neither, the GEMM adds straight onto the stream; otherwise the
- * branch output goes to `kept` (LayerScale's gradient needs it), else to
- * scratch, and one element-wise pass scales it onto the stream. */
-static void branch_end_forward(Vit *m, float *x_out, const float *x_in, const float *h,
+ * x_out = x_in + drop_path(gamma * (act(h) W^T + b)), gamma and scale
+ * optional, act GELU for the MLP (gelu_linear.c) or the identity. With
+ * neither gamma nor scale, the GEMM adds straight onto the stream;
+ * otherwise the branch output goes to `kept` (LayerScale's gradient needs
+ * it), else to x_out itself, and one element-wise pass scales it onto the
+ * stream. */
+static void branch_end_forward(Vit *m, float *x_out, const float *x_in, const float *h, bool gelu,
                                int weight, int bias, int I, const float *gamma, float *kept,
                                const float *scale, int B)
 {
     const int T = B * m->tokens, D = m->cfg.dim;
-    if (!gamma && !scale) {
-        linear_residual_forward(x_out, x_in, h, param(m, weight), param(m, bias), T, I, D);
-        return;
-    }
-    float *y = kept ? kept : m->branch;
-    linear_forward(y, h, param(m, weight), param(m, bias), T, I, D);
-    residual_branch_forward(x_out, x_in, y, gamma, scale, B, m->tokens, D);
+    const bool plain = !gamma && !scale;
+    float *y = !plain && kept ? kept : x_out; /* else scaled onto x_in in place */
+    const float *residual = plain ? x_in : NULL;
+    if (gelu)
+        gelu_linear_forward(y, residual, h, param(m, weight), param(m, bias), T, I, D, m->hidden);
+    else if (residual)
+        linear_residual_forward(y, residual, h, param(m, weight), param(m, bias), T, I, D);
+    else
+        linear_forward(y, h, param(m, weight), param(m, bias), T, I, D);
+    if (!plain)
+        residual_branch_forward(x_out, x_in, y, gamma, scale, B, m->tokens, D);
 }
 
 /* timm's stochastic depth: the rate grows linearly to drop_path at the last block. */
@@ -342,14 +350,13 @@ static void block_forward(Vit *m, int l, int B, const VitPass *pass)
                       param(m, p->norm1_b), T, D);
     linear_forward(a->qkv, m->normed, param(m, p->qkv_w), param(m, p->qkv_b), T, D, 3 * D);
     attention_forward(a->attn, a->probs, a->qkv, m->rotation, l, &dims, &m->attn);
-    branch_end_forward(m, a->x_mid, x, a->attn, p->proj_w, p->proj_b, D, param(m, p->ls1),
-                       a->proj, drop ? a->drop1 : NULL, B);
+    branch_end_forward(m, a->x_mid, x, a->attn, false, p->proj_w, p->proj_b, D,
+                       param(m, p->ls1), a->proj, drop ? a->drop1 : NULL, B);
 
     layernorm_forward(m->normed, a->ln2_mean, a->ln2_rstd, a->x_mid, param(m, p->norm2_w),
                       param(m, p->norm2_b), T, D);
     linear_forward(a->fc1, m->normed, param(m, p->fc1_w), param(m, p->fc1_b), T, D, F);
-    gelu_forward(m->hidden, a->fc1, (int64_t)T * F);
-    branch_end_forward(m, m->stream[l + 1], a->x_mid, m->hidden, p->fc2_w, p->fc2_b, F,
+    branch_end_forward(m, m->stream[l + 1], a->x_mid, a->fc1, true, p->fc2_w, p->fc2_b, F,
                        param(m, p->ls2), a->fc2, drop ? a->drop2 : NULL, B);
 }
 
@@ -398,16 +405,19 @@ double vit_forward_loss(Vit *m, const float *images, const int *labels, int B,
 /* The backward of branch_end_forward's scaling for the branch: from the stream
  * gradient g.stream, returns dL/d(branch) and adds dgamma. Without
  * LayerScale and drop path that is g.stream itself; the identity path
- * needs no work either way: the stream gradient passes through. */
-static const float *residual_branch_backward(Vit *m, const float *branch, const float *gamma,
-                                             float *dgamma, const float *scale, int B)
+ * needs no work either way: the stream gradient passes through. Drop
+ * path's gradient goes to tmp, (B, N, D) that the caller has free until
+ * the branch's backward has read dL/d(branch). */
+static const float *residual_branch_backward(Vit *m, float *tmp, const float *branch,
+                                             const float *gamma, float *dgamma,
+                                             const float *scale, int B)
 {
     VitGradScratch *g = &m->grad;
     const int64_t T = (int64_t)B * m->tokens, D = m->cfg.dim;
     const float *dy = g->stream;
     if (scale) {
-        drop_path_backward(g->tmp, dy, scale, B, m->tokens * D);
-        dy = g->tmp;
+        drop_path_backward(tmp, dy, scale, B, m->tokens * D);
+        dy = tmp;
     }
     if (gamma) {
         layerscale_backward(g->branch, dgamma, dy, branch, gamma, (int)T, (int)D);
@@ -427,37 +437,37 @@ static void block_backward(Vit *m, int l, int B, const VitPass *pass)
     const bool drop = drops_paths(m, l, pass);
     const float *dbranch;
 
-    /* MLP branch: g.stream holds dL/dx_{l+1}, which is also dL/dx_mid's identity part. */
-    dbranch = residual_branch_backward(m, a->fc2, param(m, p->ls2), grad(m, p->ls2),
+    /* MLP branch: g.stream holds dL/dx_{l+1}, which is also dL/dx_mid's
+     * identity part; normed is free until norm2's recompute. */
+    dbranch = residual_branch_backward(m, m->normed, a->fc2, param(m, p->ls2), grad(m, p->ls2),
                                        drop ? a->drop2 : NULL, B);
-    /* m.hidden holds GELU's output for fc2's weight gradient, then (dx may
-     * overwrite x) dL/d(GELU output), then dL/d(fc1 output). GELU's slope
-     * replaces the saved fc1 output, which nothing reads afterwards. */
-    float *slope = a->fc1;
-    gelu_forward_slope(m->hidden, slope, a->fc1, (int64_t)T * F);
-    linear_backward(m->hidden, grad(m, p->fc2_w), grad(m, p->fc2_b), dbranch, m->hidden,
-                    param(m, p->fc2_w), T, F, D);
-    gelu_slope_backward(m->hidden, m->hidden, slope, (int64_t)T * F);
+    /* dL/d(fc1 output) replaces the saved fc1 output, which nothing reads
+     * afterwards (GELU's output is made again, by chunks, in m.hidden). */
+    float *dfc1 = a->fc1;
+    gelu_linear_backward(dfc1, grad(m, p->fc2_w), grad(m, p->fc2_b), dbranch, param(m, p->fc2_w),
+                         T, F, D, m->hidden);
     layernorm_recompute(m->normed, a->x_mid, a->ln2_mean, a->ln2_rstd, param(m, p->norm2_w),
                         param(m, p->norm2_b), T, D);
-    linear_backward(g->ln, grad(m, p->fc1_w), grad(m, p->fc1_b), m->hidden, m->normed,
+    linear_backward(g->ln, grad(m, p->fc1_w), grad(m, p->fc1_b), dfc1, m->normed,
                     param(m, p->fc1_w), T, D, F);
     layernorm_backward(g->stream, grad(m, p->norm2_w), grad(m, p->norm2_b), g->ln, a->x_mid,
                        a->ln2_mean, a->ln2_rstd, param(m, p->norm2_w), T, D);
 
-    /* Attention branch: g.stream now holds dL/dx_mid; the slope is spent,
-     * so dL/dqkv may take its memory. normed is free until norm1's
-     * recompute: the attention output, rebuilt for proj's weight gradient,
-     * goes there (with the whole attention core under recompute_attention). */
-    float *dqkv = g->qkv ? g->qkv : slope;
+    /* Attention branch: g.stream now holds dL/dx_mid; dL/d(fc1 output) is
+     * spent, so drop path's gradient and then dL/dqkv may take its memory.
+     * normed is free until norm1's recompute: the attention output, rebuilt
+     * for proj's weight gradient, goes there (with the whole attention core
+     * under recompute_attention), and proj's backward writes dL/d(attention
+     * output) over it. */
+    float *dqkv = g->qkv ? g->qkv : dfc1;
     if (c->recompute_attention) {
         attention_forward(a->attn, a->probs, a->qkv, m->rotation, l, &dims, &m->attn);
     } else {
         attention_output(a->attn, a->probs, a->qkv, &dims);
         attention_rotate(&m->attn, a->qkv, m->rotation, l, &dims);
     }
-    dbranch = residual_branch_backward(m, a->proj, param(m, p->ls1), grad(m, p->ls1),
-                                       drop ? a->drop1 : NULL, B);
+    dbranch = residual_branch_backward(m, g->tmp ? g->tmp : dfc1, a->proj, param(m, p->ls1),
+                                       grad(m, p->ls1), drop ? a->drop1 : NULL, B);
     linear_backward(g->attn, grad(m, p->proj_w), grad(m, p->proj_b), dbranch, a->attn,
                     param(m, p->proj_w), T, D, D);
     attention_backward(dqkv, g->attn, a->probs, a->qkv, m->rotation, l, &dims, &m->attn);
