@@ -73,6 +73,9 @@ static void choose_degree(double norm, const double *theta, int *m, int *s)
 /* Below this size the plain loop beats a BLAS call's packing overhead. */
 enum { BLAS_MIN_N = 16 };
 
+/* Longest row the LU solve holds in its accumulator (lu_solve_sized). */
+enum { SOLVE_MAX_N = 64 };
+
 /* Matrices per call (skew_expm_impl.h's Mats). */
 enum { MATS = 2 + 2 * POWERS + 4 + 2 + 1 + 2 };
 

@@ -128,7 +128,8 @@ static inline void NAME(swap_rows)(REAL *X, int a, int b, int n)
 
 /* In place q = P L U with partial pivoting; piv[k] is the row swapped with
  * row k at step k. q_m(A) is nonsingular (well conditioned, even) for
- * ||A||_1 <= theta_13, so no zero pivot can occur for finite input. */
+ * ||A||_1 <= theta_13, so no zero pivot can occur for finite input. The
+ * rows are told apart (restrict), so that each row update vectorises. */
 static inline void NAME(lu_factor_sized)(REAL *q, int *piv, int n)
 {
     for (int k = 0; k < n; k++) {
@@ -139,51 +140,73 @@ static inline void NAME(lu_factor_sized)(REAL *q, int *piv, int n)
         piv[k] = p;
         if (p != k)
             NAME(swap_rows)(q, k, p, n);
-        const REAL inv = 1.0 / q[(size_t)k * n + k];
+        const REAL *restrict pivot_row = q + (size_t)k * n;
+        const REAL inv = 1.0 / pivot_row[k];
         for (int i = k + 1; i < n; i++) {
-            REAL *row = q + (size_t)i * n;
+            REAL *restrict row = q + (size_t)i * n;
             const REAL f = row[k] * inv;
             row[k] = f;
+#pragma omp simd
             for (int j = k + 1; j < n; j++)
-                row[j] -= f * q[(size_t)k * n + j];
+                row[j] -= f * pivot_row[j];
         }
     }
 }
 
 /* X <- q^-1 X for the n right-hand sides in the columns of X (n x n),
- * working on whole rows so that the inner loops run along memory. */
+ * n <= SOLVE_MAX_N: each row of X is formed in an accumulator from the
+ * rows already solved, read along memory; with n a constant the
+ * accumulator stays in vector registers (8 of them for 64 doubles). */
 static inline void NAME(lu_solve_sized)(const REAL *q, const int *piv, REAL *X, int n)
 {
+    REAL acc[SOLVE_MAX_N];
     for (int k = 0; k < n; k++)
         if (piv[k] != k)
             NAME(swap_rows)(X, k, piv[k], n);
-    for (int i = 1; i < n; i++)
+    for (int i = 1; i < n; i++) { /* L y = P X, L unit lower */
+        REAL *restrict xi = X + (size_t)i * n;
+#pragma omp simd
+        for (int j = 0; j < n; j++)
+            acc[j] = xi[j];
         for (int k = 0; k < i; k++) {
             const REAL f = q[(size_t)i * n + k];
+            const REAL *restrict xk = X + (size_t)k * n;
 #pragma omp simd
             for (int j = 0; j < n; j++)
-                X[(size_t)i * n + j] -= f * X[(size_t)k * n + j];
+                acc[j] -= f * xk[j];
         }
-    for (int i = n - 1; i >= 0; i--) {
+#pragma omp simd
+        for (int j = 0; j < n; j++)
+            xi[j] = acc[j];
+    }
+    for (int i = n - 1; i >= 0; i--) { /* U x = y */
+        REAL *restrict xi = X + (size_t)i * n;
+#pragma omp simd
+        for (int j = 0; j < n; j++)
+            acc[j] = xi[j];
         for (int k = i + 1; k < n; k++) {
             const REAL f = q[(size_t)i * n + k];
+            const REAL *restrict xk = X + (size_t)k * n;
 #pragma omp simd
             for (int j = 0; j < n; j++)
-                X[(size_t)i * n + j] -= f * X[(size_t)k * n + j];
+                acc[j] -= f * xk[j];
         }
         const REAL inv = 1.0 / q[(size_t)i * n + i];
 #pragma omp simd
         for (int j = 0; j < n; j++)
-            X[(size_t)i * n + j] *= inv;
+            xi[j] = acc[j] * inv;
     }
 }
 
-/* b = 8, the default block size, gets its own copies of the two: fixed
- * trip counts turn every row update into whole-vector operations. */
+/* b = 8, the default block size, and b = 64, dense LieRE's, get their
+ * own copies of the two: fixed trip counts turn every row update into
+ * whole-vector operations. */
 static void NAME(lu_factor)(REAL *q, int *piv, int n)
 {
     if (n == 8)
         NAME(lu_factor_sized)(q, piv, 8);
+    else if (n == 64)
+        NAME(lu_factor_sized)(q, piv, 64);
     else
         NAME(lu_factor_sized)(q, piv, n);
 }
@@ -194,12 +217,15 @@ static void NAME(lu_solve)(const REAL *q, const int *piv, REAL *X, int n)
         NAME(lu_solve_sized)(q, piv, X, 8);
         return;
     }
+    if (n == 64) {
+        NAME(lu_solve_sized)(q, piv, X, 64);
+        return;
+    }
     if (n < BLAS_MIN_N) {
         NAME(lu_solve_sized)(q, piv, X, n);
         return;
     }
-    /* Dense LieRE's 64 x 64: OpenBLAS's triangular solves (its encoding
-     * phase ran 10 % shorter than with the loops above). */
+    /* Other sizes from 16 up: OpenBLAS's triangular solves. */
     for (int k = 0; k < n; k++)
         if (piv[k] != k)
             NAME(swap_rows)(X, k, piv[k], n);
