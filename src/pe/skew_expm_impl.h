@@ -155,8 +155,9 @@ static inline void NAME(lu_factor_sized)(REAL *q, int *piv, int n)
 
 /* X <- q^-1 X for the n right-hand sides in the columns of X (n x n),
  * n <= SOLVE_MAX_N: each row of X is formed in an accumulator from the
- * rows already solved, read along memory; with n a constant the
- * accumulator stays in vector registers (8 of them for 64 doubles). */
+ * rows already solved, read along memory; with n a constant the compiler
+ * keeps the accumulator in vector registers rather than storing the row
+ * back after every update. */
 static inline void NAME(lu_solve_sized)(const REAL *q, const int *piv, REAL *X, int n)
 {
     REAL acc[SOLVE_MAX_N];
