@@ -81,6 +81,8 @@ START_TEST(test_linear_residual_and_in_place_backward)
     linear_residual_forward(y2, res, x, w, b, T, I, O);
     for (int i = 0; i < T * O; i++)
         ck_assert_float_eq_tol(y2[i], res[i] + y[i], 1e-5f * (1.0f + fabsf(y[i])));
+    linear_residual_forward(y2, NULL, x, w, b, T, I, O); /* no residual: linear_forward */
+    ck_assert(memcmp(y, y2, sizeof(float) * T * O) == 0);
 
     float *dy = gc_randn(T * O, 1, 55), *dx = gc_zeros(T * I), *dw = gc_zeros(O * I);
     float *dw2 = gc_zeros(O * I), *db = gc_zeros(O), *db2 = gc_zeros(O);

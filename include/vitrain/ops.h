@@ -25,9 +25,10 @@ void linear_forward(float *y /* (T, O) */, const float *x /* (T, I) */,
                     const float *w /* (O, I) */, const float *b /* (O) or NULL */,
                     int T, int I, int O);
 /* y = residual + x W^T + b: a linear layer that ends a residual branch,
- * without a pass of its own for the add (the GEMM accumulates onto it).
- * Its backward is linear_backward's, with dL/dy passing to the residual. */
-void linear_residual_forward(float *y /* (T, O) */, const float *residual /* (T, O) */,
+ * without a pass of its own for the add (the GEMM accumulates onto it);
+ * residual NULL is linear_forward. Its backward is linear_backward's,
+ * with dL/dy passing to the residual. */
+void linear_residual_forward(float *y /* (T, O) */, const float *residual /* (T, O) or NULL */,
                              const float *x /* (T, I) */, const float *w /* (O, I) */,
                              const float *b /* (O) or NULL */, int T, int I, int O);
 /* dx is written (it may be x itself), dw and db accumulate. */

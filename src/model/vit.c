@@ -312,10 +312,8 @@ static void branch_end_forward(Vit *m, float *x_out, const float *x_in, const fl
     const float *residual = plain ? x_in : NULL;
     if (gelu)
         gelu_linear_forward(y, residual, h, param(m, weight), param(m, bias), T, I, D, m->hidden);
-    else if (residual)
-        linear_residual_forward(y, residual, h, param(m, weight), param(m, bias), T, I, D);
     else
-        linear_forward(y, h, param(m, weight), param(m, bias), T, I, D);
+        linear_residual_forward(y, residual, h, param(m, weight), param(m, bias), T, I, D);
     if (!plain)
         residual_branch_forward(x_out, x_in, y, gamma, scale, B, m->tokens, D);
 }

@@ -29,11 +29,8 @@ void gelu_linear_forward(float *y, const float *residual, const float *x, const 
     for (int first = 0; first < T; first += GELU_LINEAR_ROWS) {
         const int rows = chunk_rows(T, first);
         gelu_forward(scratch, x + (int64_t)first * I, (int64_t)rows * I);
-        float *yc = y + (int64_t)first * O;
-        if (residual)
-            linear_residual_forward(yc, residual + (int64_t)first * O, scratch, w, b, rows, I, O);
-        else
-            linear_forward(yc, scratch, w, b, rows, I, O);
+        const float *rc = residual ? residual + (int64_t)first * O : NULL;
+        linear_residual_forward(y + (int64_t)first * O, rc, scratch, w, b, rows, I, O);
     }
 }
 
