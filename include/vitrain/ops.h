@@ -20,6 +20,13 @@
 
 #include <stdint.h>
 
+/* The backward ops sum their parameter gradients over rows by fixed
+ * chunks (src/ops/reduce.h), in scratch they share. This sizes it for sums
+ * over rows of up to `widest` floats (LayerNorm's count 2 D), so that no
+ * later call allocates; the model calls it when it is built, and a call
+ * with wider rows still works (it allocates then). */
+void ops_reserve(int64_t widest);
+
 /* ---- linear: y = x W^T + b -------------------------------------------- */
 void linear_forward(float *y /* (T, O) */, const float *x /* (T, I) */,
                     const float *w /* (O, I) */, const float *b /* (O) or NULL */,

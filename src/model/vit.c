@@ -203,6 +203,18 @@ static VtCode check_memory(const Vit *m, VtError *err)
                    (double)available / (1024.0 * 1024.0 * 1024.0));
 }
 
+/* The widest rows a backward op sums over for a parameter gradient: the
+ * linear layers' outputs (3 D for qkv, F, the classes), LayerNorm's 2 D
+ * and pos_embed's N D (ops_reserve). */
+static void reserve_row_sums(const Vit *m)
+{
+    const VitConfig *c = &m->cfg;
+    int64_t widest = VT_MAX(3 * (int64_t)c->dim, VT_MAX((int64_t)c->mlp_dim, c->num_classes));
+    if (m->pos_embed >= 0)
+        widest = VT_MAX(widest, (int64_t)m->tokens * c->dim);
+    ops_reserve(widest);
+}
+
 VtCode vit_create(Vit *m, const VitConfig *cfg, int batch_cap, VtError *err)
 {
     memset(m, 0, sizeof *m);
@@ -233,6 +245,7 @@ VtCode vit_create(Vit *m, const VitConfig *cfg, int batch_cap, VtError *err)
     arena_create(&m->params, &m->param_list);
     arena_create(&m->grads, &m->param_list);
     bind_activations(m, plan);
+    reserve_row_sums(m);
     return VT_OK;
 }
 

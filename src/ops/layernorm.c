@@ -11,7 +11,7 @@
 #include "reduce.h"
 
 #include <math.h>
-#include <stdlib.h>
+#include <string.h>
 
 /* y = (x - mu) * rstd * w + b for one row: the forward's output, and the
  * same arithmetic when the backward recomputes it. */
@@ -96,15 +96,15 @@ void layernorm_backward(float *dx, float *dw, float *db, const float *dy, const 
      * and db += sum_t dy, summed by chunks of rows (reduce.h) in the same
      * pass over dy and x. */
     const int chunks = fixed_chunks(T);
-    float *partials = vt_xcalloc((size_t)chunks * 2 * D, sizeof(float)); /* (chunks, 2, D) */
+    float *partials = reduce_partials((size_t)chunks * 2 * D); /* (chunks, 2, D) */
 #pragma omp parallel for schedule(static)
     for (int c = 0; c < chunks; c++) {
         float *sum_w = partials + (int64_t)c * 2 * D;
+        memset(sum_w, 0, 2 * (size_t)D * sizeof(float));
         int64_t first, end;
         fixed_chunk(T, chunks, c, &first, &end);
         backward_rows(dx, sum_w, sum_w + D, dy, x, mean, rstd, w, first, end, D);
     }
     add_partials(dw, partials, chunks, 2 * D, D);
     add_partials(db, partials + D, chunks, 2 * D, D);
-    free(partials);
 }

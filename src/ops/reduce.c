@@ -9,9 +9,31 @@
 #include "reduce.h"
 
 #include "vitrain/common.h"
+#include "vitrain/ops.h"
 #include "vitrain/parallel.h"
 
+#include <omp.h>
 #include <stdlib.h>
+#include <string.h>
+
+static float *partials_buffer;
+static size_t partials_capacity;
+
+float *reduce_partials(size_t floats)
+{
+    VT_ASSERT(!omp_in_parallel());
+    if (floats > partials_capacity) {
+        free(partials_buffer);
+        partials_buffer = vt_xmalloc(floats * sizeof(float));
+        partials_capacity = floats;
+    }
+    return partials_buffer;
+}
+
+void ops_reserve(int64_t widest)
+{
+    reduce_partials((size_t)FIXED_CHUNKS * (size_t)widest);
+}
 
 void add_partials(float *out, const float *partials, int chunks, int64_t stride, int64_t L)
 {
@@ -24,10 +46,11 @@ void add_partials(float *out, const float *partials, int chunks, int64_t stride,
 static void rows_reduce_add(float *out, const float *a, const float *b, int64_t R, int64_t L)
 {
     const int chunks = fixed_chunks(R);
-    float *partials = vt_xcalloc((size_t)chunks * (size_t)L, sizeof(float));
+    float *partials = reduce_partials((size_t)chunks * (size_t)L);
 #pragma omp parallel for schedule(static)
     for (int c = 0; c < chunks; c++) {
         float *sum = partials + c * L;
+        memset(sum, 0, (size_t)L * sizeof(float));
         int64_t first, end;
         fixed_chunk(R, chunks, c, &first, &end);
         for (int64_t r = first; r < end; r++) {
@@ -44,7 +67,6 @@ static void rows_reduce_add(float *out, const float *a, const float *b, int64_t 
         }
     }
     add_partials(out, partials, chunks, L, L);
-    free(partials);
 }
 
 void rows_sum_add(float *out, const float *x, int64_t R, int64_t L)

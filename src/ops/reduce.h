@@ -11,7 +11,15 @@
 #ifndef VITRAIN_OPS_REDUCE_H
 #define VITRAIN_OPS_REDUCE_H
 
+#include <stddef.h>
 #include <stdint.h>
+
+/* Room for `floats` partials, in a buffer kept between calls: the ops sum
+ * one at a time, from the thread that drives the step, outside parallel
+ * regions, so one buffer serves them all, and once ops_reserve (ops.h) has
+ * sized it no call allocates. Its contents are left over from the last
+ * sum: each chunk clears its own partial. */
+float *reduce_partials(size_t floats);
 
 /* out[j] += sum over chunks c, in order, of partials[c * stride + j], j < L. */
 void add_partials(float *out, const float *partials, int chunks, int64_t stride, int64_t L);
