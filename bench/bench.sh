@@ -91,7 +91,8 @@ cpu=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n 1)
     echo "label smoothing 0.1, patch 4; every number is the median of $REPS repetitions"
     echo "(each the median of $STEPS steps after 2 warm-up steps), the two"
     echo "implementations taking turns. GFLOP/s counts the matrix products only"
-    echo "(3 forward passes per training step); \"of sgemm\" compares it with"
+    echo "(3 forward passes per training step), those vitrain runs (its last block"
+    echo "takes the CLS token alone past the attention); \"of sgemm\" compares it with"
     echo "\`cblas_sgemm\` 1024^3 at the same thread count in the same run."
     echo
     awk -v steps="$STEPS" -f bench/report.awk "$RAW"

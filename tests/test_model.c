@@ -210,6 +210,65 @@ START_TEST(test_recompute_attention_changes_only_memory)
 }
 END_TEST
 
+/* One training step of small_config with the given encoding (heads and
+ * block size when nonzero) and attention recompute, its last block over
+ * the CLS rows alone or over every token. */
+static StepResult cls_step(const char *pe, int heads, int block_size, bool recompute,
+                           bool cls_only_last)
+{
+    VitConfig cfg = small_config(pe, POOL_CLS);
+    if (heads)
+        cfg.heads = heads;
+    if (block_size)
+        cfg.pe.block_size = block_size;
+    cfg.recompute_attention = recompute;
+    Vit m;
+    float images[CASE_BATCH * CASE_IMAGE];
+    make_case(&m, &cfg, images, 47);
+    m.cls_only_last = cls_only_last;
+    const int labels[CASE_BATCH] = {1, 2, 0};
+    const VitPass pass = {.train = true, .step = 2, .seed = 8, .smoothing = 0.1f};
+    StepResult r = {.loss = vit_forward_loss(&m, images, labels, CASE_BATCH, &pass),
+                    .grads = gc_zeros(m.param_list.total), .params = m.param_list.total};
+    vit_backward(&m, labels, &pass);
+    memcpy(r.grads, m.grads.data, m.param_list.total * sizeof(float));
+    vit_free(&m);
+    return r;
+}
+
+START_TEST(test_cls_only_last_block_matches_every_token)
+{
+    /* Classifying from the CLS token, the last block skips every other
+     * token past its attention: the loss and every gradient must be those
+     * of the block run over all tokens (the same sums over fewer rows, so
+     * equal to rounding), with LayerScale and drop path on, rotations per
+     * head (rope_mixed) and over whole tensors (dense LieRE, one head of
+     * 16), and with the attention recomputed. */
+    const struct {
+        const char *pe;
+        int heads, block_size;
+        bool recompute;
+    } cases[] = {{"absolute", 0, 0, false}, {"rope_mixed", 0, 0, false}, {"liere", 1, 16, true}};
+    for (int i = 0; i < 3; i++) {
+        StepResult all = cls_step(cases[i].pe, cases[i].heads, cases[i].block_size,
+                                  cases[i].recompute, false);
+        StepResult cls = cls_step(cases[i].pe, cases[i].heads, cases[i].block_size,
+                                  cases[i].recompute, true);
+        ck_assert_msg(fabs(all.loss - cls.loss) <= 1e-6 * fabs(all.loss), "%s: loss %.9g vs %.9g",
+                      cases[i].pe, all.loss, cls.loss);
+        double scale = 0.0, worst = 0.0;
+        for (size_t j = 0; j < all.params; j++) {
+            scale = fmax(scale, fabs(all.grads[j]));
+            worst = fmax(worst, fabs(all.grads[j] - cls.grads[j]));
+        }
+        ck_assert_msg(scale > 0.0 && worst <= 1e-5 * scale, "%s: gradients differ by %.3g of %.3g",
+                      cases[i].pe, worst, scale);
+        free(all.grads);
+        free(cls.grads);
+    }
+}
+END_TEST
+
 /* ---- names and sizes -------------------------------------------------------- */
 
 static void expect_tensor(const Vit *m, const char *name, int ndim, const int64_t *shape,
@@ -439,6 +498,7 @@ Suite *model_suite(void)
     tcase_add_test(grads, test_model_gradients_narrow_mlp);
     tcase_add_test(grads, test_model_gradients_wide_mlp);
     tcase_add_test(grads, test_recompute_attention_changes_only_memory);
+    tcase_add_test(grads, test_cls_only_last_block_matches_every_token);
     suite_add_tcase(s, grads);
     TCase *tc = tcase_with_timeout("structure", 30, NULL);
     tcase_add_test(tc, test_model_timm_names);

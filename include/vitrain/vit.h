@@ -89,6 +89,7 @@ typedef struct VitGradScratch {
     float *attn;        /* (B, N, D) dL/d(attention output), shares normed */
     float *qkv;         /* (B, N, 3D) when mlp_dim < 3 dim; else NULL (the block's fc1 serves) */
     float *patches;     /* (B*Np, D), shares normed */
+    float *cls;         /* (B, D) dL/d(stream) of the last block's CLS rows (cls_only_last) */
     float *pooled;      /* (B, D) */
     float *logits;      /* (B, K) */
 } VitGradScratch;
@@ -116,7 +117,8 @@ typedef struct Vit {
     Arena acts;
     float *cols;      /* (B*Np, C*P*P) im2col of the input */
     float *patches;   /* (B*Np, D) the patch embedding; shares normed */
-    float **stream;   /* (depth+1) x (B, N, D): stream[0] embedded, stream[l+1] after block l */
+    float **stream;   /* (depth+1) x (B, N, D): stream[0] embedded, stream[l+1] after block l
+                       * (the last one (B, D), the CLS rows, with cls_only_last) */
     VitBlockActs *block_acts; /* (depth) */
     VitBlockActs recomputed;  /* with recompute_attention: the shared probs */
     AttnScratch attn;         /* the attention core's scratch, shared by every block */
@@ -132,6 +134,15 @@ typedef struct Vit {
     float *losses;    /* (B) */
     VitGradScratch grad;
     int last_batch;   /* B of the last forward */
+    /* Classifying from the CLS token, the last block needs its attention's
+     * keys and values at every token but the rest (proj, the MLP, their
+     * norms and residuals, the final norm) at the CLS token alone: those
+     * run on the B CLS rows, compacted (B, D) into the first rows of their
+     * buffers. cls_in and cls_attn hold the block's input and attention
+     * output at the CLS rows. Tests clear cls_only_last to run every token
+     * and compare. */
+    bool cls_only_last;
+    float *cls_in, *cls_attn; /* (B, D) with cls_only_last */
 } Vit;
 
 /* How a forward/backward pass runs. */

@@ -7,6 +7,11 @@
  * The backward walks the same steps in reverse with one gradient buffer for
  * the stream: the identity path of each residual passes it through
  * untouched and each branch adds its contribution into it.
+ *
+ * Classifying from the CLS token, only the last block's CLS row reaches the
+ * loss: past its attention (whose keys and values need every token) that
+ * block runs on the B CLS rows alone (cls_only_last, vit.h), a twelfth of
+ * a 12-block ViT's proj and MLP products.
  */
 #include "vitrain/vit.h"
 #include "vitrain/profile.h"
@@ -104,6 +109,8 @@ static void plan_grads(ActPlan *p, VitGradScratch *g, int64_t B, const Vit *m)
      * fc1 is smaller than qkv (an MLP ratio below 3). */
     if (F < 3 * D)
         plan(p, &g->qkv, T * 3 * D, "grad.qkv");
+    if (m->cfg.pool == POOL_CLS)
+        plan(p, &g->cls, B * D, "grad.last_block.cls");
     plan(p, &g->pooled, B * D, "grad.pooled");
     plan(p, &g->logits, B * K, "grad.logits");
 }
@@ -151,6 +158,10 @@ static ActPlan *plan_activations(Vit *m, int64_t B)
     plan(p, &m->hidden, VT_MIN(T, (int64_t)GELU_LINEAR_ROWS) * c->mlp_dim, "hidden");
     plan(p, &m->norm_mean, T, "norm.mean");
     plan(p, &m->norm_rstd, T, "norm.rstd");
+    if (c->pool == POOL_CLS) {
+        plan(p, &m->cls_in, B * D, "last_block.cls_in");
+        plan(p, &m->cls_attn, B * D, "last_block.cls_attn");
+    }
     plan(p, &m->pooled, B * D, "pooled");
     plan(p, &m->logits, B * c->num_classes, "logits");
     plan(p, &m->probs, B * c->num_classes, "probs");
@@ -246,6 +257,7 @@ VtCode vit_create(Vit *m, const VitConfig *cfg, int batch_cap, VtError *err)
     arena_create(&m->grads, &m->param_list);
     bind_activations(m, plan);
     reserve_row_sums(m);
+    m->cls_only_last = cfg->pool == POOL_CLS;
     return VT_OK;
 }
 
@@ -310,16 +322,16 @@ static float *grad(const Vit *m, int index)
 
 /* The linear layer that ends a residual branch and the residual add:
  * x_out = x_in + drop_path(gamma * (act(h) W^T + b)), gamma and scale
- * optional, act GELU for the MLP (gelu_linear.c) or the identity. With
- * neither gamma nor scale, the GEMM adds straight onto the stream;
- * otherwise the branch output goes to `kept` (LayerScale's gradient needs
- * it), else to x_out itself, and one element-wise pass scales it onto the
- * stream. */
+ * optional, act GELU for the MLP (gelu_linear.c) or the identity, over
+ * `tokens` rows per image (all N, or the CLS row alone). With neither
+ * gamma nor scale, the GEMM adds straight onto the stream; otherwise the
+ * branch output goes to `kept` (LayerScale's gradient needs it), else to
+ * x_out itself, and one element-wise pass scales it onto the stream. */
 static void branch_end_forward(Vit *m, float *x_out, const float *x_in, const float *h, bool gelu,
                                int weight, int bias, int I, const float *gamma, float *kept,
-                               const float *scale, int B)
+                               const float *scale, int B, int tokens)
 {
-    const int T = B * m->tokens, D = m->cfg.dim;
+    const int T = B * tokens, D = m->cfg.dim;
     const bool plain = !gamma && !scale;
     float *y = !plain && kept ? kept : x_out; /* else scaled onto x_in in place */
     const float *residual = plain ? x_in : NULL;
@@ -328,7 +340,7 @@ static void branch_end_forward(Vit *m, float *x_out, const float *x_in, const fl
     else
         linear_residual_forward(y, residual, h, param(m, weight), param(m, bias), T, I, D);
     if (!plain)
-        residual_branch_forward(x_out, x_in, y, gamma, scale, B, m->tokens, D);
+        residual_branch_forward(x_out, x_in, y, gamma, scale, B, tokens, D);
 }
 
 /* timm's stochastic depth: the rate grows linearly to drop_path at the last block. */
@@ -343,12 +355,21 @@ static bool drops_paths(const Vit *m, int l, const VitPass *pass)
     return pass->train && drop_path_rate(m, l) > 0.0f;
 }
 
+/* Whether block l runs past its attention on the CLS rows alone. */
+static bool cls_only(const Vit *m, int l)
+{
+    return m->cls_only_last && l == m->cfg.depth - 1;
+}
+
 static void block_forward(Vit *m, int l, int B, const VitPass *pass)
 {
     const VitConfig *c = &m->cfg;
     const VitBlockParams *p = &m->blocks[l];
     VitBlockActs *a = &m->block_acts[l];
     const int T = B * m->tokens, D = c->dim, F = c->mlp_dim;
+    /* Past the attention: every token, or the CLS rows compacted. */
+    const bool cls = cls_only(m, l);
+    const int tokens = cls ? 1 : m->tokens, rows = B * tokens;
     const AttnDims dims = {B, m->tokens, c->heads, D / c->heads};
     const bool drop = drops_paths(m, l, pass);
     if (drop) {
@@ -361,14 +382,21 @@ static void block_forward(Vit *m, int l, int B, const VitPass *pass)
                       param(m, p->norm1_b), T, D);
     linear_forward(a->qkv, m->normed, param(m, p->qkv_w), param(m, p->qkv_b), T, D, 3 * D);
     attention_forward(a->attn, a->probs, a->qkv, m->rotation, l, &dims, &m->attn);
-    branch_end_forward(m, a->x_mid, x, a->attn, false, p->proj_w, p->proj_b, D,
-                       param(m, p->ls1), a->proj, drop ? a->drop1 : NULL, B);
+    const float *attn = a->attn, *x_cls = x;
+    if (cls) {
+        pool_cls_forward(m->cls_attn, a->attn, B, m->tokens, D);
+        pool_cls_forward(m->cls_in, x, B, m->tokens, D);
+        attn = m->cls_attn;
+        x_cls = m->cls_in;
+    }
+    branch_end_forward(m, a->x_mid, x_cls, attn, false, p->proj_w, p->proj_b, D,
+                       param(m, p->ls1), a->proj, drop ? a->drop1 : NULL, B, tokens);
 
     layernorm_forward(m->normed, a->ln2_mean, a->ln2_rstd, a->x_mid, param(m, p->norm2_w),
-                      param(m, p->norm2_b), T, D);
-    linear_forward(a->fc1, m->normed, param(m, p->fc1_w), param(m, p->fc1_b), T, D, F);
+                      param(m, p->norm2_b), rows, D);
+    linear_forward(a->fc1, m->normed, param(m, p->fc1_w), param(m, p->fc1_b), rows, D, F);
     branch_end_forward(m, m->stream[l + 1], a->x_mid, a->fc1, true, p->fc2_w, p->fc2_b, F,
-                       param(m, p->ls2), a->fc2, drop ? a->drop2 : NULL, B);
+                       param(m, p->ls2), a->fc2, drop ? a->drop2 : NULL, B, tokens);
 }
 
 const float *vit_forward(Vit *m, const float *images, int B, const VitPass *pass)
@@ -376,6 +404,7 @@ const float *vit_forward(Vit *m, const float *images, int B, const VitPass *pass
     const VitConfig *c = &m->cfg;
     VT_ASSERT(B > 0 && B <= m->batch_cap);
     VT_ASSERT(m->params.list == &m->param_list); /* a copied Vit points at stale lists */
+    VT_ASSERT(!m->cls_only_last || c->pool == POOL_CLS); /* its buffers exist then only */
     const int D = c->dim, N = m->tokens, T = B * N;
     m->last_batch = B;
     if (m->pe.kind->prepare) {
@@ -392,12 +421,17 @@ const float *vit_forward(Vit *m, const float *images, int B, const VitPass *pass
         pos_embed_forward(m->stream[0], param(m, m->pos_embed), B, N, D);
     for (int l = 0; l < c->depth; l++)
         block_forward(m, l, B, pass);
-    layernorm_forward(m->normed, m->norm_mean, m->norm_rstd, m->stream[c->depth],
-                      param(m, m->norm_w), param(m, m->norm_b), T, D);
-    if (c->pool == POOL_CLS)
-        pool_cls_forward(m->pooled, m->normed, B, N, D);
-    else
-        pool_mean_forward(m->pooled, m->normed, B, N, D);
+    if (m->cls_only_last) { /* the last stream holds the CLS rows alone */
+        layernorm_forward(m->pooled, m->norm_mean, m->norm_rstd, m->stream[c->depth],
+                          param(m, m->norm_w), param(m, m->norm_b), B, D);
+    } else {
+        layernorm_forward(m->normed, m->norm_mean, m->norm_rstd, m->stream[c->depth],
+                          param(m, m->norm_w), param(m, m->norm_b), T, D);
+        if (c->pool == POOL_CLS)
+            pool_cls_forward(m->pooled, m->normed, B, N, D);
+        else
+            pool_mean_forward(m->pooled, m->normed, B, N, D);
+    }
     linear_forward(m->logits, m->pooled, param(m, m->head_w), param(m, m->head_b), B, D,
                    c->num_classes);
     return m->logits;
@@ -413,21 +447,22 @@ double vit_forward_loss(Vit *m, const float *images, const int *labels, int B,
 
 /* ---- backward ------------------------------------------------------------ */
 
-/* The backward of branch_end_forward's scaling for the branch: from the stream
- * gradient g.stream, returns dL/d(branch) and adds dgamma. Without
- * LayerScale and drop path that is g.stream itself; the identity path
- * needs no work either way: the stream gradient passes through. Drop
- * path's gradient goes to tmp, (B, N, D) that the caller has free until
- * the branch's backward has read dL/d(branch). */
-static const float *residual_branch_backward(Vit *m, float *tmp, const float *branch,
-                                             const float *gamma, float *dgamma,
-                                             const float *scale, int B)
+/* The backward of branch_end_forward's scaling for the branch: from the
+ * stream gradient `stream` (B images of `tokens` rows), returns
+ * dL/d(branch) and adds dgamma. Without LayerScale and drop path that is
+ * the stream gradient itself; the identity path needs no work either way:
+ * the stream gradient passes through. Drop path's gradient goes to tmp,
+ * (B, N, D) that the caller has free until the branch's backward has read
+ * dL/d(branch). */
+static const float *residual_branch_backward(Vit *m, const float *stream, float *tmp,
+                                             const float *branch, const float *gamma,
+                                             float *dgamma, const float *scale, int B, int tokens)
 {
     VitGradScratch *g = &m->grad;
-    const int64_t T = (int64_t)B * m->tokens, D = m->cfg.dim;
-    const float *dy = g->stream;
+    const int64_t T = (int64_t)B * tokens, D = m->cfg.dim;
+    const float *dy = stream;
     if (scale) {
-        drop_path_backward(tmp, dy, scale, B, m->tokens * D);
+        drop_path_backward(tmp, dy, scale, B, tokens * D);
         dy = tmp;
     }
     if (gamma) {
@@ -446,30 +481,35 @@ static void block_backward(Vit *m, int l, int B, const VitPass *pass)
     const int T = B * m->tokens, D = c->dim, F = c->mlp_dim;
     const AttnDims dims = {B, m->tokens, c->heads, D / c->heads};
     const bool drop = drops_paths(m, l, pass);
+    /* Past the attention, the CLS rows alone (block_forward), whose stream
+     * gradient vit_backward left in g.cls. */
+    const bool cls = cls_only(m, l);
+    const int tokens = cls ? 1 : m->tokens, rows = B * tokens;
+    float *stream = cls ? g->cls : g->stream;
     const float *dbranch;
 
-    /* MLP branch: g.stream holds dL/dx_{l+1}, which is also dL/dx_mid's
-     * identity part; normed is free until norm2's recompute. */
-    dbranch = residual_branch_backward(m, m->normed, a->fc2, param(m, p->ls2), grad(m, p->ls2),
-                                       drop ? a->drop2 : NULL, B);
+    /* MLP branch: the stream gradient holds dL/dx_{l+1}, which is also
+     * dL/dx_mid's identity part; normed is free until norm2's recompute. */
+    dbranch = residual_branch_backward(m, stream, m->normed, a->fc2, param(m, p->ls2),
+                                       grad(m, p->ls2), drop ? a->drop2 : NULL, B, tokens);
     /* dL/d(fc1 output) replaces the saved fc1 output, which nothing reads
      * afterwards (GELU's output is made again, by chunks, in m.hidden). */
     float *dfc1 = a->fc1;
     gelu_linear_backward(dfc1, grad(m, p->fc2_w), grad(m, p->fc2_b), dbranch, param(m, p->fc2_w),
-                         T, F, D, m->hidden);
+                         rows, F, D, m->hidden);
     layernorm_recompute(m->normed, a->x_mid, a->ln2_mean, a->ln2_rstd, param(m, p->norm2_w),
-                        param(m, p->norm2_b), T, D);
+                        param(m, p->norm2_b), rows, D);
     linear_backward(g->ln, grad(m, p->fc1_w), grad(m, p->fc1_b), dfc1, m->normed,
-                    param(m, p->fc1_w), T, D, F);
-    layernorm_backward(g->stream, grad(m, p->norm2_w), grad(m, p->norm2_b), g->ln, a->x_mid,
-                       a->ln2_mean, a->ln2_rstd, param(m, p->norm2_w), T, D);
+                    param(m, p->fc1_w), rows, D, F);
+    layernorm_backward(stream, grad(m, p->norm2_w), grad(m, p->norm2_b), g->ln, a->x_mid,
+                       a->ln2_mean, a->ln2_rstd, param(m, p->norm2_w), rows, D);
 
-    /* Attention branch: g.stream now holds dL/dx_mid; dL/d(fc1 output) is
-     * spent, so drop path's gradient and then dL/dqkv may take its memory.
-     * normed is free until norm1's recompute: the attention output, rebuilt
-     * for proj's weight gradient, goes there (with the whole attention core
-     * under recompute_attention), and proj's backward writes dL/d(attention
-     * output) over it. */
+    /* Attention branch: the stream gradient now holds dL/dx_mid; dL/d(fc1
+     * output) is spent, so drop path's gradient and then dL/dqkv may take
+     * its memory. normed is free until norm1's recompute: the attention
+     * output, rebuilt for proj's weight gradient, goes there (with the
+     * whole attention core under recompute_attention), and proj's backward
+     * writes dL/d(attention output) over it. */
     float *dqkv = g->qkv ? g->qkv : dfc1;
     if (c->recompute_attention) {
         attention_forward(a->attn, a->probs, a->qkv, m->rotation, l, &dims, &m->attn);
@@ -477,10 +517,21 @@ static void block_backward(Vit *m, int l, int B, const VitPass *pass)
         attention_output(a->attn, a->probs, a->qkv, &dims);
         attention_rotate(&m->attn, a->qkv, m->rotation, l, &dims);
     }
-    dbranch = residual_branch_backward(m, g->tmp ? g->tmp : dfc1, a->proj, param(m, p->ls1),
-                                       grad(m, p->ls1), drop ? a->drop1 : NULL, B);
-    linear_backward(g->attn, grad(m, p->proj_w), grad(m, p->proj_b), dbranch, a->attn,
-                    param(m, p->proj_w), T, D, D);
+    dbranch = residual_branch_backward(m, stream, g->tmp ? g->tmp : dfc1, a->proj,
+                                       param(m, p->ls1), grad(m, p->ls1), drop ? a->drop1 : NULL,
+                                       B, tokens);
+    if (cls) {
+        /* proj saw the CLS rows alone: its dL/d(input) there, zero at the
+         * other tokens, and the stream gradient's identity path the same. */
+        pool_cls_forward(m->cls_attn, a->attn, B, m->tokens, D);
+        linear_backward(m->cls_attn, grad(m, p->proj_w), grad(m, p->proj_b), dbranch,
+                        m->cls_attn, param(m, p->proj_w), B, D, D);
+        pool_cls_backward(g->attn, m->cls_attn, B, m->tokens, D);
+        pool_cls_backward(g->stream, g->cls, B, m->tokens, D);
+    } else {
+        linear_backward(g->attn, grad(m, p->proj_w), grad(m, p->proj_b), dbranch, a->attn,
+                        param(m, p->proj_w), T, D, D);
+    }
     attention_backward(dqkv, g->attn, a->probs, a->qkv, m->rotation, l, &dims, &m->attn);
     layernorm_recompute(m->normed, m->stream[l], a->ln1_mean, a->ln1_rstd, param(m, p->norm1_w),
                         param(m, p->norm1_b), T, D);
@@ -499,14 +550,22 @@ void vit_backward(Vit *m, const int *labels, const VitPass *pass)
     softmax_xent_backward(g->logits, m->probs, labels, pass->smoothing, 1.0f, B, K);
     linear_backward(g->pooled, grad(m, m->head_w), grad(m, m->head_b), g->logits, m->pooled,
                     param(m, m->head_w), B, D, K);
-    if (c->pool == POOL_CLS)
-        pool_cls_backward(g->ln, g->pooled, B, N, D);
-    else
-        pool_mean_backward(g->ln, g->pooled, B, N, D);
     /* The stream gradient starts here; every LayerNorm adds into it. */
-    memset(g->stream, 0, (size_t)T * D * sizeof(float));
-    layernorm_backward(g->stream, grad(m, m->norm_w), grad(m, m->norm_b), g->ln,
-                       m->stream[c->depth], m->norm_mean, m->norm_rstd, param(m, m->norm_w), T, D);
+    if (m->cls_only_last) { /* the last block's CLS rows alone */
+        memset(g->cls, 0, (size_t)B * D * sizeof(float));
+        layernorm_backward(g->cls, grad(m, m->norm_w), grad(m, m->norm_b), g->pooled,
+                           m->stream[c->depth], m->norm_mean, m->norm_rstd, param(m, m->norm_w),
+                           B, D);
+    } else {
+        if (c->pool == POOL_CLS)
+            pool_cls_backward(g->ln, g->pooled, B, N, D);
+        else
+            pool_mean_backward(g->ln, g->pooled, B, N, D);
+        memset(g->stream, 0, (size_t)T * D * sizeof(float));
+        layernorm_backward(g->stream, grad(m, m->norm_w), grad(m, m->norm_b), g->ln,
+                           m->stream[c->depth], m->norm_mean, m->norm_rstd, param(m, m->norm_w),
+                           T, D);
+    }
     for (int l = c->depth - 1; l >= 0; l--)
         block_backward(m, l, B, pass);
     if (m->pos_embed >= 0)
