@@ -207,7 +207,8 @@ static void save_base(Saved *s, const char *name, unsigned salt)
     fill(s->m.data, &s->list, salt + 1);
     fill(s->v.data, &s->list, salt + 2);
     s->state = (CheckpointState){.step = 123456789012345LL + salt, .epoch = 77, .optim_t = -5,
-                                 .best_top1 = 0.1 + 0.2, .config = CONFIG};
+                                 .best_top1 = 0.1 + 0.2, .epoch_loss_sum = 1.0 / 3.0 + salt,
+                                 .epoch_loss_steps = 41, .config = CONFIG};
     tmp_path(s->path, sizeof s->path, name);
     VtError err;
     VtCode code = checkpoint_save(s->path, &s->state, &s->list, s->params.data, s->m.data,
@@ -269,6 +270,8 @@ START_TEST(test_ckpt_roundtrip)
     ck_assert_int_eq(st.epoch, s.state.epoch);
     ck_assert_int_eq(st.optim_t, s.state.optim_t);
     ck_assert(memcmp(&st.best_top1, &s.state.best_top1, sizeof(double)) == 0);
+    ck_assert(memcmp(&st.epoch_loss_sum, &s.state.epoch_loss_sum, sizeof(double)) == 0);
+    ck_assert_int_eq(st.epoch_loss_steps, s.state.epoch_loss_steps);
     ck_assert_str_eq(st.config, CONFIG);
     assert_same(p.data, s.params.data, &s.list);
     assert_same(m.data, s.m.data, &s.list);
@@ -315,6 +318,9 @@ START_TEST(test_ckpt_overwrite_and_skip_moments)
 }
 END_TEST
 
+/* Version 2's header: the version 1 fields, then the epoch's loss totals. */
+enum { HEADER = 88, HEADER_V1 = 72 };
+
 /* The header fields sit where checkpoint.c's layout comment says. */
 START_TEST(test_ckpt_layout)
 {
@@ -323,14 +329,18 @@ START_TEST(test_ckpt_layout)
     size_t size;
     unsigned char *buf = fixture_read_bytes(s.path, &size);
     ck_assert(memcmp(buf, "VTCKPT\r\n", 8) == 0);
-    ck_assert_uint_eq(buf[8] | buf[9] << 8, 1);                    /* version */
+    ck_assert_uint_eq(buf[8] | buf[9] << 8, 2);                    /* version */
     ck_assert_uint_eq(buf[12], (unsigned)s.list.count);             /* tensor count */
     ck_assert_uint_eq(get_u64(buf + 16), size);                     /* file size */
     ck_assert_uint_eq(get_u64(buf + 24), strlen(CONFIG));           /* config length */
     ck_assert_uint_eq(get_u64(buf + 40), (uint64_t)s.state.step);   /* step */
-    ck_assert(memcmp(buf + 72, CONFIG, strlen(CONFIG)) == 0);
+    uint64_t sum_bits;
+    memcpy(&sum_bits, &s.state.epoch_loss_sum, sizeof sum_bits);
+    ck_assert_uint_eq(get_u64(buf + 72), sum_bits);                 /* epoch loss sum */
+    ck_assert_uint_eq(get_u64(buf + 80), 41);                       /* its steps */
+    ck_assert(memcmp(buf + HEADER, CONFIG, strlen(CONFIG)) == 0);
     /* First table entry: u32 name length 9, "cls_token", u32 ndim 3, dims. */
-    const unsigned char *t = buf + 72 + strlen(CONFIG);
+    const unsigned char *t = buf + HEADER + strlen(CONFIG);
     ck_assert_uint_eq(t[0], 9);
     ck_assert(memcmp(t + 4, "cls_token", 9) == 0);
     ck_assert_uint_eq(t[13], 3);
@@ -338,7 +348,7 @@ START_TEST(test_ckpt_layout)
     size_t numel = 0;
     for (int i = 0; i < s.list.count; i++)
         numel += s.list.specs[i].numel;
-    ck_assert_uint_eq(size, 72 + strlen(CONFIG) + get_u64(buf + 32) + 12 * numel + 4);
+    ck_assert_uint_eq(size, HEADER + strlen(CONFIG) + get_u64(buf + 32) + 12 * numel + 4);
     uint32_t stored = (uint32_t)buf[size - 4] | (uint32_t)buf[size - 3] << 8 |
                       (uint32_t)buf[size - 2] << 16 | (uint32_t)buf[size - 1] << 24;
     ck_assert_uint_eq(stored, ref_crc32(buf, size - 4));
@@ -406,8 +416,8 @@ START_TEST(test_ckpt_corrupt_byte)
     save_base(&s, "ck", 1);
     size_t size;
     unsigned char *orig = fixture_read_bytes(s.path, &size);
-    const size_t where[] = {12, 30, 45, 64, 80, 72 + strlen(CONFIG) + 5, size / 2, size - 20,
-                            size - 1};
+    const size_t where[] = {12, 30, 45, 64, 75, 80, HEADER + strlen(CONFIG) + 5, size / 2,
+                            size - 20, size - 1};
     char damaged[512], want[1024];
     tmp_path(damaged, sizeof damaged, "damaged");
     snprintf(want, sizeof want, "checkpoint %s is corrupt: checksum mismatch", damaged);
@@ -438,7 +448,8 @@ START_TEST(test_ckpt_truncated)
     save_base(&s, "ck", 1);
     size_t size;
     unsigned char *orig = fixture_read_bytes(s.path, &size);
-    const size_t lengths[] = {0, 1, 7, 8, 9, 40, 71, 72, 73, 100, size / 2, size - 5, size - 1};
+    const size_t lengths[] = {0,  1,  7,   8,        9,        40,      71,
+                              72, 87, 100, size / 2, size - 5, size - 1};
     char cut[512];
     tmp_path(cut, sizeof cut, "cut");
     for (size_t k = 0; k < sizeof lengths / sizeof lengths[0]; k++) {
@@ -465,7 +476,7 @@ START_TEST(test_ckpt_lying_lengths)
     size_t size;
     unsigned char *orig = fixture_read_bytes(s.path, &size);
     unsigned char *buf = malloc(size);
-    const size_t table = 72 + strlen(CONFIG);
+    const size_t table = HEADER + strlen(CONFIG);
     const struct {
         size_t offset;
         int width;
@@ -504,6 +515,45 @@ START_TEST(test_ckpt_lying_lengths)
 }
 END_TEST
 
+/* A version-1 file (no loss totals in its header) still loads, with
+ * totals of zero: the same file as version 2 less the two fields. */
+START_TEST(test_ckpt_version_1_loads)
+{
+    Saved s;
+    save_base(&s, "ck", 2);
+    size_t size;
+    unsigned char *v2 = fixture_read_bytes(s.path, &size);
+    const size_t size1 = size - (HEADER - HEADER_V1);
+    unsigned char *v1 = malloc(size1);
+    memcpy(v1, v2, HEADER_V1);
+    memcpy(v1 + HEADER_V1, v2 + HEADER, size - HEADER);
+    put_u32(v1 + 8, 1);
+    put_u64(v1 + 16, size1);
+    fix_crc(v1, size1);
+    char old[512];
+    tmp_path(old, sizeof old, "old");
+    fixture_write_bytes(old, v1, size1);
+    Arena p;
+    arena_create(&p, &s.list);
+    CheckpointState st;
+    VtError err;
+    VtCode code = checkpoint_load(old, &st, &s.list, p.data, NULL, NULL, &err);
+    ck_assert_msg(code == VT_OK, "load: %s", err.message);
+    ck_assert_int_eq(st.step, s.state.step);
+    ck_assert(st.epoch_loss_sum == 0.0 && st.epoch_loss_steps == 0);
+    ck_assert_str_eq(st.config, CONFIG);
+    assert_same(p.data, s.params.data, &s.list);
+    free((char *)st.config);
+    /* Its header cut short is a truncation at version 1's length. */
+    fixture_write_bytes(old, v1, HEADER_V1 - 1);
+    assert_error(try_load(old, MODEL_BASE, &err), &err, VT_ERR_DATA, "is truncated");
+    arena_free(&p);
+    free(v1);
+    free(v2);
+    saved_free(&s);
+}
+END_TEST
+
 START_TEST(test_ckpt_bad_magic_and_version)
 {
     Saved s;
@@ -516,12 +566,12 @@ START_TEST(test_ckpt_bad_magic_and_version)
     fixture_write_bytes(other, "[model]\npreset = tiny\n", 22);
     assert_error(try_load(other, MODEL_BASE, &err), &err, VT_ERR_DATA,
                  "is not a vitrain checkpoint");
-    put_u32(buf + 8, 2);
+    put_u32(buf + 8, 3);
     fix_crc(buf, size);
     fixture_write_bytes(other, buf, size);
     assert_error(try_load(other, MODEL_BASE, &err), &err, VT_ERR_DATA,
-                 "has format version 2; this build reads version 1");
-    put_u32(buf + 8, 1);
+                 "has format version 3; this build reads versions 1 and 2");
+    put_u32(buf + 8, 2);
     unsigned char *longer = calloc(size + 3, 1);
     memcpy(longer, buf, size);
     fixture_write_bytes(other, longer, size + 3);
@@ -1279,6 +1329,7 @@ Suite *checkpoint_suite(void)
     tcase_add_test(ck, test_ckpt_roundtrip);
     tcase_add_test(ck, test_ckpt_overwrite_and_skip_moments);
     tcase_add_test(ck, test_ckpt_layout);
+    tcase_add_test(ck, test_ckpt_version_1_loads);
     tcase_add_test(ck, test_ckpt_shape_mismatch);
     tcase_add_test(ck, test_ckpt_missing_tensor);
     tcase_add_test(ck, test_ckpt_extra_tensor);

@@ -3,7 +3,9 @@
  * (DESIGN §5).
  *
  * A checkpoint holds the resolved config text, the step and epoch, the best
- * eval top-1 so far, and three named tensor sets with the parameter
+ * eval top-1 so far, the current epoch's loss totals (so that a run resumed
+ * mid-epoch logs that epoch's train_loss over all its steps), and three
+ * named tensor sets with the parameter
  * layout: parameters, AdamW m and v (and the AdamW step count). The RNG
  * needs no state of its own: every stream is keyed by (seed, purpose,
  * epoch/step, index), so the seed in the config and the step restore it.
@@ -35,6 +37,8 @@ typedef struct CheckpointState {
     int64_t epoch;         /* epochs completed */
     int64_t optim_t;       /* AdamW step count */
     double best_top1;      /* best eval top-1 so far, -1 if none */
+    double epoch_loss_sum; /* the current epoch's finite losses, summed (0 at its start) */
+    int64_t epoch_loss_steps; /* how many; a version-1 file loads 0 and 0 */
     const char *config;    /* resolved INI text */
 } CheckpointState;
 

@@ -1,12 +1,12 @@
 /*
  * checkpoint.c - training checkpoints (see checkpoint.h).
  *
- * File layout, version 1; every integer little-endian, floats as their
+ * File layout, version 2; every integer little-endian, floats as their
  * IEEE-754 bits, little-endian:
  *
  *   offset size  field
  *        0    8  magic "VTCKPT\r\n"
- *        8    4  u32 format version (1)
+ *        8    4  u32 format version (2)
  *       12    4  u32 tensor count
  *       16    8  u64 file size in bytes, checksum included
  *       24    8  u64 config length L
@@ -15,8 +15,10 @@
  *       48    8  i64 epoch
  *       56    8  i64 AdamW step count (optim_t)
  *       64    8  f64 best eval top-1
- *       72    L  config text (no terminating NUL)
- *   72 + L    T  tensor table; per tensor: u32 name length, name bytes
+ *       72    8  f64 sum of the current epoch's finite losses
+ *       80    8  i64 how many steps that sum holds
+ *       88    L  config text (no terminating NUL)
+ *   88 + L    T  tensor table; per tensor: u32 name length, name bytes
  *                (no NUL), u32 ndim, ndim x u64 dims
  *   then         parameters, every tensor's elements in table order,
  *                contiguous (no arena padding); then AdamW m, then v,
@@ -29,6 +31,10 @@
  * the table against the model's TensorList (names and shapes, both ways).
  * Only then are the caller's buffers written. The table may list tensors in
  * any order; the data follows it.
+ *
+ * Version 1, written before the epoch's loss totals were kept, lacks the
+ * two fields at 72 and 80 (its config text starts at 72); it still loads,
+ * with totals of zero.
  */
 #include "vitrain/checkpoint.h"
 
@@ -40,7 +46,7 @@
 #include <sys/stat.h>
 
 static const unsigned char MAGIC[8] = {'V', 'T', 'C', 'K', 'P', 'T', '\r', '\n'};
-enum { CKPT_VERSION = 1, HEADER_BYTES = 72, CRC_BYTES = 4 };
+enum { CKPT_VERSION = 2, HEADER_BYTES = 88, HEADER_BYTES_V1 = 72, CRC_BYTES = 4 };
 /* Smallest table entry: name length, one name byte, ndim, one dim. */
 enum { MIN_ENTRY_BYTES = 4 + 1 + 4 + 8 };
 
@@ -73,8 +79,9 @@ static uint64_t list_numel(const TensorList *list)
 static void write_header(OutStream *out, const SaveJob *job)
 {
     const CheckpointState *st = job->state;
-    uint64_t best_bits;
+    uint64_t best_bits, loss_bits;
     memcpy(&best_bits, &st->best_top1, sizeof best_bits);
+    memcpy(&loss_bits, &st->epoch_loss_sum, sizeof loss_bits);
     out_bytes(out, MAGIC, sizeof MAGIC);
     out_u32(out, CKPT_VERSION);
     out_u32(out, (uint32_t)job->list->count);
@@ -85,6 +92,8 @@ static void write_header(OutStream *out, const SaveJob *job)
     out_u64(out, (uint64_t)st->epoch);
     out_u64(out, (uint64_t)st->optim_t);
     out_u64(out, best_bits);
+    out_u64(out, loss_bits);
+    out_u64(out, (uint64_t)st->epoch_loss_steps);
 }
 
 static void write_table(OutStream *out, const TensorList *list)
@@ -135,6 +144,7 @@ typedef struct Ckpt {
     const char *path;
     FILE *file;
     uint64_t size;
+    uint64_t header_bytes; /* by the file's version */
     uint32_t count;
     uint64_t config_len, table_len;
     CheckpointState state; /* config not set */
@@ -162,6 +172,14 @@ static VtCode read_failed(VtError *err, const Ckpt *c)
 static void decode_header(Ckpt *c, const unsigned char *h)
 {
     uint64_t best_bits = le_get_u64(h + 64);
+    if (c->header_bytes >= HEADER_BYTES) {
+        uint64_t loss_bits = le_get_u64(h + 72);
+        memcpy(&c->state.epoch_loss_sum, &loss_bits, sizeof loss_bits);
+        c->state.epoch_loss_steps = (int64_t)le_get_u64(h + 80);
+    } else {
+        c->state.epoch_loss_sum = 0.0;
+        c->state.epoch_loss_steps = 0;
+    }
     c->count = le_get_u32(h + 12);
     c->config_len = le_get_u64(h + 24);
     c->table_len = le_get_u64(h + 32);
@@ -176,13 +194,16 @@ static VtCode check_header(Ckpt *c, const unsigned char *h, size_t got, VtError 
 {
     if (memcmp(h, MAGIC, VT_MIN(got, sizeof MAGIC)) != 0)
         return vt_fail(err, VT_ERR_DATA, "%s is not a vitrain checkpoint (bad magic)", c->path);
-    if (got < HEADER_BYTES)
-        return truncated(err, c->path, c->size, HEADER_BYTES);
+    if (got < HEADER_BYTES_V1)
+        return truncated(err, c->path, c->size, HEADER_BYTES_V1);
     uint32_t version = le_get_u32(h + 8);
-    if (version != CKPT_VERSION)
+    if (version != 1 && version != CKPT_VERSION)
         return vt_fail(err, VT_ERR_DATA,
-                       "checkpoint %s has format version %u; this build reads version %d",
+                       "checkpoint %s has format version %u; this build reads versions 1 and %d",
                        c->path, version, CKPT_VERSION);
+    c->header_bytes = version == 1 ? HEADER_BYTES_V1 : HEADER_BYTES;
+    if (got < c->header_bytes)
+        return truncated(err, c->path, c->size, c->header_bytes);
     uint64_t declared = le_get_u64(h + 16);
     if (c->size < declared)
         return truncated(err, c->path, c->size, declared);
@@ -191,7 +212,7 @@ static VtCode check_header(Ckpt *c, const unsigned char *h, size_t got, VtError 
                        "checkpoint %s is corrupt: the header declares %llu bytes, the file has "
                        "%llu",
                        c->path, (unsigned long long)declared, (unsigned long long)c->size);
-    if (declared < HEADER_BYTES + CRC_BYTES)
+    if (declared < c->header_bytes + CRC_BYTES)
         return corrupt(err, c->path, "the declared size is smaller than the header");
     decode_header(c, h);
     return VT_OK;
@@ -242,7 +263,7 @@ static VtCode ckpt_open(Ckpt *c, const char *path, VtError *err)
 static VtCode read_into(const Ckpt *c, char *text, unsigned char *tab, size_t tab_len,
                         VtError *err)
 {
-    if (fseek(c->file, HEADER_BYTES, SEEK_SET) != 0 ||
+    if (fseek(c->file, (long)c->header_bytes, SEEK_SET) != 0 ||
         fread(text, 1, (size_t)c->config_len, c->file) != c->config_len ||
         fread(tab, 1, tab_len, c->file) != tab_len)
         return read_failed(err, c);
@@ -258,7 +279,7 @@ static VtCode read_into(const Ckpt *c, char *text, unsigned char *tab, size_t ta
  * is set on failure. */
 static VtCode read_sections(const Ckpt *c, char **config, unsigned char **table, VtError *err)
 {
-    uint64_t room = c->size - HEADER_BYTES - CRC_BYTES;
+    uint64_t room = c->size - c->header_bytes - CRC_BYTES;
     if (c->config_len > room)
         return corrupt(err, c->path, "the config length runs past the end of the file");
     if (c->table_len > room - c->config_len)
@@ -414,7 +435,7 @@ static VtCode match_table(const Ckpt *c, const unsigned char *bytes, const Tenso
             return corrupt(err, c->path, "its tensors do not fit in the file");
     }
     if (t.pos != t.len ||
-        HEADER_BYTES + c->config_len + c->table_len + 12 * floats + CRC_BYTES != c->size)
+        c->header_bytes + c->config_len + c->table_len + 12 * floats + CRC_BYTES != c->size)
         return corrupt(err, c->path, "its section sizes do not add up to the file size");
     for (int i = 0; i < list->count; i++)
         if (pos[i] == UINT64_MAX)
@@ -428,7 +449,7 @@ static VtCode match_table(const Ckpt *c, const unsigned char *bytes, const Tenso
 static VtCode read_data(const Ckpt *c, const TensorList *list, const uint64_t *pos,
                         float *const arenas[3], VtError *err)
 {
-    uint64_t start = HEADER_BYTES + c->config_len + c->table_len;
+    uint64_t start = c->header_bytes + c->config_len + c->table_len;
     uint64_t section = (c->size - start - CRC_BYTES) / 3;
     for (int a = 0; a < 3; a++) {
         if (!arenas[a])

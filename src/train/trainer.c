@@ -306,6 +306,9 @@ static VtCode resume_from(Run *run, const char *checkpoint, VtError *err)
     run->step = st.step;
     run->opt.t = st.optim_t;
     run->best_top1 = st.best_top1;
+    /* A resume mid-epoch: summary.csv's train_loss covers the steps before it too. */
+    run->epoch_loss_sum = st.epoch_loss_sum;
+    run->epoch_loss_steps = st.epoch_loss_steps;
     say(run, "resuming %s at step %lld (epoch %lld) on %d rank%s\n", checkpoint,
         (long long)st.step, (long long)st.epoch, run->ranks, run->ranks > 1 ? "s" : "");
     if (!run->root)
@@ -359,6 +362,8 @@ static VtCode save_checkpoint(Run *run, const char *name, VtError *err)
     run_path(path, sizeof path, run, name);
     CheckpointState st = {.step = run->step, .epoch = run->step / run->steps_per_epoch,
                           .optim_t = run->opt.t, .best_top1 = run->best_top1,
+                          .epoch_loss_sum = run->epoch_loss_sum,
+                          .epoch_loss_steps = run->epoch_loss_steps,
                           .config = run->config_text};
     return dist_agree(checkpoint_save(path, &st, &run->model.param_list, run->model.params.data,
                                       run->opt.m.data, run->opt.v.data, err),
@@ -423,12 +428,18 @@ static VtCode end_epoch(Run *run, int64_t epoch, VtError *err)
     const bool best = !isnan(eval.top1) && eval.top1 > run->best_top1;
     if (best)
         run->best_top1 = eval.top1;
+    /* After a whole epoch the checkpoints stand at the next one's start,
+     * with empty totals; a run stopped inside an epoch (train.max_steps)
+     * keeps that epoch's totals for its resume. */
+    if (run->step % run->steps_per_epoch == 0) {
+        run->epoch_loss_sum = 0.0;
+        run->epoch_loss_steps = 0;
+    }
     if (!code)
         code = save_checkpoint(run, "checkpoint-last", err);
     if (!code && best)
         code = save_checkpoint(run, "checkpoint-best", err);
-    run->epoch_loss_sum = 0.0;
-    run->epoch_steps = run->epoch_loss_steps = 0;
+    run->epoch_steps = 0;
     run->epoch_start = now_seconds();
     return code;
 }
