@@ -4,6 +4,7 @@
  */
 #include "vitrain/cli.h"
 #include "vitrain/dist.h"
+#include "vitrain/interrupt.h"
 
 #include <string.h>
 
@@ -77,6 +78,7 @@ static int dispatch(int argc, char **argv)
 int main(int argc, char **argv)
 {
     /* Under mpirun every rank runs the same command (dist.h). */
+    file_limit_fails_writes();
     VtError err;
     if (dist_init(&argc, &argv, &err))
         return cli_report(err.code, err.message);

@@ -22,6 +22,7 @@
 
 #include "vitrain/checkpoint.h"
 #include "vitrain/cli.h"
+#include "vitrain/interrupt.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -440,7 +441,7 @@ START_TEST(test_disk_full_mid_run_keeps_the_checkpoint)
     size_t size;
     unsigned char *before = fixture_read_bytes(last, &size);
 
-    signal(SIGXFSZ, SIG_IGN);
+    file_limit_fails_writes(); /* as main does */
     struct rlimit unlimited, capped;
     ck_assert_int_eq(getrlimit(RLIMIT_FSIZE, &unlimited), 0);
     capped = (struct rlimit){.rlim_cur = size / 2, .rlim_max = unlimited.rlim_max};

@@ -20,4 +20,9 @@ bool interrupt_requested(void);
 /* The signal that asked to stop, 0 if none. */
 int interrupt_signal(void);
 
+/* Ignores SIGXFSZ, so that a file-size limit (ulimit -f) fails the write
+ * with EFBIG, reported like a full disk (status 4, naming the file), rather
+ * than killing the process mid-write. main calls it first. */
+void file_limit_fails_writes(void);
+
 #endif

@@ -46,3 +46,8 @@ int interrupt_signal(void)
 {
     return requested_signal;
 }
+
+void file_limit_fails_writes(void)
+{
+    set_handler(SIGXFSZ, SIG_IGN);
+}
