@@ -219,6 +219,41 @@ START_TEST(test_resume_is_bit_identical)
 }
 END_TEST
 
+/* --resume with a checkpoint file writes the run next to it: into a
+ * folder of other files (no steps.csv) it refuses, leaving them alone; into
+ * a folder holding the checkpoint alone it goes ahead. */
+START_TEST(test_resume_refuses_a_foreign_folder)
+{
+    make_folder();
+    RunConfig cfg;
+    VtError err;
+    small_config(&cfg, "origin");
+    ck_assert(config_set(&cfg, "train.max_steps=3", &err) == VT_OK);
+    train_ok(&cfg, NULL);
+    char from[600], dir[600], ckpt[700], notes[700], steps[700];
+    run_dir(from, sizeof from, "origin");
+    snprintf(from + strlen(from), sizeof from - strlen(from), "/checkpoint-last");
+    snprintf(dir, sizeof dir, "%s/mine", root);
+    ck_assert_int_eq(mkdir(dir, 0755), 0);
+    snprintf(ckpt, sizeof ckpt, "%s/copy.ckpt", dir);
+    size_t size;
+    unsigned char *bytes = fixture_read_bytes(from, &size);
+    fixture_write_bytes(ckpt, bytes, size);
+    free(bytes);
+    snprintf(notes, sizeof notes, "%s/config.ini", dir);
+    fixture_write_text(notes, "# my notes\n");
+    ck_assert(config_set(&cfg, "train.max_steps=6", &err) == VT_OK);
+    ck_assert_int_eq(train_run(&cfg, dir, ckpt, &err), VT_ERR_ARGUMENT);
+    ck_assert_msg(strstr(err.message, "no steps.csv") && strstr(err.message, notes), "%s",
+                  err.message);
+    ck_assert_str_eq(fixture_read_text(notes), "# my notes\n");
+    ck_assert_int_eq(unlink(notes), 0);
+    ck_assert_msg(train_run(&cfg, dir, ckpt, &err) == VT_OK, "%s", err.message);
+    snprintf(steps, sizeof steps, "%s/steps.csv", dir);
+    ck_assert_int_eq(access(steps, R_OK), 0);
+}
+END_TEST
+
 /* Same config, seed and threads: the same steps.csv, byte for byte (drop
  * path and flips on, so every random stream is in play). */
 START_TEST(test_rerun_writes_the_same_steps_csv)
@@ -432,6 +467,7 @@ Suite *trainer_suite(void)
     tcase_add_checked_fixture(tc, NULL, teardown);
     tcase_add_test(tc, test_run_writes_its_folder);
     tcase_add_test(tc, test_resume_is_bit_identical);
+    tcase_add_test(tc, test_resume_refuses_a_foreign_folder);
     tcase_add_test(tc, test_signal_then_resume_is_bit_identical);
     tcase_add_test(tc, test_nan_stops_and_keeps_the_checkpoint);
     tcase_add_test(tc, test_nan_skip_step_goes_on_then_gives_up);

@@ -168,6 +168,31 @@ static void remove_stale_temporaries(const char *dir)
     closedir(d);
 }
 
+/* A resumed run writes its files next to the checkpoint. A folder that
+ * holds some of them but no steps.csv (which every run writes first) is
+ * not this run's: its files would be overwritten, so it is refused. A
+ * folder with none of them (the checkpoint alone, moved) takes the run. */
+static VtCode check_resume_dir(Run *run, VtError *err)
+{
+    static const char *const outputs[] = {"config.ini",  "summary.csv",     "timing.csv",
+                                          "report.md",   "model.safetensors", "checkpoint-best"};
+    char path[VT_PATH_MAX + 32];
+    run_path(path, sizeof path, run, "steps.csv");
+    if (file_exists(path))
+        return VT_OK;
+    for (size_t i = 0; i < sizeof outputs / sizeof outputs[0]; i++) {
+        run_path(path, sizeof path, run, outputs[i]);
+        if (file_exists(path))
+            return vt_fail(err, VT_ERR_ARGUMENT,
+                           "cannot resume in %s: it holds %s but no steps.csv, so it is not the "
+                           "folder of the run this checkpoint continues, and the run would "
+                           "overwrite it; move the checkpoint to its run folder or to an empty "
+                           "folder",
+                           run->dir, path);
+    }
+    return VT_OK;
+}
+
 /* Creates the run folder and writes config.ini: a folder that cannot be
  * written fails here, before any data is decoded. Rank 0's business: the
  * other ranks only hear the outcome (dist_agree). */
@@ -177,6 +202,8 @@ static VtCode prepare_run_dir(Run *run, bool resuming, VtError *err)
     if (!run->root)
         return write_config(run, err);
     VtCode code = make_dirs(run->dir, err);
+    if (!code && resuming)
+        code = check_resume_dir(run, err);
     if (code)
         return code;
     remove_stale_temporaries(run->dir);
