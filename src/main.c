@@ -67,6 +67,8 @@ static int dispatch(int argc, char **argv)
     if (strcmp(cmd, "arrows") == 0)
         return cli_arrows(argc - 2, argv + 2);
     if (strcmp(cmd, "config-reference") == 0) {
+        if (argc > 2)
+            return cli_usage_error("config-reference takes no options, got '%s'", argv[2]);
         config_print_reference(stdout);
         return EXIT_OK;
     }

@@ -245,7 +245,12 @@ START_TEST(test_bad_invocations)
          "--set train.batch_size=0: 0 is out of range"},
         {{"--config", good, "--set", "train.batch", NULL}, EXIT_USAGE, "train.batch"},
         {{"--bogus", "1", NULL}, EXIT_USAGE, "unknown option '--bogus'"},
+        {{"--bogus", NULL}, EXIT_USAGE, "unknown option '--bogus'"},
         {{"--config", NULL}, EXIT_USAGE, "needs a value"},
+        {{"--config=run.ini", NULL}, EXIT_USAGE, "give the value after a space: --config run.ini"},
+        {{"--config", good, "--config", good, NULL}, EXIT_USAGE, "--config is given twice"},
+        {{"--resume", root, "--set", "log.name=other", NULL}, EXIT_USAGE,
+         "--set log.name does not apply with --resume"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         int status = run(cli_train, cases[i].args);
@@ -255,6 +260,34 @@ START_TEST(test_bad_invocations)
         ck_assert_msg(strstr(message, cases[i].message) != NULL, "case %zu: stderr: %s", i,
                       message);
     }
+}
+END_TEST
+
+/* Every command tells an unknown option from a known one without its
+ * value, and eval checks its sizes before it prints anything. */
+START_TEST(test_unknown_options_are_named)
+{
+    int (*cmds[])(int, char **) = {cli_eval, cli_export, cli_synthetic, cli_arrows};
+    for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++) {
+        const char *args[] = {"--bogus", NULL};
+        ck_assert_int_eq(run(cmds[i], args), EXIT_USAGE);
+        ck_assert_msg(strstr(captured_stderr(), "unknown option '--bogus'"), "command %zu: %s", i,
+                      captured_stderr());
+    }
+    const char *eval_eq[] = {"--checkpoint=run", NULL};
+    ck_assert_int_eq(run(cli_eval, eval_eq), EXIT_USAGE);
+    ck_assert_ptr_nonnull(strstr(captured_stderr(), "--checkpoint run"));
+    const char *export_end[] = {"--out", NULL};
+    ck_assert_int_eq(run(cli_export, export_end), EXIT_USAGE);
+    ck_assert_ptr_nonnull(strstr(captured_stderr(), "option --out needs a value"));
+    train_fixture_run();
+    char run_dir[400];
+    snprintf(run_dir, sizeof run_dir, "%s/runs/cli", root);
+    const char *odd_size[] = {"--checkpoint", run_dir, "--img-size", "13", NULL};
+    ck_assert_int_eq(run(cli_eval, odd_size), EXIT_USAGE);
+    ck_assert_msg(strstr(captured_stderr(), "--img-size 13 is not a multiple"), "%s",
+                  captured_stderr());
+    ck_assert_str_eq(captured_stdout(), "");
 }
 END_TEST
 
@@ -324,6 +357,7 @@ Suite *cli_suite(void)
     tcase_add_test(tc, test_eval_at_two_resolutions_with_logits);
     tcase_add_test(tc, test_export_matches_the_checkpoint);
     tcase_add_test(tc, test_bad_invocations);
+    tcase_add_test(tc, test_unknown_options_are_named);
     tcase_add_test(tc, test_bad_data_root_fails_before_training);
     tcase_add_test(tc, test_help_tells_and_exits_zero);
     tcase_add_test(tc, test_shipped_configs_build);

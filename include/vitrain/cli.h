@@ -39,6 +39,10 @@ int cli_usage_error(const char *fmt, ...)
     __attribute__((format(printf, 1, 2)))
 #endif
     ;
+/* For "--name value" options: 0 if opt is one of `known` (NULL-terminated)
+ * and has a value after it, else the usage error: an unknown option (with
+ * a hint for "--name=value"), or a known one at the end of the line. */
+int cli_option_check(const char *opt, const char *const *known, bool has_value);
 /* Resolves a run folder to its checkpoint-last (a file is kept as is). */
 void cli_checkpoint_path(char *out, size_t size, const char *run_dir_or_file);
 /* Model files are checkpoints, or safetensors exports (named *.safetensors)

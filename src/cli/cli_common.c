@@ -54,6 +54,25 @@ bool cli_parse_int(const char *text, long min, long max, long *out)
     return true;
 }
 
+static bool listed(const char *name, size_t len, const char *const *known)
+{
+    for (; *known; known++)
+        if (strlen(*known) == len && strncmp(name, *known, len) == 0)
+            return true;
+    return false;
+}
+
+int cli_option_check(const char *opt, const char *const *known, bool has_value)
+{
+    if (listed(opt, strlen(opt), known))
+        return has_value ? 0 : cli_usage_error("option %s needs a value", opt);
+    const char *eq = strchr(opt, '=');
+    if (eq && listed(opt, (size_t)(eq - opt), known))
+        return cli_usage_error("unknown option '%s' (give the value after a space: %.*s %s)", opt,
+                               (int)(eq - opt), opt, eq + 1);
+    return cli_usage_error("unknown option '%s'", opt);
+}
+
 void cli_checkpoint_path(char *out, size_t size, const char *run_dir_or_file)
 {
     struct stat st;

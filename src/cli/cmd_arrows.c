@@ -51,23 +51,22 @@ static int parse_args(ArrowsArgs *a, int argc, char **argv)
             fputs(ARROWS_HELP, stdout);
             return -1;
         }
-        if (i + 1 >= argc)
-            return cli_usage_error("option %s needs a value", opt);
+        static const char *const options[] = {"--grid", "--train", "--val", "--seed", "--out",
+                                              NULL};
+        int rc = cli_option_check(opt, options, i + 1 < argc);
+        if (rc)
+            return rc;
         const char *value = argv[++i];
-        bool known = false;
         for (size_t k = 0; k < sizeof ints / sizeof ints[0]; k++) {
             if (strcmp(opt, ints[k].name) == 0) {
                 long *field = (long *)((char *)a + ints[k].offset);
                 if (!cli_parse_int(value, ints[k].min, ints[k].max, field))
                     return cli_usage_error("bad %s '%s' (expected %ld..%ld)", opt, value,
                                            ints[k].min, ints[k].max);
-                known = true;
             }
         }
         if (strcmp(opt, "--out") == 0)
             a->out = value;
-        else if (!known)
-            return cli_usage_error("unknown option '%s'", opt);
     }
     if (!a->out)
         return cli_usage_error("%s", "arrows needs --out DIR");

@@ -45,6 +45,10 @@ typedef struct EvalArgs {
     uint64_t shuffle_seed;
 } EvalArgs;
 
+static const char *const EVAL_OPTIONS[] = {"--checkpoint", "--data",    "--dump-logits",
+                                            "--img-size",   "--shuffle-patches", "--threads",
+                                            NULL};
+
 static int parse_args(EvalArgs *a, int argc, char **argv)
 {
     for (int i = 0; i < argc; i++) {
@@ -53,8 +57,9 @@ static int parse_args(EvalArgs *a, int argc, char **argv)
             fputs(EVAL_HELP, stdout);
             return -1;
         }
-        if (i + 1 >= argc)
-            return cli_usage_error("option %s needs a value", opt);
+        int rc = cli_option_check(opt, EVAL_OPTIONS, i + 1 < argc);
+        if (rc)
+            return rc;
         const char *value = argv[++i];
         long v;
         if (strcmp(opt, "--checkpoint") == 0) {
@@ -77,8 +82,6 @@ static int parse_args(EvalArgs *a, int argc, char **argv)
             if (!cli_parse_int(value, 1, 1024, &v))
                 return cli_usage_error("bad --threads '%s'", value);
             a->threads = (int)v;
-        } else {
-            return cli_usage_error("unknown option '%s'", opt);
         }
     }
     if (!a->checkpoint)
@@ -204,6 +207,11 @@ int cli_eval(int argc, char **argv)
         snprintf(cfg.data.root, sizeof cfg.data.root, "%s", a.data);
     if (a.size_count == 0)
         a.sizes[a.size_count++] = cfg.data.img_size;
+    /* Every size checked before the CSV header goes out. */
+    for (int i = 0; i < a.size_count; i++)
+        if (a.sizes[i] % cfg.model.patch_size != 0)
+            return cli_usage_error("--img-size %d is not a multiple of the model's patch size %d",
+                                   a.sizes[i], cfg.model.patch_size);
     threads_setup(a.threads ? a.threads : cfg.train.threads);
     printf("img_size,images,eval_loss,eval_top1,eval_top5\n");
     for (int i = 0; i < a.size_count && !code; i++)

@@ -37,6 +37,8 @@ static VtCode export_checkpoint(const char *checkpoint, const char *out, VtError
     return code;
 }
 
+static const char *const EXPORT_OPTIONS[] = {"--checkpoint", "--out", NULL};
+
 int cli_export(int argc, char **argv)
 {
     const char *checkpoint = NULL, *out = NULL;
@@ -45,14 +47,13 @@ int cli_export(int argc, char **argv)
             fputs(EXPORT_HELP, stdout);
             return EXIT_OK;
         }
-        if (i + 1 >= argc)
-            return cli_usage_error("option %s needs a value", argv[i]);
+        int rc = cli_option_check(argv[i], EXPORT_OPTIONS, i + 1 < argc);
+        if (rc)
+            return rc;
         if (strcmp(argv[i], "--checkpoint") == 0)
             checkpoint = argv[++i];
-        else if (strcmp(argv[i], "--out") == 0)
-            out = argv[++i];
         else
-            return cli_usage_error("unknown option '%s'", argv[i]);
+            out = argv[++i];
     }
     if (!checkpoint || !out)
         return cli_usage_error("%s", "export needs --checkpoint FILE and --out FILE");

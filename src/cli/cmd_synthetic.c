@@ -187,9 +187,13 @@ int cli_synthetic(int argc, char **argv)
             fputs(SYNTHETIC_HELP, stdout);
             return 0;
         }
-        if (i + 1 >= argc)
-            return cli_usage_error("option %s needs a value", argv[i]);
-        int rc = parse_option(&a, argv[i], argv[i + 1]);
+        static const char *const options[] = {
+            "--dim",  "--depth", "--heads", "--mlp-dim", "--img-size", "--patch-size",
+            "--channels", "--samples", "--batch", "--threads", "--preset", "--pe",
+            "--task", "--steps", "--warmup", "--seed", "--lr", "--weight-decay", NULL};
+        int rc = cli_option_check(argv[i], options, i + 1 < argc);
+        if (!rc)
+            rc = parse_option(&a, argv[i], argv[i + 1]);
         if (rc)
             return rc;
         i++;

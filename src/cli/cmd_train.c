@@ -37,6 +37,8 @@ typedef struct TrainArgs {
     char threads_set[64];  /* --threads N as "train.threads=N" */
 } TrainArgs;
 
+static const char *const TRAIN_OPTIONS[] = {"--config", "--resume", "--set", "--threads", NULL};
+
 static int parse_args(TrainArgs *a, int argc, char **argv)
 {
     for (int i = 0; i < argc; i++) {
@@ -45,14 +47,16 @@ static int parse_args(TrainArgs *a, int argc, char **argv)
             fputs(TRAIN_HELP, stdout);
             return -1;
         }
-        if (i + 1 >= argc)
-            return cli_usage_error("option %s needs a value", opt);
+        int rc = cli_option_check(opt, TRAIN_OPTIONS, i + 1 < argc);
+        if (rc)
+            return rc;
         const char *value = argv[++i];
-        if (strcmp(opt, "--config") == 0) {
-            a->config = value;
-        } else if (strcmp(opt, "--resume") == 0) {
-            a->resume = value;
-        } else if (strcmp(opt, "--set") == 0 || strcmp(opt, "--threads") == 0) {
+        if (strcmp(opt, "--config") == 0 || strcmp(opt, "--resume") == 0) {
+            const char **slot = opt[2] == 'c' ? &a->config : &a->resume;
+            if (*slot)
+                return cli_usage_error("%s is given twice", opt);
+            *slot = value;
+        } else {
             if (a->set_count == MAX_SETS)
                 return cli_usage_error("more than %d --set options", MAX_SETS);
             if (opt[2] == 't') {
@@ -60,10 +64,19 @@ static int parse_args(TrainArgs *a, int argc, char **argv)
                 value = a->threads_set;
             }
             a->sets[a->set_count++] = value;
-        } else {
-            return cli_usage_error("unknown option '%s'", opt);
         }
     }
+    /* A resumed run stays where its checkpoint is (cli_train). */
+    static const char *const folder_keys[] = {"log.name", "log.dir"};
+    for (int i = 0; a->resume && i < a->set_count; i++)
+        for (int k = 0; k < 2; k++) {
+            const size_t n = strlen(folder_keys[k]);
+            if (strncmp(a->sets[i], folder_keys[k], n) == 0 && strchr("= \t", a->sets[i][n]))
+                return cli_usage_error("--set %s does not apply with --resume: a resumed run "
+                                       "stays in the folder of its checkpoint (move the folder "
+                                       "to rename the run)",
+                                       folder_keys[k]);
+        }
     if (!a->config == !a->resume)
         return cli_usage_error("%s", a->config ? "--config and --resume exclude each other: a "
                                                  "resumed run uses its saved config (change keys "
