@@ -291,6 +291,25 @@ START_TEST(test_unknown_options_are_named)
 }
 END_TEST
 
+/* An option the chosen encoding does not read is named in a warning; one
+ * it reads, or a default, is not. */
+START_TEST(test_ignored_encoding_options_are_named)
+{
+    make_fixture_data();
+    const char *args[] = {"--config", write_config(""), "--set", "train.max_steps=1", "--set",
+                          "pe.sigma=0.1", "--set", "pe.share_heads=true", NULL};
+    ck_assert_msg(run(cli_train, args) == EXIT_OK, "%s", captured_stderr());
+    ck_assert_msg(strstr(captured_stderr(), "warning: pe.type absolute does not read pe.sigma, "
+                                            "pe.share_heads; they are ignored"),
+                  "%s", captured_stderr());
+    const char *liere[] = {"--config", write_config("[pe]\ntype = liere\n"), "--set",
+                           "train.max_steps=1", "--set", "log.name=liere", "--set",
+                           "pe.share_heads=true", NULL};
+    ck_assert_msg(run(cli_train, liere) == EXIT_OK, "%s", captured_stderr());
+    ck_assert_msg(!strstr(captured_stderr(), "warning"), "%s", captured_stderr());
+}
+END_TEST
+
 START_TEST(test_bad_data_root_fails_before_training)
 {
     char set[400];
@@ -358,6 +377,7 @@ Suite *cli_suite(void)
     tcase_add_test(tc, test_export_matches_the_checkpoint);
     tcase_add_test(tc, test_bad_invocations);
     tcase_add_test(tc, test_unknown_options_are_named);
+    tcase_add_test(tc, test_ignored_encoding_options_are_named);
     tcase_add_test(tc, test_bad_data_root_fails_before_training);
     tcase_add_test(tc, test_help_tells_and_exits_zero);
     tcase_add_test(tc, test_shipped_configs_build);

@@ -61,6 +61,11 @@ typedef struct PeOptions {
 /* Defaults of DESIGN §4 with the given type. */
 PeOptions pe_options(const char *type);
 
+/* Writes into out the names of o's options (comma-separated) that differ
+ * from their defaults although its type does not read them, "" if none;
+ * returns how many. A known type is assumed (pe_find). */
+int pe_ignored_options(const PeOptions *o, char *out, size_t size);
+
 typedef struct PeGeometry {
     int depth, heads, head_dim;
     int grid_h, grid_w;    /* patch grid at the current resolution */
@@ -87,8 +92,20 @@ typedef struct PeHeadRows {
     int raw_stride;
 } PeHeadRows;
 
+/* The options besides type, as bits of PeKind.reads. */
+enum {
+    PE_READS_THETA = 1 << 0,
+    PE_READS_BLOCK_SIZE = 1 << 1,
+    PE_READS_INIT_STD = 1 << 2,
+    PE_READS_SIGMA = 1 << 3,
+    PE_READS_LEARNED = 1 << 4,
+    PE_READS_SHARE_LAYERS = 1 << 5,
+    PE_READS_SHARE_HEADS = 1 << 6,
+};
+
 typedef struct PeKind {
     const char *name;
+    unsigned reads; /* the PeOptions it reads (PE_READS_*); the rest it ignores */
     bool additive;  /* the model adds pos_embed (absolute) */
     VtCode (*check)(const PeOptions *o, const PeGeometry *g, VtError *err);
     void (*create)(Pe *pe, TensorList *params);

@@ -279,7 +279,8 @@ static void comrope_finish(Pe *pe, const float *params, float *grads)
 }
 
 const PeKind PE_COMROPE_AP = {
-    .name = "comrope_ap", .check = ap_check, .create = ap_create, .init = comrope_init,
+    .name = "comrope_ap", .reads = PE_READS_BLOCK_SIZE | PE_READS_INIT_STD | PE_READS_SIGMA,
+    .check = ap_check, .create = ap_create, .init = comrope_init,
     .prepare = comrope_prepare, .forward = comrope_forward, .backward = comrope_backward,
     .forward_head = comrope_forward_head, .backward_head = comrope_backward_head,
     .backward_reduce = comrope_backward_reduce, .head_grad_floats = comrope_head_grad_floats,
@@ -288,7 +289,8 @@ const PeKind PE_COMROPE_AP = {
 };
 
 const PeKind PE_COMROPE_LD = {
-    .name = "comrope_ld", .check = ld_check, .create = ld_create, .init = comrope_init,
+    .name = "comrope_ld", .reads = PE_READS_BLOCK_SIZE | PE_READS_INIT_STD | PE_READS_SIGMA,
+    .check = ld_check, .create = ld_create, .init = comrope_init,
     .prepare = comrope_prepare, .forward = comrope_forward, .backward = comrope_backward,
     .forward_head = comrope_forward_head, .backward_head = comrope_backward_head,
     .backward_reduce = comrope_backward_reduce, .head_grad_floats = comrope_head_grad_floats,

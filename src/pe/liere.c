@@ -226,7 +226,8 @@ static void liere_finish(Pe *pe, const float *params, float *grads)
 }
 
 const PeKind PE_LIERE = {
-    .name = "liere", .check = liere_check, .create = liere_create, .init = liere_init,
+    .name = "liere", .reads = PE_READS_BLOCK_SIZE | PE_READS_SHARE_LAYERS | PE_READS_SHARE_HEADS,
+    .check = liere_check, .create = liere_create, .init = liere_init,
     .prepare = liere_prepare, .forward = liere_forward, .backward = liere_backward,
     .forward_head = liere_forward_head, .backward_head = liere_backward_head,
     .backward_reduce = liere_backward_reduce, .head_grad_floats = liere_head_grad_floats,

@@ -7,6 +7,7 @@
 
 #include "raw_rows.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -58,6 +59,35 @@ PeOptions pe_options(const char *type)
     PeOptions o = {.theta = 0.0f, .block_size = 8, .init_std = 0.5f};
     strncpy(o.type, type, sizeof o.type - 1);
     return o;
+}
+
+int pe_ignored_options(const PeOptions *o, char *out, size_t size)
+{
+    const PeKind *kind = pe_find(o->type);
+    const PeOptions d = pe_options(o->type);
+    const struct {
+        unsigned bit;
+        const char *name;
+        bool changed;
+    } options[] = {
+        {PE_READS_THETA, "theta", o->theta != d.theta},
+        {PE_READS_BLOCK_SIZE, "block_size", o->block_size != d.block_size},
+        {PE_READS_INIT_STD, "init_std", o->init_std != d.init_std},
+        {PE_READS_SIGMA, "sigma", o->sigma != d.sigma},
+        {PE_READS_LEARNED, "learned", o->learned != d.learned},
+        {PE_READS_SHARE_LAYERS, "share_layers", o->share_layers != d.share_layers},
+        {PE_READS_SHARE_HEADS, "share_heads", o->share_heads != d.share_heads},
+    };
+    VT_ASSERT(kind && size > 0);
+    int count = 0;
+    out[0] = '\0';
+    for (size_t i = 0; i < sizeof options / sizeof options[0]; i++)
+        if (options[i].changed && !(kind->reads & options[i].bit)) {
+            const size_t used = strlen(out);
+            snprintf(out + used, size - used, "%spe.%s", count ? ", " : "", options[i].name);
+            count++;
+        }
+    return count;
 }
 
 /* ---- whole tensors from either form -------------------------------------- */

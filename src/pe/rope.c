@@ -162,7 +162,7 @@ static void axial_create(Pe *pe, TensorList *params)
 }
 
 const PeKind PE_ROPE_AXIAL = {
-    .name = "rope_axial", .check = rope_check, .create = axial_create,
+    .name = "rope_axial", .reads = PE_READS_THETA, .check = rope_check, .create = axial_create,
     .forward_head = rope_forward_head, .backward_head = rope_backward_head,
     .destroy = rope_destroy,
 };
@@ -268,7 +268,7 @@ static void mixed_finish(Pe *pe, const float *params, float *grads)
 }
 
 const PeKind PE_ROPE_MIXED = {
-    .name = "rope_mixed", .check = rope_check, .create = mixed_create, .init = mixed_init,
+    .name = "rope_mixed", .reads = PE_READS_THETA, .check = rope_check, .create = mixed_create, .init = mixed_init,
     .prepare = mixed_prepare, .forward_head = rope_forward_head,
     .backward_head = rope_backward_head, .backward_reduce = mixed_backward_reduce,
     .head_grad_floats = mixed_head_grad_floats, .finish = mixed_finish, .destroy = rope_destroy,

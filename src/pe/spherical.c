@@ -323,7 +323,7 @@ static void spherical_finish(Pe *pe, const float *params, float *grads)
 }
 
 const PeKind PE_SPHERICAL = {
-    .name = "spherical", .check = spherical_check, .create = spherical_create,
+    .name = "spherical", .reads = PE_READS_THETA | PE_READS_LEARNED, .check = spherical_check, .create = spherical_create,
     .init = spherical_init, .prepare = spherical_prepare,
     .forward_head = spherical_forward_head, .backward_head = spherical_backward_head,
     .backward_reduce = spherical_backward_reduce,

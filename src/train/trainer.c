@@ -24,6 +24,7 @@
 #include "vitrain/metrics.h"
 #include "vitrain/optim.h"
 #include "vitrain/parallel.h"
+#include "vitrain/pe.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -701,6 +702,18 @@ static int rank_threads(int configured)
     return VT_MAX(1, threads_cores() / sharing);
 }
 
+/* Options of another encoding left in a config (a sweep that changes
+ * pe.type, say) do nothing: said once, so that nobody believes them in
+ * effect. */
+static void warn_ignored_options(const Run *run)
+{
+    char names[200];
+    const int count = pe_ignored_options(&run->model.cfg.pe, names, sizeof names);
+    if (count && run->root)
+        fprintf(stderr, "vitrain: warning: pe.type %s does not read %s; %s ignored\n",
+                run->model.cfg.pe.type, names, count > 1 ? "they are" : "it is");
+}
+
 VtCode train_run(const RunConfig *cfg, const char *run_dir, const char *resume_checkpoint,
                  VtError *err)
 {
@@ -726,6 +739,8 @@ VtCode train_run(const RunConfig *cfg, const char *run_dir, const char *resume_c
         code = dist_agree(resolve_classes(run, err), err);
     if (!code)
         code = dist_agree(build_model(run, err), err);
+    if (!code)
+        warn_ignored_options(run);
     if (!code)
         say(run, "model: %zu parameters, %d tokens, %lld steps (%lld per epoch), %d rank%s x %d "
                  "threads\n",
