@@ -865,6 +865,13 @@ START_TEST(test_all_skipped)
     VtError err = {0};
     ck_assert_int_eq(dataset_open(&ds, root, "train", &o, NULL, &err), VT_ERR_DATA);
     check_message(&err, "'", "has no usable images (1 bad image skipped)");
+    /* One class of two with every image bad: an error naming the class,
+     * not a class trained without examples. */
+    make_dirs(root, "train/b");
+    write_flat(P(root, "train/b/y.png"), 4, 4, 7);
+    make_corrupt(P(root, "train/a/z.png"));
+    ck_assert_int_eq(dataset_open(&ds, root, "train", &o, NULL, &err), VT_ERR_DATA);
+    check_message(&err, "class 'a' of '", "has no usable images (all 2 skipped as bad)");
     remove_root(root);
 }
 END_TEST

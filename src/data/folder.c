@@ -798,6 +798,28 @@ static VtCode no_images(const char *root, const char *split, int skipped, VtErro
                    root, split, skipped, skipped == 1 ? "" : "s");
 }
 
+/* A class whose every image was skipped as bad would train as a class
+ * with no examples; like an empty class folder, that is an error. */
+static VtCode check_classes_kept(const Scan *sc, const char *root, const char *split,
+                                 VtError *err)
+{
+    int *kept = vt_xcalloc((size_t)sc->num_classes, sizeof *kept);
+    int *seen = vt_xcalloc((size_t)sc->num_classes, sizeof *seen);
+    for (int i = 0; i < sc->count; i++) {
+        seen[sc->items[i].label]++;
+        kept[sc->items[i].label] += sc->items[i].error == NULL;
+    }
+    VtCode code = VT_OK;
+    for (int c = 0; c < sc->num_classes && !code; c++)
+        if (seen[c] > 0 && kept[c] == 0)
+            code = vt_fail(err, VT_ERR_DATA,
+                           "class '%s' of '%s/%s' has no usable images (all %d skipped as bad)",
+                           sc->classes[c], root, split, seen[c]);
+    free(kept);
+    free(seen);
+    return code;
+}
+
 /* Pass 1, the blob, pass 2, the skip bookkeeping; fills ds on success. */
 static VtCode load(Dataset *ds, Scan *sc, const char *root, const char *split,
                    const DatasetOptions *o, VtError *err)
@@ -819,6 +841,8 @@ static VtCode load(Dataset *ds, Scan *sc, const char *root, const char *split,
         code = vt_fail(err, sc->items[bad].code, "%s", sc->items[bad].error);
     else if (good == 0)
         code = no_images(root, split, sc->count, err);
+    else if (good < sc->count)
+        code = check_classes_kept(sc, root, split, err);
     if (code) {
         blob_free(&blob);
         return code;
