@@ -222,6 +222,16 @@ START_TEST(test_export_matches_the_checkpoint)
     free((char *)st.config);
     vit_free(&a);
     vit_free(&b);
+    /* An export exports again to the same bytes. */
+    char again[400];
+    snprintf(again, sizeof again, "%s/again.safetensors", root);
+    const char *re[] = {"--checkpoint", out, "--out", again, NULL};
+    ck_assert_msg(run(cli_export, re) == EXIT_OK, "%s", captured_stderr());
+    size_t n1, n2;
+    unsigned char *first = fixture_read_bytes(out, &n1), *second = fixture_read_bytes(again, &n2);
+    ck_assert(n1 == n2 && memcmp(first, second, n1) == 0);
+    free(first);
+    free(second);
 }
 END_TEST
 

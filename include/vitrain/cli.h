@@ -48,6 +48,8 @@ void cli_checkpoint_path(char *out, size_t size, const char *run_dir_or_file);
 /* Model files are checkpoints, or safetensors exports (named *.safetensors)
  * whose __metadata__ holds the config. */
 bool cli_is_safetensors(const char *path);
+/* The config text saved in a checkpoint or safetensors export (malloc'ed). */
+VtCode cli_config_text(const char *checkpoint, char **text, VtError *err);
 /* Rebuilds the RunConfig saved in a checkpoint or safetensors export. */
 VtCode cli_config_from_checkpoint(RunConfig *cfg, const char *checkpoint, VtError *err);
 /* Loads the parameters of either kind of model file. */

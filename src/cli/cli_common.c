@@ -100,11 +100,16 @@ VtCode cli_load_params(const char *path, const TensorList *list, float *params, 
     return code;
 }
 
+VtCode cli_config_text(const char *checkpoint, char **text, VtError *err)
+{
+    return cli_is_safetensors(checkpoint) ? safetensors_read_config(checkpoint, text, err)
+                                          : checkpoint_read_config(checkpoint, text, err);
+}
+
 VtCode cli_config_from_checkpoint(RunConfig *cfg, const char *checkpoint, VtError *err)
 {
     char *text = NULL;
-    VtCode code = cli_is_safetensors(checkpoint) ? safetensors_read_config(checkpoint, &text, err)
-                                                 : checkpoint_read_config(checkpoint, &text, err);
+    VtCode code = cli_config_text(checkpoint, &text, err);
     if (code)
         return code;
     config_defaults(cfg);

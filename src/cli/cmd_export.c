@@ -11,27 +11,31 @@
 static const char EXPORT_HELP[] =
     "usage: vitrain export --checkpoint FILE --out model.safetensors\n"
     "\n"
-    "Writes the parameters of a checkpoint (a file, or a run folder for its\n"
-    "checkpoint-last) as F32 safetensors with timm's tensor names, and the resolved\n"
-    "config in __metadata__ (\"format\": \"vitrain\", \"config\": INI text).\n";
+    "Writes the parameters of a checkpoint (a file, a run folder for its\n"
+    "checkpoint-last, or a model.safetensors) as F32 safetensors with timm's tensor\n"
+    "names, and the resolved config in __metadata__ (\"format\": \"vitrain\",\n"
+    "\"config\": INI text).\n";
 
 static VtCode export_checkpoint(const char *checkpoint, const char *out, VtError *err)
 {
     static RunConfig cfg;
-    VtCode code = cli_config_from_checkpoint(&cfg, checkpoint, err);
+    char *text = NULL;
+    VtCode code = cli_config_text(checkpoint, &text, err);
+    if (!code) {
+        config_defaults(&cfg);
+        code = config_parse(&cfg, text, checkpoint, err);
+    }
     VitConfig vc;
     if (!code)
         code = vit_config_from_run(&vc, &cfg, cfg.data.img_size, err);
     Vit m = {0};
     if (!code)
         code = vit_create(&m, &vc, 1, err);
-    CheckpointState st;
     if (!code)
-        code = checkpoint_load(checkpoint, &st, &m.param_list, m.params.data, NULL, NULL, err);
-    if (!code) {
-        code = safetensors_save(out, &m.param_list, m.params.data, st.config, err);
-        free((char *)st.config);
-    }
+        code = cli_load_params(checkpoint, &m.param_list, m.params.data, err);
+    if (!code)
+        code = safetensors_save(out, &m.param_list, m.params.data, text, err);
+    free(text);
     if (m.params.data)
         vit_free(&m);
     return code;
