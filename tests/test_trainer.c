@@ -254,6 +254,46 @@ START_TEST(test_resume_refuses_a_foreign_folder)
 }
 END_TEST
 
+/* Resuming in a folder where no file can be created fails before any
+ * training (it failed at the first checkpoint, after the steps). As root
+ * the resume runs in a child that has become the user nobody. */
+START_TEST(test_resume_in_a_read_only_folder_fails_first)
+{
+    make_folder();
+    RunConfig cfg;
+    VtError err;
+    small_config(&cfg, "ro");
+    ck_assert(config_set(&cfg, "train.max_steps=2", &err) == VT_OK);
+    train_ok(&cfg, NULL);
+    char dir[600], checkpoint[700], steps[700];
+    run_dir(dir, sizeof dir, "ro");
+    snprintf(checkpoint, sizeof checkpoint, "%s/checkpoint-last", dir);
+    snprintf(steps, sizeof steps, "%s/steps.csv", dir);
+    ck_assert_int_eq(chmod(root, 0755), 0);
+    ck_assert_int_eq(chmod(dir, 0555), 0);
+    ck_assert_int_eq(chmod(steps, 0666), 0);
+    char config[700];
+    snprintf(config, sizeof config, "%s/config.ini", dir);
+    ck_assert_int_eq(chmod(config, 0666), 0);
+    ck_assert(config_set(&cfg, "train.max_steps=12", &err) == VT_OK);
+    pid_t pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        if (geteuid() == 0 && (setgid(65534) != 0 || setuid(65534) != 0))
+            _exit(2);
+        VtError child_err;
+        VtCode code = train_run(&cfg, dir, checkpoint, &child_err);
+        _exit(code == VT_ERR_IO && strstr(child_err.message, "cannot create files in") ? 0 : 1);
+    }
+    int status;
+    ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+    ck_assert_int_eq(chmod(dir, 0755), 0);
+    ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0, "child status %d", status);
+    /* Nothing was trained: steps.csv still ends at step 2. */
+    ck_assert_int_eq(fixture_count_lines(fixture_read_text(steps)), 1 + 2);
+}
+END_TEST
+
 /* Same config, seed and threads: the same steps.csv, byte for byte (drop
  * path and flips on, so every random stream is in play). */
 START_TEST(test_rerun_writes_the_same_steps_csv)
@@ -468,6 +508,7 @@ Suite *trainer_suite(void)
     tcase_add_test(tc, test_run_writes_its_folder);
     tcase_add_test(tc, test_resume_is_bit_identical);
     tcase_add_test(tc, test_resume_refuses_a_foreign_folder);
+    tcase_add_test(tc, test_resume_in_a_read_only_folder_fails_first);
     tcase_add_test(tc, test_signal_then_resume_is_bit_identical);
     tcase_add_test(tc, test_nan_stops_and_keeps_the_checkpoint);
     tcase_add_test(tc, test_nan_skip_step_goes_on_then_gives_up);

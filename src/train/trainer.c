@@ -28,6 +28,7 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -194,6 +195,23 @@ static VtCode check_resume_dir(Run *run, VtError *err)
     return VT_OK;
 }
 
+/* Checkpoints go through temporary files created next to them: a folder
+ * where no file can be created fails now, not at the first checkpoint
+ * after an epoch of training (config.ini alone may still be writable in
+ * a read-only folder). The probe's name is one remove_stale_temporaries
+ * clears should it be left behind. */
+static VtCode check_writable(const char *dir, VtError *err)
+{
+    char path[VT_PATH_MAX + 64];
+    snprintf(path, sizeof path, "%s/write-test.tmp.%ld", dir, (long)getpid());
+    const int fd = open(path, O_WRONLY | O_CREAT | O_EXCL, 0600);
+    if (fd < 0)
+        return vt_fail(err, VT_ERR_IO, "cannot create files in %s: %s", dir, strerror(errno));
+    close(fd);
+    unlink(path);
+    return VT_OK;
+}
+
 /* Creates the run folder and writes config.ini: a folder that cannot be
  * written fails here, before any data is decoded. Rank 0's business: the
  * other ranks only hear the outcome (dist_agree). */
@@ -205,6 +223,8 @@ static VtCode prepare_run_dir(Run *run, bool resuming, VtError *err)
     VtCode code = make_dirs(run->dir, err);
     if (!code && resuming)
         code = check_resume_dir(run, err);
+    if (!code)
+        code = check_writable(run->dir, err);
     if (code)
         return code;
     remove_stale_temporaries(run->dir);
