@@ -270,10 +270,13 @@ static VtCode open_data(Run *run, VtError *err)
     code = dataset_open(&run->val, cfg->data.root, "val", &o, &run->train, err);
     if (code)
         return code;
+    const bool subset = cfg->data.train_fraction > 0.0f && cfg->data.train_fraction < 1.0f;
     if (run->train.count < cfg->train.batch_size)
         return vt_fail(err, VT_ERR_DATA,
-                       "%s/train has %d images, fewer than one batch (train.batch_size %d)",
-                       cfg->data.root, run->train.count, cfg->train.batch_size);
+                       "%s/train has %d images%s, fewer than one batch (train.batch_size %d)",
+                       cfg->data.root, run->train.count,
+                       subset ? " in its data.train_fraction subset" : "",
+                       cfg->train.batch_size);
     return VT_OK;
 }
 
