@@ -219,17 +219,25 @@ START_TEST(test_resume_is_bit_identical)
 }
 END_TEST
 
+/* A fresh fixture folder and a run `name` in it, stopped by max_steps
+ * ("train.max_steps=N"); cfg keeps its config. */
+static void train_short(RunConfig *cfg, const char *name, const char *max_steps)
+{
+    VtError err;
+    make_folder();
+    small_config(cfg, name);
+    ck_assert(config_set(cfg, max_steps, &err) == VT_OK);
+    train_ok(cfg, NULL);
+}
+
 /* --resume with a checkpoint file writes the run next to it: into a
  * folder of other files (no steps.csv) it refuses, leaving them alone; into
  * a folder holding the checkpoint alone it goes ahead. */
 START_TEST(test_resume_refuses_a_foreign_folder)
 {
-    make_folder();
     RunConfig cfg;
     VtError err;
-    small_config(&cfg, "origin");
-    ck_assert(config_set(&cfg, "train.max_steps=3", &err) == VT_OK);
-    train_ok(&cfg, NULL);
+    train_short(&cfg, "origin", "train.max_steps=3");
     char from[600], dir[600], ckpt[700], notes[700], steps[700];
     run_dir(from, sizeof from, "origin");
     snprintf(from + strlen(from), sizeof from - strlen(from), "/checkpoint-last");
@@ -259,12 +267,9 @@ END_TEST
  * the resume runs in a child that has become the user nobody. */
 START_TEST(test_resume_in_a_read_only_folder_fails_first)
 {
-    make_folder();
     RunConfig cfg;
     VtError err;
-    small_config(&cfg, "ro");
-    ck_assert(config_set(&cfg, "train.max_steps=2", &err) == VT_OK);
-    train_ok(&cfg, NULL);
+    train_short(&cfg, "ro", "train.max_steps=2");
     char dir[600], checkpoint[700], steps[700];
     run_dir(dir, sizeof dir, "ro");
     snprintf(checkpoint, sizeof checkpoint, "%s/checkpoint-last", dir);
