@@ -192,6 +192,26 @@ START_TEST(test_eval_at_two_resolutions_with_logits)
 }
 END_TEST
 
+/* A val folder with the classes renamed (same count, other order) is
+ * refused rather than scored against the wrong labels; the run's own
+ * folder evaluates. */
+START_TEST(test_eval_refuses_other_classes)
+{
+    train_fixture_run();
+    char run_dir[400], dark[400], renamed[400];
+    snprintf(run_dir, sizeof run_dir, "%s/runs/cli", root);
+    snprintf(dark, sizeof dark, "%s/data/val/dark", root);
+    snprintf(renamed, sizeof renamed, "%s/data/val/xdark", root);
+    const char *args[] = {"--checkpoint", run_dir, NULL};
+    ck_assert_msg(run(cli_eval, args) == EXIT_OK, "%s", captured_stderr());
+    ck_assert_int_eq(rename(dark, renamed), 0);
+    ck_assert_int_eq(run(cli_eval, args), EXIT_DATA);
+    ck_assert_msg(strstr(captured_stderr(), "are not those the model was trained on"), "%s",
+                  captured_stderr());
+    ck_assert_int_eq(rename(renamed, dark), 0);
+}
+END_TEST
+
 START_TEST(test_export_matches_the_checkpoint)
 {
     train_fixture_run();
@@ -387,6 +407,7 @@ Suite *cli_suite(void)
     tcase_add_test(tc, test_export_matches_the_checkpoint);
     tcase_add_test(tc, test_bad_invocations);
     tcase_add_test(tc, test_unknown_options_are_named);
+    tcase_add_test(tc, test_eval_refuses_other_classes);
     tcase_add_test(tc, test_ignored_encoding_options_are_named);
     tcase_add_test(tc, test_bad_data_root_fails_before_training);
     tcase_add_test(tc, test_help_tells_and_exits_zero);

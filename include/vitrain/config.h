@@ -71,6 +71,8 @@ typedef struct ModelSection {
                                      * set; read them through config_model_sizes */
     int patch_size;
     int num_classes;               /* num_classes: 0 = the class folders of data.root/train */
+    long long class_digest;        /* class_digest: CRC-32 of the class folder names in label
+                                    * order (dataset_class_digest), -1 = not recorded */
     char pool[16];                 /* pool: token | avg (timm's global_pool) */
     float layer_scale;             /* layer_scale: LayerScale init, 0 = off (timm init_values) */
     float drop_path;               /* drop_path: stochastic depth rate (timm drop_path_rate) */

@@ -71,6 +71,12 @@ VtCode dataset_open(Dataset *ds, const char *root, const char *split,
                     const DatasetOptions *opts, const Dataset *expected_classes, VtError *err);
 void dataset_close(Dataset *ds);
 
+/* CRC-32 over the class folder names in label order, each followed by a
+ * NUL: what a model records of the classes it was trained on
+ * (model.class_digest), so that a folder with other classes, or the same
+ * ones in another order, is not evaluated against the wrong labels. */
+long long dataset_class_digest(const Dataset *ds);
+
 /* How a loader cuts samples out of the cache. */
 typedef struct LoaderOptions {
     int batch_size;

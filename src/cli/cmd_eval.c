@@ -133,12 +133,21 @@ static VtCode load_model(Vit *m, const RunConfig *cfg, const char *checkpoint, i
     return code;
 }
 
-/* The val classes must be the ones the model was trained on. */
+/* The val classes must be the ones the model was trained on: their count,
+ * and where the model recorded them (model.class_digest), their names in
+ * order, else its labels would be read against other classes. */
 static VtCode check_classes(const RunConfig *cfg, const Dataset *val, VtError *err)
 {
     if (val->num_classes != cfg->model.num_classes)
         return vt_fail(err, VT_ERR_DATA, "%s/val has %d classes, the model was trained on %d",
                        cfg->data.root, val->num_classes, cfg->model.num_classes);
+    if (cfg->model.class_digest >= 0 && dataset_class_digest(val) != cfg->model.class_digest)
+        return vt_fail(err, VT_ERR_DATA,
+                       "the class folders of %s/val (%s, ...) are not those the model was "
+                       "trained on: other names or another order (model.class_digest %lld, the "
+                       "folder's %lld)",
+                       cfg->data.root, val->class_names[0], cfg->model.class_digest,
+                       dataset_class_digest(val));
     return VT_OK;
 }
 

@@ -37,6 +37,7 @@
  * have to be validated against the source files.
  */
 #include "vitrain/data.h"
+#include "vitrain/crc32.h"
 
 #include "vitrain/rng.h"
 
@@ -872,6 +873,14 @@ VtCode dataset_open(Dataset *ds, const char *root, const char *split,
     if (code)
         dataset_close(ds);
     return code;
+}
+
+long long dataset_class_digest(const Dataset *ds)
+{
+    uint32_t crc = 0;
+    for (int c = 0; c < ds->num_classes; c++)
+        crc = crc32_update(crc, ds->class_names[c], strlen(ds->class_names[c]) + 1);
+    return (long long)crc;
 }
 
 void dataset_close(Dataset *ds)

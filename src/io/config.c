@@ -143,6 +143,8 @@ static const KeySpec keys[] = {
      .help = "patch side in pixels; img_size must be a multiple"},
     {FIELD("model", "num_classes", model.num_classes), INT(0, 1048576), .def = "0",
      .help = "classes; 0 = the class folders of data.root/train (the run's config.ini records the count)"},
+    {FIELD("model", "class_digest", model.class_digest), INT64(-1, 4294967295LL), .def = "-1",
+     .help = "CRC-32 of the training class folder names in label order, -1 = not recorded; the trainer records it, eval checks a val folder against it"},
     {FIELD("model", "pool", model.pool), CHOICE(pool_names), .def = "token",
      .help = "classifier input: token (the CLS token) or avg (mean of the patch tokens)"},
     {FIELD("model", "layer_scale", model.layer_scale), FLOAT(0.0, INFINITY, OPEN_HI),

@@ -238,7 +238,9 @@ static VtCode prepare_run_dir(Run *run, bool resuming, VtError *err)
 }
 
 /* model.num_classes 0 means "the class folders of the data"; the resolved
- * config then records the count, so the model can be rebuilt from it. */
+ * config then records the count, so the model can be rebuilt from it, and
+ * the digest of the class names, so that eval can tell a folder of other
+ * classes. A run resumed on a folder whose classes changed stops here. */
 static VtCode resolve_classes(Run *run, VtError *err)
 {
     int *classes = &run->cfg.model.num_classes;
@@ -247,6 +249,15 @@ static VtCode resolve_classes(Run *run, VtError *err)
                        "model.num_classes is %d, but %s/train has %d class folders", *classes,
                        run->cfg.data.root, run->train.num_classes);
     *classes = run->train.num_classes;
+    long long *digest = &run->cfg.model.class_digest;
+    const long long found = dataset_class_digest(&run->train);
+    if (*digest >= 0 && *digest != found)
+        return vt_fail(err, VT_ERR_DATA,
+                       "the class folders of %s/train are not those this run was trained on "
+                       "(model.class_digest %lld, the folder's %lld: other names or another "
+                       "order)",
+                       run->cfg.data.root, *digest, found);
+    *digest = found;
     return write_config(run, err);
 }
 
