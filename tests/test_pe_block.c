@@ -372,6 +372,88 @@ START_TEST(test_results_do_not_depend_on_threads)
 }
 END_TEST
 
+/* One pass of pe over every layer with the given params: rotated x into
+ * out, dL/dx_raw into dx, the parameter gradients into grads (zeroed first). */
+static void pass_with(Pe *pe, const float *params, float *grads, const PeGeometry *g, float *out,
+                      float *dx)
+{
+    const AttnDims d = {.B = BATCH, .N = 1 + g->grid_h * g->grid_w, .H = g->heads,
+                        .Dh = g->head_dim};
+    const size_t n = (size_t)d.B * d.N * d.H * d.Dh;
+    const PeStep step = {.train = true, .step = 1, .seed = 1};
+    memset(grads, 0, pe->list->total * sizeof(float));
+    pe->kind->prepare(pe, params, &step);
+    for (int l = 0; l < g->depth; l++) {
+        const float *raw = gc_randn(n, 1.0, 100 + (uint64_t)l);
+        memcpy(out + l * n, raw, n * sizeof(float));
+        pe_forward_in_place(pe, l, out + l * n, &d);
+        memcpy(dx + l * n, gc_randn(n, 1.0, 200 + (uint64_t)l), n * sizeof(float));
+        pe_backward_in_place(pe, l, dx + l * n, raw, &d);
+    }
+    pe->kind->finish(pe, params, grads);
+}
+
+/* LieRE keeps its rotations from one pass to the next while its parameters
+ * stay the same bit for bit: a changed parameter must give the rotations
+ * of a fresh encoding, and a pass on kept rotations its own gradients,
+ * not those of the last pass added. b = 4 rotates head by head, b = 16 =
+ * Dh by products over the batch. */
+START_TEST(test_liere_rotations_follow_their_parameters)
+{
+    const PeGeometry g = pe_test_geometry(16, 3, 2);
+    const size_t n = (size_t)BATCH * (1 + g.grid_h * g.grid_w) * g.heads * g.head_dim * g.depth;
+    const int sizes[] = {4, 16};
+    for (int i = 0; i < 2; i++) {
+        const PeOptions o = block_options("liere", sizes[i]);
+        TensorList list;
+        tensor_list_init(&list);
+        Pe pe, fresh;
+        VtError err;
+        ck_assert_msg(pe_create(&pe, &o, &g, &list, &err) == VT_OK, "%s", err.message);
+        Arena params, grads;
+        arena_create(&params, &list);
+        arena_create(&grads, &list);
+        pe.kind->init(&pe, params.data, 5);
+        float *out[3], *dx[3], *grad[2];
+        for (int k = 0; k < 3; k++) {
+            out[k] = gc_zeros(n);
+            dx[k] = gc_zeros(n);
+        }
+        grad[0] = gc_zeros(list.total);
+        grad[1] = gc_zeros(list.total);
+
+        pass_with(&pe, params.data, grads.data, &g, out[0], dx[0]);
+        memcpy(grad[0], grads.data, list.total * sizeof(float));
+        pass_with(&pe, params.data, grads.data, &g, out[1], dx[1]);
+        ck_assert_msg(memcmp(out[0], out[1], n * sizeof(float)) == 0 &&
+                          memcmp(dx[0], dx[1], n * sizeof(float)) == 0 &&
+                          memcmp(grad[0], grads.data, list.total * sizeof(float)) == 0,
+                      "b = %d: a second pass with the same parameters differs", sizes[i]);
+
+        pe_tensor(&pe, params.data, pe.param[0])[1] += 0.25f; /* block 0's entry (0, 1) */
+        pass_with(&pe, params.data, grads.data, &g, out[1], dx[1]);
+        memcpy(grad[1], grads.data, list.total * sizeof(float));
+        TensorList fresh_list;
+        tensor_list_init(&fresh_list);
+        ck_assert(pe_create(&fresh, &o, &g, &fresh_list, &err) == VT_OK);
+        pass_with(&fresh, params.data, grads.data, &g, out[2], dx[2]);
+        ck_assert_msg(memcmp(out[0], out[1], n * sizeof(float)) != 0,
+                      "b = %d: the changed parameter does not reach the rotations", sizes[i]);
+        ck_assert_msg(memcmp(out[1], out[2], n * sizeof(float)) == 0 &&
+                          memcmp(dx[1], dx[2], n * sizeof(float)) == 0 &&
+                          memcmp(grad[1], grads.data, list.total * sizeof(float)) == 0,
+                      "b = %d: the pass after a change kept rotations of the old parameters",
+                      sizes[i]);
+        pe_destroy(&fresh);
+        tensor_list_free(&fresh_list);
+        pe_destroy(&pe);
+        arena_free(&params);
+        arena_free(&grads);
+        tensor_list_free(&list);
+    }
+}
+END_TEST
+
 START_TEST(test_parameter_names_and_shapes)
 {
     PeGeometry g = pe_test_geometry(16, 3, 3);
@@ -427,6 +509,7 @@ Suite *pe_block_suite(void)
     tcase_add_test(tc, test_perturbation_only_in_training);
     tcase_add_test(tc, test_results_do_not_depend_on_threads);
     tcase_add_test(tc, test_parameter_names_and_shapes);
+    tcase_add_test(tc, test_liere_rotations_follow_their_parameters);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -205,6 +205,11 @@ void br_prepare(BlockRotary *br, const Pe *pe, const float *params, BrGenerator 
             prepare_ray(br, &it, s, pe, params, generator);
         }
     }
+    br_clear_grads(br);
+}
+
+void br_clear_grads(BlockRotary *br)
+{
     memset(br->grad, 0, br_at(br, br->layers, 0, 0, 0) * sizeof(float));
 }
 

@@ -103,6 +103,9 @@ static inline size_t br_at(const BlockRotary *br, int layer, int head, int token
 void br_set_rays(BlockRotary *br, const int *root, const int *power);
 
 void br_prepare(BlockRotary *br, const Pe *pe, const float *params, BrGenerator generator);
+/* The part of br_prepare that a pass needs even when the rotations of the
+ * last one still hold: dR back to zero. */
+void br_clear_grads(BlockRotary *br);
 
 /* Blocks under 16 channels rotate vector by vector, one (image, head) at a
  * time (br_by_heads): each tile (N, Dh) <- R raw of image `image`, head h,
