@@ -5,15 +5,17 @@
 # implementations take turns, REPS times, and each number reported is the
 # median over the repetitions; cblas_sgemm 1024^3 is measured in the same
 # run at each thread count, as the yardstick for GFLOP/s. Results go to
-# docs/PERFORMANCE.md (OUT overrides) and, raw, to $WORK/results.txt.
+# docs/PERFORMANCE.md (OUT overrides); the raw lines to RAW_OUT if set.
 #
 # Knobs (environment): THREADS ("1 2"), MODELS ("tiny small"), INPUTS
 # ("28x1 32x3": size x channels, patch 4), ENCODINGS ("absolute rope_mixed
 # spherical comrope_ld liere liere:dense"; ENC:recompute runs vitrain with
 # train.recompute_attention, less memory for a slower step), BATCH (128), STEPS (timed steps
-# per measurement, 3), REPS (3), OUT. The full default run takes a few
-# hours on 2 cores; QUICK=1 runs ViT-Tiny at 28 px with three encodings,
-# once, in a few minutes.
+# per measurement, 3), REPS (3), OUT, RAW_OUT (a file for the raw lines,
+# from which `awk -f bench/report.awk` makes the tables again; not kept
+# by default). The full default run takes a few hours on 2 cores;
+# QUICK=1 runs ViT-Tiny at 28 px with three encodings, once, in a few
+# minutes.
 set -eu
 
 cd "$(dirname "$0")/.."
@@ -109,3 +111,7 @@ cpu=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n 1)
 } >"$OUT.tmp"
 mv "$OUT.tmp" "$OUT"
 echo "bench.sh: wrote $OUT" >&2
+if [ -n "${RAW_OUT:-}" ]; then
+    cp "$RAW" "$RAW_OUT"
+    echo "bench.sh: wrote $RAW_OUT" >&2
+fi
