@@ -192,6 +192,23 @@ START_TEST(test_eval_at_two_resolutions_with_logits)
 }
 END_TEST
 
+/* --threads 0 means OMP_NUM_THREADS, as train.threads = 0 does; below 0 is
+ * a usage error that names the range. */
+START_TEST(test_eval_threads_zero_is_automatic)
+{
+    train_fixture_run();
+    char run_dir[400];
+    snprintf(run_dir, sizeof run_dir, "%s/runs/cli", root);
+    const char *automatic[] = {"--checkpoint", run_dir, "--threads", "0", NULL};
+    ck_assert_msg(run(cli_eval, automatic) == EXIT_OK, "%s", captured_stderr());
+    ck_assert_ptr_nonnull(strstr(captured_stdout(), "\n12,24,"));
+    const char *negative[] = {"--checkpoint", run_dir, "--threads", "-1", NULL};
+    ck_assert_int_eq(run(cli_eval, negative), EXIT_USAGE);
+    ck_assert_msg(strstr(captured_stderr(), "bad --threads '-1' (0 to 4096)"), "%s",
+                  captured_stderr());
+}
+END_TEST
+
 /* A val folder with the classes renamed (same count, other order) is
  * refused rather than scored against the wrong labels; the run's own
  * folder evaluates. */
@@ -408,6 +425,7 @@ Suite *cli_suite(void)
     tcase_add_test(tc, test_bad_invocations);
     tcase_add_test(tc, test_unknown_options_are_named);
     tcase_add_test(tc, test_eval_refuses_other_classes);
+    tcase_add_test(tc, test_eval_threads_zero_is_automatic);
     tcase_add_test(tc, test_ignored_encoding_options_are_named);
     tcase_add_test(tc, test_bad_data_root_fails_before_training);
     tcase_add_test(tc, test_help_tells_and_exits_zero);

@@ -31,6 +31,8 @@ static const char EVAL_HELP[] =
     "                       image) before the model: the patch-shuffle accuracy drop of\n"
     "                       LieRE Table 5. Without a positional encoding the result is\n"
     "                       unchanged; with one it measures how much position is used.\n"
+    "  --threads N          worker threads, 0 for OMP_NUM_THREADS (default: the\n"
+    "                       train.threads of the checkpoint's run)\n"
     "\n"
     "See 'vitrain --help' for exit statuses.\n";
 
@@ -40,7 +42,7 @@ typedef struct EvalArgs {
     const char *checkpoint, *data, *dump;
     int sizes[MAX_SIZES];
     int size_count;
-    int threads;
+    int threads;  /* -1: the run's train.threads */
     bool shuffle;
     uint64_t shuffle_seed;
 } EvalArgs;
@@ -79,8 +81,8 @@ static int parse_args(EvalArgs *a, int argc, char **argv)
             a->shuffle = true;
             a->shuffle_seed = (uint64_t)v;
         } else if (strcmp(opt, "--threads") == 0) {
-            if (!cli_parse_int(value, 1, 1024, &v))
-                return cli_usage_error("bad --threads '%s'", value);
+            if (!cli_parse_int(value, 0, 4096, &v))
+                return cli_usage_error("bad --threads '%s' (0 to 4096)", value);
             a->threads = (int)v;
         }
     }
@@ -201,7 +203,7 @@ static VtCode eval_at(const RunConfig *cfg, const char *checkpoint, const EvalAr
 
 int cli_eval(int argc, char **argv)
 {
-    EvalArgs a = {0};
+    EvalArgs a = {.threads = -1};
     int rc = parse_args(&a, argc, argv);
     if (rc)
         return rc < 0 ? EXIT_OK : rc;
@@ -221,7 +223,7 @@ int cli_eval(int argc, char **argv)
         if (a.sizes[i] % cfg.model.patch_size != 0)
             return cli_usage_error("--img-size %d is not a multiple of the model's patch size %d",
                                    a.sizes[i], cfg.model.patch_size);
-    threads_setup(a.threads ? a.threads : cfg.train.threads);
+    threads_setup(a.threads >= 0 ? a.threads : cfg.train.threads);
     printf("img_size,images,eval_loss,eval_top1,eval_top5\n");
     for (int i = 0; i < a.size_count && !code; i++)
         code = eval_at(&cfg, checkpoint, &a, a.sizes[i], &err);
