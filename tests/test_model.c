@@ -269,6 +269,52 @@ START_TEST(test_cls_only_last_block_matches_every_token)
 }
 END_TEST
 
+/* A model made for inference shares one block's activations and two
+ * streams among all its blocks: its logits must equal those of a model
+ * planned for training bit for bit (every encoding form, both poolings,
+ * depth 4 so that streams and blocks are reused more than once), in a
+ * fraction of the memory. */
+START_TEST(test_inference_model_matches_the_training_model)
+{
+    const struct {
+        const char *pe;
+        PoolMode pool;
+        int block_size;
+    } cases[] = {{"absolute", POOL_CLS, 0}, {"rope_mixed", POOL_MEAN, 0},
+                 {"liere", POOL_CLS, 16}, {"liere", POOL_MEAN, 16}};
+    enum { B = 3 };
+    for (int i = 0; i < 4; i++) {
+        VitConfig cfg = small_config(cases[i].pe, cases[i].pool);
+        cfg.depth = 4;
+        cfg.heads = 1; /* dense LieRE: one head of 16, rotated by products */
+        if (cases[i].block_size)
+            cfg.pe.block_size = cases[i].block_size;
+        Vit full, lean;
+        VtError err;
+        make_model(&full, &cfg, B);
+        ck_assert_msg(vit_create_inference(&lean, &cfg, B, &err) == VT_OK, "%s", err.message);
+        vit_init_params(&lean, 5);
+        const float *images = gc_randn((size_t)B * cfg.channels * cfg.img_size * cfg.img_size,
+                                       1.0, 11);
+        const VitPass pass = {.train = false};
+        const float *a = vit_forward(&full, images, B, &pass);
+        const float *b = vit_forward(&lean, images, B, &pass);
+        ck_assert_msg(memcmp(a, b, (size_t)B * cfg.num_classes * sizeof(float)) == 0,
+                      "%s: inference logits differ from the training model's", cases[i].pe);
+        /* A second batch through the shared buffers, after the first. */
+        images = gc_randn((size_t)B * cfg.channels * cfg.img_size * cfg.img_size, 1.0, 12);
+        a = vit_forward(&full, images, B, &pass);
+        b = vit_forward(&lean, images, B, &pass);
+        ck_assert_msg(memcmp(a, b, (size_t)B * cfg.num_classes * sizeof(float)) == 0,
+                      "%s: the second batch differs", cases[i].pe);
+        ck_assert_msg(2 * vit_memory_bytes(&lean) < vit_memory_bytes(&full), "%s: %zu vs %zu bytes",
+                      cases[i].pe, vit_memory_bytes(&lean), vit_memory_bytes(&full));
+        vit_free(&full);
+        vit_free(&lean);
+    }
+}
+END_TEST
+
 /* ---- names and sizes -------------------------------------------------------- */
 
 static void expect_tensor(const Vit *m, const char *name, int ndim, const int64_t *shape,
@@ -510,6 +556,7 @@ Suite *model_suite(void)
     tcase_add_test(tc, test_pos_embed_resample_hand_computed);
     tcase_add_test(tc, test_pos_embed_resample_properties);
     tcase_add_test(tc, test_transfer_params_to_another_resolution);
+    tcase_add_test(tc, test_inference_model_matches_the_training_model);
     suite_add_tcase(s, tc);
     return s;
 }

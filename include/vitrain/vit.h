@@ -103,6 +103,7 @@ typedef struct Vit {
     int num_patches;  /* Np = grid^2 */
     int tokens;       /* N = Np + 1 */
     int batch_cap;    /* largest batch the activations hold */
+    bool inference;   /* made by vit_create_inference: forward only */
 
     TensorList param_list;
     Arena params, grads;
@@ -156,6 +157,11 @@ typedef struct VitPass {
 } VitPass;
 
 VtCode vit_create(Vit *m, const VitConfig *cfg, int batch_cap, VtError *err);
+/* A model for forward passes alone (evaluation, export): no gradients, and
+ * one block's activations and two streams shared by every block instead of
+ * what the backward would read, which the model's depth divides. Its
+ * logits equal vit_create's bit for bit; vit_backward refuses it. */
+VtCode vit_create_inference(Vit *m, const VitConfig *cfg, int batch_cap, VtError *err);
 void vit_free(Vit *m);
 
 /* timm-style initialisation from RNG_INIT streams keyed by tensor index. */

@@ -120,14 +120,14 @@ static VtCode load_model(Vit *m, const RunConfig *cfg, const char *checkpoint, i
     Vit trained;
     VtCode code = vit_config_from_run(&vc, cfg, cfg->data.img_size, err);
     if (!code)
-        code = vit_create(&trained, &vc, 1, err);
+        code = vit_create_inference(&trained, &vc, 1, err);
     if (code)
         return code;
     code = cli_load_params(checkpoint, &trained.param_list, trained.params.data, err);
     if (!code) {
         at = vc;
         at.img_size = img_size; /* train_img_size stays: the encoding extrapolates from it */
-        code = vit_create(m, &at, cfg->train.batch_size, err);
+        code = vit_create_inference(m, &at, cfg->train.batch_size, err);
     }
     if (!code)
         vit_transfer_params(m, &trained);

@@ -30,7 +30,7 @@ static VtCode export_checkpoint(const char *checkpoint, const char *out, VtError
         code = vit_config_from_run(&vc, &cfg, cfg.data.img_size, err);
     Vit m = {0};
     if (!code)
-        code = vit_create(&m, &vc, 1, err);
+        code = vit_create_inference(&m, &vc, 1, err);
     if (!code)
         code = cli_load_params(checkpoint, &m.param_list, m.params.data, err);
     if (!code)

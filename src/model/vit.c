@@ -135,6 +135,21 @@ static void plan_attention_scratch(ActPlan *p, Vit *m, int64_t B)
     plan(p, &s->dp_tiles, size.dp_tiles, "grad.attn.dp_tiles");
 }
 
+/* Buffers a forward pass needs from each block to the next: all of them,
+ * kept for the backward; without a backward (m->inference), stream l+1
+ * takes the memory of stream l-1 and every block the buffers of block 0
+ * (bind_activations), since a block reads only its input stream and its
+ * own buffers. */
+static int planned_streams(const Vit *m)
+{
+    return m->inference ? VT_MIN(2, m->cfg.depth + 1) : m->cfg.depth + 1;
+}
+
+static int planned_blocks(const Vit *m)
+{
+    return m->inference ? VT_MIN(1, m->cfg.depth) : m->cfg.depth;
+}
+
 static ActPlan *plan_activations(Vit *m, int64_t B)
 {
     const VitConfig *c = &m->cfg;
@@ -146,9 +161,9 @@ static ActPlan *plan_activations(Vit *m, int64_t B)
     m->stream = vt_xcalloc((size_t)c->depth + 1, sizeof *m->stream);
     m->block_acts = vt_xcalloc((size_t)c->depth, sizeof *m->block_acts);
     plan(p, &m->cols, B * Np * patch_len, "patch_embed.cols");
-    for (int l = 0; l <= c->depth; l++)
+    for (int l = 0; l < planned_streams(m); l++)
         plan(p, &m->stream[l], T * D, "stream.%d", l);
-    for (int l = 0; l < c->depth; l++)
+    for (int l = 0; l < planned_blocks(m); l++)
         plan_block(p, &m->block_acts[l], l, B, m);
     plan(p, &m->normed, T * D, "normed");
     plan_attention_scratch(p, m, B);
@@ -166,7 +181,8 @@ static ActPlan *plan_activations(Vit *m, int64_t B)
     plan(p, &m->logits, B * c->num_classes, "logits");
     plan(p, &m->probs, B * c->num_classes, "probs");
     plan(p, &m->losses, B, "losses");
-    plan_grads(p, &m->grad, B, m);
+    if (!m->inference)
+        plan_grads(p, &m->grad, B, m);
     return p;
 }
 
@@ -177,6 +193,10 @@ static void bind_activations(Vit *m, ActPlan *p)
     for (int i = 0; i < p->count; i++)
         *p->slots[i] = arena_tensor(&m->acts, p->indices[i]);
     act_plan_free(p);
+    for (int l = planned_streams(m); l <= m->cfg.depth; l++)
+        m->stream[l] = m->stream[l % 2];
+    for (int l = planned_blocks(m); l < m->cfg.depth; l++)
+        m->block_acts[l] = m->block_acts[0];
     /* The patch embedding is copied into stream 0 before any LayerNorm
      * runs; gradient scratch of disjoint lifetimes shares memory
      * (VitGradScratch), and dL/d(a LayerNorm's output) takes normed: each
@@ -202,7 +222,7 @@ static double gib(size_t floats)
 static VtCode check_memory(const Vit *m, VtError *err)
 {
     const size_t params = m->param_list.total, acts = m->act_list.total;
-    const size_t planned = 4 * params + acts;
+    const size_t planned = (m->inference ? 1 : 4) * params + acts;
     const uint64_t available = vt_memory_available();
     if (available == 0 || (double)planned * sizeof(float) <= (double)available)
         return VT_OK;
@@ -226,9 +246,11 @@ static void reserve_row_sums(const Vit *m)
     ops_reserve(widest);
 }
 
-VtCode vit_create(Vit *m, const VitConfig *cfg, int batch_cap, VtError *err)
+static VtCode create(Vit *m, const VitConfig *cfg, int batch_cap, bool inference,
+                     VtError *err)
 {
     memset(m, 0, sizeof *m);
+    m->inference = inference;
     VtCode code = vit_config_validate(cfg, err);
     if (code)
         return code;
@@ -254,11 +276,22 @@ VtCode vit_create(Vit *m, const VitConfig *cfg, int batch_cap, VtError *err)
         return code;
     }
     arena_create(&m->params, &m->param_list);
-    arena_create(&m->grads, &m->param_list);
+    if (!inference)
+        arena_create(&m->grads, &m->param_list);
     bind_activations(m, plan);
     reserve_row_sums(m);
     m->cls_only_last = cfg->pool == POOL_CLS;
     return VT_OK;
+}
+
+VtCode vit_create(Vit *m, const VitConfig *cfg, int batch_cap, VtError *err)
+{
+    return create(m, cfg, batch_cap, false, err);
+}
+
+VtCode vit_create_inference(Vit *m, const VitConfig *cfg, int batch_cap, VtError *err)
+{
+    return create(m, cfg, batch_cap, true, err);
 }
 
 void vit_free(Vit *m)
@@ -305,7 +338,7 @@ size_t vit_param_count(const Vit *m)
 
 size_t vit_memory_bytes(const Vit *m)
 {
-    return (2 * m->param_list.total + m->act_list.total) * sizeof(float);
+    return ((m->inference ? 1 : 2) * m->param_list.total + m->act_list.total) * sizeof(float);
 }
 
 /* ---- forward ------------------------------------------------------------- */
@@ -546,6 +579,7 @@ void vit_backward(Vit *m, const int *labels, const VitPass *pass)
     const VitConfig *c = &m->cfg;
     VitGradScratch *g = &m->grad;
     const int B = m->last_batch, D = c->dim, N = m->tokens, T = B * N, K = c->num_classes;
+    VT_ASSERT(!m->inference); /* its activations were not kept */
 
     softmax_xent_backward(g->logits, m->probs, labels, pass->smoothing, 1.0f, B, K);
     linear_backward(g->pooled, grad(m, m->head_w), grad(m, m->head_b), g->logits, m->pooled,
