@@ -217,20 +217,24 @@ static double gib(size_t floats)
     return (double)floats * sizeof(float) / (1024.0 * 1024.0 * 1024.0);
 }
 
-/* Refuses a plan that cannot fit, before anything big is allocated:
- * parameters, gradients, the two AdamW moments and the activations. */
+/* Refuses a plan that cannot fit, before anything big is allocated: the
+ * activations and the parameters, for training also their gradients and
+ * the two AdamW moments. */
 static VtCode check_memory(const Vit *m, VtError *err)
 {
     const size_t params = m->param_list.total, acts = m->act_list.total;
-    const size_t planned = (m->inference ? 1 : 4) * params + acts;
+    const int copies = m->inference ? 1 : 4;
+    const size_t planned = (size_t)copies * params + acts;
     const uint64_t available = vt_memory_available();
     if (available == 0 || (double)planned * sizeof(float) <= (double)available)
         return VT_OK;
     return vt_fail(err, VT_ERR_NOMEM,
-                   "training this model needs %.2f GiB (parameters, gradients and AdamW moments "
-                   "4 x %.2f GiB, activations for batch %d %.2f GiB) but %.2f GiB of memory is "
-                   "available; use a smaller model or train.batch_size",
-                   gib(planned), gib(params), m->batch_cap, gib(acts),
+                   "%s this model needs %.2f GiB (%s %d x %.2f GiB, activations for batch %d "
+                   "%.2f GiB) but %.2f GiB of memory is available; use a smaller model or "
+                   "train.batch_size",
+                   m->inference ? "evaluating" : "training", gib(planned),
+                   m->inference ? "parameters" : "parameters, gradients and AdamW moments",
+                   copies, gib(params), m->batch_cap, gib(acts),
                    (double)available / (1024.0 * 1024.0 * 1024.0));
 }
 
