@@ -111,14 +111,16 @@ END {
         base = p[1] "|" p[2] "|" p[3] "|absolute"
         if (!(base in seen))
             continue
-        base_step = 0
-        for (k = 0; k <= 5; k++)
+        base_step = 0; own_step = 0
+        for (k = 0; k <= 5; k++) {
             base_step += get("vitrain", base, "phase_" k)
+            own_step += get("vitrain", cfg, "phase_" k)
+        }
         extra = get("vitrain", cfg, "phase_2") + get("vitrain", cfg, "phase_3") - \
                 get("vitrain", base, "phase_2") - get("vitrain", base, "phase_3")
         printf "| %s | %s | %s | %s | %+.1f %% | %s | %+.1f %% |\n", p[1], p[2], p[3], p[4],
                100 * (get("vitrain", base, "train_img_s") / get("vitrain", cfg, "train_img_s") - 1),
-               (base_step > 0 ? sprintf("%+.1f %%", 100 * extra / base_step) : "-"),
+               (base_step > 0 && own_step > 0 ? sprintf("%+.1f %%", 100 * extra / base_step) : "-"),
                100 * (get("pytorch", base, "train_img_s") / get("pytorch", cfg, "train_img_s") - 1)
     }
     print ""

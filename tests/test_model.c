@@ -271,22 +271,26 @@ END_TEST
 
 /* A model made for inference shares one block's activations and two
  * streams among all its blocks: its logits must equal those of a model
- * planned for training bit for bit (every encoding form, both poolings,
- * depth 4 so that streams and blocks are reused more than once), in a
- * fraction of the memory. */
+ * planned for training bit for bit (rotations per head and of whole
+ * tensors, both poolings, LayerScale, recomputed attention, depth 4 so
+ * that streams and blocks are reused more than once), in a fraction of
+ * the memory. */
 START_TEST(test_inference_model_matches_the_training_model)
 {
     const struct {
         const char *pe;
         PoolMode pool;
         int block_size;
-    } cases[] = {{"absolute", POOL_CLS, 0}, {"rope_mixed", POOL_MEAN, 0},
-                 {"liere", POOL_CLS, 16}, {"liere", POOL_MEAN, 16}};
+        bool recompute;
+    } cases[] = {{"absolute", POOL_CLS, 0, false}, {"rope_mixed", POOL_MEAN, 0, false},
+                 {"liere", POOL_CLS, 16, false}, {"liere", POOL_MEAN, 16, false},
+                 {"liere", POOL_CLS, 8, true}};
     enum { B = 3 };
-    for (int i = 0; i < 4; i++) {
+    for (int i = 0; i < 5; i++) {
         VitConfig cfg = small_config(cases[i].pe, cases[i].pool);
         cfg.depth = 4;
-        cfg.heads = 1; /* dense LieRE: one head of 16, rotated by products */
+        cfg.heads = 1; /* LieRE b = 16 is dense (products), b = 8 per head */
+        cfg.recompute_attention = cases[i].recompute;
         if (cases[i].block_size)
             cfg.pe.block_size = cases[i].block_size;
         Vit full, lean;

@@ -127,6 +127,10 @@ static void plan_attention_scratch(ActPlan *p, Vit *m, int64_t B)
     if (size.rotated) {
         plan(p, &s->q_rot, size.rotated, "attn.q_rot");
         plan(p, &s->k_rot, size.rotated, "attn.k_rot");
+    }
+    if (m->inference)
+        return; /* the rest serves the backward */
+    if (size.rotated) {
         plan(p, &s->dq_rot, size.rotated_grad, "grad.attn.dq_rot");
         plan(p, &s->dk_rot, size.rotated_grad, "grad.attn.dk_rot");
     }

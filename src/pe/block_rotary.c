@@ -208,9 +208,14 @@ void br_prepare(BlockRotary *br, const Pe *pe, const float *params, BrGenerator 
     br_clear_grads(br);
 }
 
+/* Only after a backward has written dR: a pass without one (evaluation)
+ * neither pays for the memset nor touches the table's pages. */
 void br_clear_grads(BlockRotary *br)
 {
+    if (!br->grad_written)
+        return;
     memset(br->grad, 0, br_at(br, br->layers, 0, 0, 0) * sizeof(float));
+    br->grad_written = false;
 }
 
 /* x (b) <- R x, given Rt = R^T row-major: y = sum_c x_c R[:, c], a sweep
@@ -393,6 +398,7 @@ void br_backward_reduce(BlockRotary *br, int layer, const float *parts, int chun
     const int rotated = d->N - br->first_token;
     const int group = br->heads == 1 ? d->H : 1; /* heads reading one table */
     VT_ASSERT(d->N == br->tokens);
+    br->grad_written = true;
     /* One (head table, token) per iteration, the heads and the chunks
      * summed inside in order: each dR entry has one writer. */
 #pragma omp parallel for schedule(static)
@@ -433,6 +439,7 @@ void br_backward(BlockRotary *br, int layer, float *dx_raw, float *dx, const flo
     const int table = br->layers == 1 ? 0 : layer;
     const int rotated = d->N - br->first_token;
     const int group = br->heads == 1 ? d->H : 1; /* heads reading one table */
+    br->grad_written = true;
     /* One (head table, token) per iteration, its heads and the batch summed
      * inside in order: each dR entry has one writer, whatever the threads. */
 #pragma omp parallel for schedule(static)
@@ -489,6 +496,7 @@ static void finish_ray(BlockRotary *br, const Item *it, BrScratch *s, const Pe *
 void br_finish(BlockRotary *br, const Pe *pe, const float *params, BrGenerator generator)
 {
     const int items = item_count(br);
+    br->grad_written = true;
 #pragma omp parallel num_threads(region_threads(br))
     {
         BrScratch *s = &br->scratch[omp_get_thread_num()];

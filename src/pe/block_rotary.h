@@ -69,6 +69,7 @@ typedef struct BlockRotary {
                          dx = R^T dy run as vectorisable column sweeps; NULL
                          for blocks rotated by products (block_rotary.c) */
     float *grad;      /* same shape: dL/dR while backward runs, dL/dG after br_finish */
+    bool grad_written; /* whether grad may hold anything but zeros (br_clear_grads) */
     int rays;         /* ray r holds the tokens ray_token[ray_start[r] ..
                          ray_start[r + 1]) in power order (br_set_rays) */
     int *ray_start;   /* (rays + 1) */
