@@ -278,6 +278,28 @@ typedef struct Pass {
     size_t total;
 } Pass;
 
+/* One pass of pe over every layer with the given params: rotated x into
+ * out, dL/dx_raw into dx, the parameter gradients into grads (zeroed
+ * first). The same numbers serve as the split x and as the raw qkv rows:
+ * only the equality of passes is checked, not their values. */
+static void pass_with(Pe *pe, const float *params, float *grads, const PeGeometry *g,
+                      const PeStep *step, float *out, float *dx)
+{
+    const AttnDims d = {.B = BATCH, .N = 1 + g->grid_h * g->grid_w, .H = g->heads,
+                        .Dh = g->head_dim};
+    const size_t n = (size_t)d.B * d.N * d.H * d.Dh;
+    memset(grads, 0, pe->list->total * sizeof(float));
+    pe->kind->prepare(pe, params, step);
+    for (int l = 0; l < g->depth; l++) {
+        const float *raw = gc_randn(n, 1.0, 100 + (uint64_t)l);
+        memcpy(out + l * n, raw, n * sizeof(float));
+        pe_forward_in_place(pe, l, out + l * n, &d);
+        memcpy(dx + l * n, gc_randn(n, 1.0, 200 + (uint64_t)l), n * sizeof(float));
+        pe_backward_in_place(pe, l, dx + l * n, raw, &d);
+    }
+    pe->kind->finish(pe, params, grads);
+}
+
 /* Raw x and dy are drawn from fixed seeds; the Pe is fresh each time. */
 static Pass run_pass(const PeOptions *o, const PeGeometry *g, const PeStep *step)
 {
@@ -290,22 +312,10 @@ static Pass run_pass(const PeOptions *o, const PeGeometry *g, const PeStep *step
     arena_create(&params, &list);
     arena_create(&grads, &list);
     pe.kind->init(&pe, params.data, 5);
-    const AttnDims d = {.B = BATCH, .N = 1 + g->grid_h * g->grid_w, .H = g->heads,
-                        .Dh = g->head_dim};
-    const size_t n = (size_t)d.B * d.N * d.H * d.Dh;
+    const size_t n = (size_t)BATCH * (1 + g->grid_h * g->grid_w) * g->heads * g->head_dim;
     Pass p = {.out = gc_zeros(n * g->depth), .dx = gc_zeros(n * g->depth),
               .grads = gc_zeros(list.total), .total = list.total};
-    pe.kind->prepare(&pe, params.data, step);
-    for (int l = 0; l < g->depth; l++) {
-        /* The same numbers serve as the split x and as the raw qkv rows:
-         * only the equality of passes is checked here, not their values. */
-        const float *raw = gc_randn(n, 1.0, 100 + (uint64_t)l);
-        memcpy(p.out + l * n, raw, n * sizeof(float));
-        pe_forward_in_place(&pe, l, p.out + l * n, &d);
-        memcpy(p.dx + l * n, gc_randn(n, 1.0, 200 + (uint64_t)l), n * sizeof(float));
-        pe_backward_in_place(&pe, l, p.dx + l * n, raw, &d);
-    }
-    pe.kind->finish(&pe, params.data, grads.data);
+    pass_with(&pe, params.data, grads.data, g, step, p.out, p.dx);
     memcpy(p.grads, grads.data, list.total * sizeof(float));
     pe_destroy(&pe);
     arena_free(&params);
@@ -372,27 +382,6 @@ START_TEST(test_results_do_not_depend_on_threads)
 }
 END_TEST
 
-/* One pass of pe over every layer with the given params: rotated x into
- * out, dL/dx_raw into dx, the parameter gradients into grads (zeroed first). */
-static void pass_with(Pe *pe, const float *params, float *grads, const PeGeometry *g, float *out,
-                      float *dx)
-{
-    const AttnDims d = {.B = BATCH, .N = 1 + g->grid_h * g->grid_w, .H = g->heads,
-                        .Dh = g->head_dim};
-    const size_t n = (size_t)d.B * d.N * d.H * d.Dh;
-    const PeStep step = {.train = true, .step = 1, .seed = 1};
-    memset(grads, 0, pe->list->total * sizeof(float));
-    pe->kind->prepare(pe, params, &step);
-    for (int l = 0; l < g->depth; l++) {
-        const float *raw = gc_randn(n, 1.0, 100 + (uint64_t)l);
-        memcpy(out + l * n, raw, n * sizeof(float));
-        pe_forward_in_place(pe, l, out + l * n, &d);
-        memcpy(dx + l * n, gc_randn(n, 1.0, 200 + (uint64_t)l), n * sizeof(float));
-        pe_backward_in_place(pe, l, dx + l * n, raw, &d);
-    }
-    pe->kind->finish(pe, params, grads);
-}
-
 /* LieRE keeps its rotations from one pass to the next while its parameters
  * stay the same bit for bit: a changed parameter must give the rotations
  * of a fresh encoding, and a pass on kept rotations its own gradients,
@@ -402,6 +391,7 @@ START_TEST(test_liere_rotations_follow_their_parameters)
 {
     const PeGeometry g = pe_test_geometry(16, 3, 2);
     const size_t n = (size_t)BATCH * (1 + g.grid_h * g.grid_w) * g.heads * g.head_dim * g.depth;
+    const PeStep step = {.train = true, .step = 1, .seed = 1};
     const int sizes[] = {4, 16};
     for (int i = 0; i < 2; i++) {
         const PeOptions o = block_options("liere", sizes[i]);
@@ -422,21 +412,21 @@ START_TEST(test_liere_rotations_follow_their_parameters)
         grad[0] = gc_zeros(list.total);
         grad[1] = gc_zeros(list.total);
 
-        pass_with(&pe, params.data, grads.data, &g, out[0], dx[0]);
+        pass_with(&pe, params.data, grads.data, &g, &step, out[0], dx[0]);
         memcpy(grad[0], grads.data, list.total * sizeof(float));
-        pass_with(&pe, params.data, grads.data, &g, out[1], dx[1]);
+        pass_with(&pe, params.data, grads.data, &g, &step, out[1], dx[1]);
         ck_assert_msg(memcmp(out[0], out[1], n * sizeof(float)) == 0 &&
                           memcmp(dx[0], dx[1], n * sizeof(float)) == 0 &&
                           memcmp(grad[0], grads.data, list.total * sizeof(float)) == 0,
                       "b = %d: a second pass with the same parameters differs", sizes[i]);
 
         pe_tensor(&pe, params.data, pe.param[0])[1] += 0.25f; /* block 0's entry (0, 1) */
-        pass_with(&pe, params.data, grads.data, &g, out[1], dx[1]);
+        pass_with(&pe, params.data, grads.data, &g, &step, out[1], dx[1]);
         memcpy(grad[1], grads.data, list.total * sizeof(float));
         TensorList fresh_list;
         tensor_list_init(&fresh_list);
         ck_assert(pe_create(&fresh, &o, &g, &fresh_list, &err) == VT_OK);
-        pass_with(&fresh, params.data, grads.data, &g, out[2], dx[2]);
+        pass_with(&fresh, params.data, grads.data, &g, &step, out[2], dx[2]);
         ck_assert_msg(memcmp(out[0], out[1], n * sizeof(float)) != 0,
                       "b = %d: the changed parameter does not reach the rotations", sizes[i]);
         ck_assert_msg(memcmp(out[1], out[2], n * sizeof(float)) == 0 &&

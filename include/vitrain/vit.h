@@ -159,8 +159,9 @@ typedef struct VitPass {
 VtCode vit_create(Vit *m, const VitConfig *cfg, int batch_cap, VtError *err);
 /* A model for forward passes alone (evaluation, export): no gradients, and
  * one block's activations and two streams shared by every block instead of
- * what the backward would read, which the model's depth divides. Its
- * logits equal vit_create's bit for bit; vit_backward refuses it. */
+ * every block's kept for the backward (about 1/depth of the activation
+ * memory). Its logits equal vit_create's bit for bit; vit_backward refuses
+ * it. */
 VtCode vit_create_inference(Vit *m, const VitConfig *cfg, int batch_cap, VtError *err);
 void vit_free(Vit *m);
 
