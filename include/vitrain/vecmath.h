@@ -27,6 +27,14 @@ static inline float vec_fmaf(float a, float b, float c)
 #endif
 }
 
+/* Cephes' e^r = 1 + r + r^2 p(r) on |r| <= ln(2) / 2: p's coefficients,
+ * highest degree first (the vector versions in head_kernels.c and gelu.c
+ * use them too). */
+enum { VEC_EXP_TERMS = 6 };
+static const float VEC_EXP_POLY[VEC_EXP_TERMS] = {1.9875691500e-4f, 1.3981999507e-3f,
+                                                  8.3334519073e-3f, 4.1665795894e-2f,
+                                                  1.6666665459e-1f, 5.0000001201e-1f};
+
 /* e^x for x the caller keeps in [-87, 88] (so never NaN): the clamps of
  * vec_expf cost a fifth of GELU's time, which bounds its argument once
  * instead. Written without libm calls (floorf) so that loops vectorize. */
@@ -35,12 +43,14 @@ static inline float vec_expf_in_range(float x)
     /* k = round(x / ln 2): adding 1.5 * 2^23 pushes the fraction out. */
     const float k = (x * 1.44269504088896341f + 12582912.0f) - 12582912.0f;
     const float r = (x - k * 0.693359375f) + k * 2.12194440e-4f;
-    float p = 1.9875691500e-4f;
-    p = vec_fmaf(p, r, 1.3981999507e-3f);
-    p = vec_fmaf(p, r, 8.3334519073e-3f);
-    p = vec_fmaf(p, r, 4.1665795894e-2f);
-    p = vec_fmaf(p, r, 1.6666665459e-1f);
-    p = vec_fmaf(p, r, 5.0000001201e-1f);
+    /* Written out: a loop here would keep the callers' loops from
+     * vectorizing. */
+    float p = VEC_EXP_POLY[0];
+    p = vec_fmaf(p, r, VEC_EXP_POLY[1]);
+    p = vec_fmaf(p, r, VEC_EXP_POLY[2]);
+    p = vec_fmaf(p, r, VEC_EXP_POLY[3]);
+    p = vec_fmaf(p, r, VEC_EXP_POLY[4]);
+    p = vec_fmaf(p, r, VEC_EXP_POLY[5]);
     p = vec_fmaf(p, r * r, r + 1.0f);
     const union {
         uint32_t bits;
