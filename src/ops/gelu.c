@@ -31,40 +31,10 @@
 static const float TAIL = 13.0f;
 static const float SQRT_HALF = 0.70710678118654752f, INV_SQRT_2PI = 0.39894228040143268f;
 
-/* Float comparisons keep the compiler from vectorizing a loop without
- * AVX-512's masks (GELU ran scalar on AVX2), so the selects below work on
- * the bits. */
-static inline uint32_t bits_of(float x)
-{
-    const union {
-        float value;
-        uint32_t bits;
-    } u = {x};
-    return u.bits;
-}
-
-static inline float float_of(uint32_t bits)
-{
-    const union {
-        uint32_t bits;
-        float value;
-    } u = {bits};
-    return u.value;
-}
-
-/* min(|x|, TAIL), NaN giving TAIL: for floats without a sign, the order of
- * their bits as integers is theirs, and a NaN's bits exceed infinity's. */
 static inline float magnitude(float x)
 {
-    const uint32_t a = bits_of(x) & 0x7fffffffu, tail = bits_of(TAIL);
-    return float_of(a < tail ? a : tail);
-}
-
-/* if_negative where x's sign bit is set, else if_positive. */
-static inline float by_sign(float x, float if_negative, float if_positive)
-{
-    const uint32_t negative = (uint32_t)((int32_t)bits_of(x) >> 31);
-    return float_of((bits_of(if_negative) & negative) | (bits_of(if_positive) & ~negative));
+    const float a = fabsf(x);
+    return a < TAIL ? a : TAIL;
 }
 
 /* erfcc's fit: erfc(z) = t e^(-z^2 + P(t)), t = 1 / (1 + z / 2), with P's
@@ -95,7 +65,7 @@ static inline float normal_cdf(float x)
      * 6e-8 in relative error of the tail. The exponent is in [-86, 0]. */
     const float hi = 0.5f * (a * a), lo = 0.5f * fmaf(a, a, -(a * a));
     const float erfc_z = t * vec_expf_in_range(-hi + p) * (1.0f - lo); /* erfc(|x| / sqrt 2) */
-    return by_sign(x, 0.5f * erfc_z, 1.0f - 0.5f * erfc_z);
+    return x >= 0.0f ? 1.0f - 0.5f * erfc_z : 0.5f * erfc_z;
 }
 
 static inline float normal_pdf(float x)
