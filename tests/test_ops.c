@@ -303,6 +303,43 @@ START_TEST(test_gelu_recompute_matches_forward_and_backward)
 }
 END_TEST
 
+START_TEST(test_gelu_any_length_writes_its_elements_only)
+{
+    /* The vector path runs whole groups of lanes and masks the last one:
+     * at every length each element gets the value it has in a longer
+     * array, and nothing past the end is written. */
+    enum { MAX = 3 * 64 + 17, GUARD = 64 };
+    const float untouched = -7.0f;
+    float *x = gc_randn(MAX, 3, 43), *dy = gc_randn(MAX, 1, 44);
+    float *ref_y = gc_zeros(MAX), *ref_slope = gc_zeros(MAX), *ref_dx = gc_zeros(MAX);
+    float *y = gc_zeros(MAX + GUARD), *slope = gc_zeros(MAX + GUARD);
+    gelu_forward_slope(ref_y, ref_slope, x, MAX);
+    gelu_backward(ref_dx, dy, x, MAX);
+    for (int n = 1; n <= MAX; n++) {
+        for (int pass = 0; pass < 3; pass++) {
+            for (int i = 0; i < MAX + GUARD; i++)
+                y[i] = slope[i] = untouched;
+            const float *want = pass == 2 ? ref_dx : ref_y;
+            if (pass == 0)
+                gelu_forward(y, x, n);
+            else if (pass == 1)
+                gelu_forward_slope(y, slope, x, n);
+            else
+                gelu_backward(y, dy, x, n);
+            for (int i = 0; i < n; i++) {
+                ck_assert_msg(y[i] == want[i], "pass %d, n = %d: element %d %.9g, expected %.9g",
+                              pass, n, i, (double)y[i], (double)want[i]);
+                if (pass == 1)
+                    ck_assert_msg(slope[i] == ref_slope[i], "n = %d: slope %d", n, i);
+            }
+            for (int i = n; i < MAX + GUARD; i++)
+                ck_assert_msg(y[i] == untouched && slope[i] == untouched,
+                              "pass %d, n = %d: element %d past the end was written", pass, n, i);
+        }
+    }
+}
+END_TEST
+
 /* ---- GELU then linear ------------------------------------------------------ */
 
 /* Two chunks of rows, the second short, so that every chunk boundary of
@@ -671,6 +708,7 @@ Suite *ops_suite(void)
     tcase_add_test(values, test_vec_expf_matches_exp_in_double);
     tcase_add_test(values, test_gelu_matches_erf_in_double);
     tcase_add_test(values, test_gelu_recompute_matches_forward_and_backward);
+    tcase_add_test(values, test_gelu_any_length_writes_its_elements_only);
     tcase_add_test(values, test_linear_residual_and_in_place_backward);
     tcase_add_test(values, test_gelu_linear_matches_gelu_and_linear);
     tcase_add_test(values, test_layernorm_recompute_matches_forward);
