@@ -4,6 +4,7 @@
 #   make test       build and run the default test suite (slow cases excluded)
 #   make test-all   the whole suite, slow cases included
 #   make sanitize   the default suite built with ASan + UBSan
+#   make test-avx2  the default suite built for AVX2 without AVX-512 (x86-64-v3)
 #   make debug      build/debug/vitrain without optimisation
 #   make deps       install the Debian packages the build needs
 #   make data       prepare data/fashion-mnist from Debian's dataset-fashion-mnist
@@ -62,6 +63,8 @@ endif
 # 256-bit preference; elsewhere the flag changes nothing.
 OPT_release := -O3 -march=native -mprefer-vector-width=512
 OPT_debug := -O0 -g3
+# What a machine without AVX-512 runs: the 256-bit paths of the kernels.
+OPT_avx2 := -O3 -march=x86-64-v3
 # valgrind cannot execute AVX-512; AVX2 it can.
 OPT_valgrind := -O1 -g -march=x86-64-v3
 OPT_sanitize := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined \
@@ -90,7 +93,7 @@ BENCH_BINS := $(patsubst bench/%.c,$(BUILD)/bench/%,$(sort $(wildcard bench/*.c)
 # Check forks one child per test; a suite over the 10-minute budget is a bug.
 TEST_ENV := CK_EXCLUDE_TAGS=slow
 
-.PHONY: all test test-all test-torch sanitize debug valgrind deps data data-arrows study-smoke \
+.PHONY: all test test-all test-torch sanitize test-avx2 debug valgrind deps data data-arrows study-smoke \
         bench bench-loader bench-pe bench-rotation bench-attention docs clean fuzz fuzz-build fuzz-regress test-mpi bench-mpi \
         mpi-tools FORCE
 
@@ -137,7 +140,7 @@ $(BUILD)/%.o: %.c
 # bench-rotation) and round once per product.
 # The rest of the code keeps ISO contraction, so that results stay the
 # same between functions the tests require to agree bit for bit.
-ifeq ($(MODE),release)
+ifneq ($(filter release avx2,$(MODE)),)
 $(BUILD)/src/pe/block_rotary.o $(BUILD)/src/pe/skew_expm.o: CFLAGS += -mprefer-vector-width=256 -ffp-contract=fast
 endif
 
@@ -157,6 +160,13 @@ sanitize:
 	$(MAKE) MODE=sanitize build/sanitize/vitrain_tests
 	ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 CK_TIMEOUT_MULTIPLIER=4 \
 	    $(TEST_ENV) build/sanitize/vitrain_tests
+
+# The head kernels and GELU have a path for AVX-512 and one for AVX2:
+# `make test` on an AVX-512 machine checks the first, this the second.
+test-avx2:
+	@grep -qw avx2 /proc/cpuinfo || { echo "test-avx2: this CPU has no AVX2"; exit 1; }
+	$(MAKE) MODE=avx2 build/avx2/vitrain_tests
+	$(TEST_ENV) build/avx2/vitrain_tests
 
 debug:
 	$(MAKE) MODE=debug build/debug/vitrain

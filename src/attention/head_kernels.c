@@ -3,16 +3,17 @@
  * head_kernels.h).
  *
  * head_gemm keeps a block of 5 rows x 64 columns of C in 20 vector
- * registers; every step along k loads one row of B (4 vectors) and
- * broadcasts one element of A per row, 20 fused multiply-adds for 9 loads.
- * Five rows divide the token counts of 28 and 32 px images at patch 4
- * (N = 50, 65); a last block with fewer rows repeats the last row of A
- * rather than branching in the loop, and stores only the rows that exist.
- * The score kernels run every column panel of a block of rows, then its
- * softmax (or softmax backward) in AVX-512, the five rows through each
- * pass together. Without AVX-512 the same functions are plain loops
- * (correct, not fast, for the tests) and head_sgemm sends every product
- * to OpenBLAS.
+ * registers on AVX-512 (5 x 16 in 10 on AVX2); every step along k loads
+ * one row of B (4 vectors, or 2) and broadcasts one element of A per row,
+ * 20 fused multiply-adds for 9 loads (10 for 7). Five rows divide the
+ * token counts of 28 and 32 px images at patch 4 (N = 50, 65); a last
+ * block with fewer rows repeats the last row of A rather than branching in
+ * the loop, and stores only the rows that exist. The score kernels run
+ * every column panel of a block of rows, then its softmax (or softmax
+ * backward), the five rows through each pass together. Both widths share
+ * the code through a few vector operations defined for each. Without
+ * either the same functions are plain loops (correct, not fast, for the
+ * tests) and head_sgemm sends every product to OpenBLAS.
  */
 #include "head_kernels.h"
 
@@ -54,12 +55,148 @@ void fetch_queue_rows(FetchQueue *q, const float *at, int64_t ld, int rows, int 
     q->count = count;
 }
 
-#ifdef __AVX512F__
+#if defined(__AVX512F__) || (defined(__AVX2__) && defined(__FMA__))
+#define HEAD_KERNELS 1
 #include <immintrin.h>
 
-/* A block is ROWS rows of up to VECS vectors: 20 accumulators. */
-enum { LANES = 16, ROWS = 5, VECS = 4, COLS = VECS * LANES };
-typedef __m512 Block[ROWS][VECS];
+/*
+ * The few vector operations the kernels use, for each width. On AVX-512 a
+ * block is 5 rows of 4 vectors (20 of the 32 registers hold accumulators);
+ * on AVX2 5 rows of 2 (10 of 16, leaving room for the row of B and the
+ * broadcast). Lanes select the columns of a part-filled vector: a mask
+ * register on AVX-512, a vector of all-ones or zero lanes on AVX2.
+ */
+#ifdef __AVX512F__
+typedef __m512 Vec;
+typedef __mmask16 Lanes;
+#define VECTORS_PER_ROW 4
+enum { LANES = 16 };
+
+static inline Lanes first_lanes(int n) { return (Lanes)(0xFFFFu >> (LANES - n)); }
+static inline Vec v_load(const float *p) { return _mm512_loadu_ps(p); }
+static inline Vec v_load_lanes(Lanes m, const float *p) { return _mm512_maskz_loadu_ps(m, p); }
+static inline void v_store(float *p, Vec v) { _mm512_storeu_ps(p, v); }
+static inline void v_store_lanes(float *p, Lanes m, Vec v) { _mm512_mask_storeu_ps(p, m, v); }
+static inline Vec v_set1(float x) { return _mm512_set1_ps(x); }
+static inline Vec v_zero(void) { return _mm512_setzero_ps(); }
+static inline Vec v_add(Vec a, Vec b) { return _mm512_add_ps(a, b); }
+static inline Vec v_sub(Vec a, Vec b) { return _mm512_sub_ps(a, b); }
+static inline Vec v_mul(Vec a, Vec b) { return _mm512_mul_ps(a, b); }
+static inline Vec v_fmadd(Vec a, Vec b, Vec c) { return _mm512_fmadd_ps(a, b, c); }
+static inline Vec v_max(Vec a, Vec b) { return _mm512_max_ps(a, b); }
+static inline Vec v_min(Vec a, Vec b) { return _mm512_min_ps(a, b); }
+static inline Vec v_keep(Lanes m, Vec v) { return _mm512_maskz_mov_ps(m, v); }
+static inline Vec v_select(Lanes m, Vec yes, Vec no) { return _mm512_mask_blend_ps(m, no, yes); }
+static inline float v_sum(Vec v) { return _mm512_reduce_add_ps(v); }
+static inline float v_top(Vec v) { return _mm512_reduce_max_ps(v); }
+static inline Lanes v_numbers(Vec x) { return _mm512_cmp_ps_mask(x, x, _CMP_ORD_Q); }
+/* 2^k for whole k in the float exponent's range. */
+static inline Vec v_pow2(Vec k)
+{
+    const __m512i e = _mm512_add_epi32(_mm512_cvtps_epi32(k), _mm512_set1_epi32(127));
+    return _mm512_castsi512_ps(_mm512_slli_epi32(e, 23));
+}
+
+/* In registers: r[i] lane j <- r[j] lane i. Three rounds, each swapping
+ * ever larger groups: single floats, pairs, then 128-bit quarters (twice). */
+static inline __attribute__((always_inline)) void transpose_registers(Vec r[LANES])
+{
+    Vec t[16];
+    for (int i = 0; i < 16; i += 2) {
+        t[i] = _mm512_unpacklo_ps(r[i], r[i + 1]);
+        t[i + 1] = _mm512_unpackhi_ps(r[i], r[i + 1]);
+    }
+    for (int i = 0; i < 16; i += 4) {
+        r[i] = _mm512_shuffle_ps(t[i], t[i + 2], 0x44);
+        r[i + 1] = _mm512_shuffle_ps(t[i], t[i + 2], 0xEE);
+        r[i + 2] = _mm512_shuffle_ps(t[i + 1], t[i + 3], 0x44);
+        r[i + 3] = _mm512_shuffle_ps(t[i + 1], t[i + 3], 0xEE);
+    }
+    for (int i = 0; i < 4; i++) {
+        t[i] = _mm512_shuffle_f32x4(r[i], r[i + 4], 0x88);
+        t[i + 4] = _mm512_shuffle_f32x4(r[i], r[i + 4], 0xDD);
+        t[i + 8] = _mm512_shuffle_f32x4(r[i + 8], r[i + 12], 0x88);
+        t[i + 12] = _mm512_shuffle_f32x4(r[i + 8], r[i + 12], 0xDD);
+    }
+    for (int i = 0; i < 8; i++) {
+        r[i] = _mm512_shuffle_f32x4(t[i], t[i + 8], 0x88);
+        r[i + 8] = _mm512_shuffle_f32x4(t[i], t[i + 8], 0xDD);
+    }
+}
+
+#else /* AVX2 with FMA */
+typedef __m256 Vec;
+typedef __m256i Lanes;
+#define VECTORS_PER_ROW 2
+enum { LANES = 8 };
+
+static inline Lanes first_lanes(int n)
+{
+    return _mm256_cmpgt_epi32(_mm256_set1_epi32(n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+}
+static inline Vec v_load(const float *p) { return _mm256_loadu_ps(p); }
+static inline Vec v_load_lanes(Lanes m, const float *p) { return _mm256_maskload_ps(p, m); }
+static inline void v_store(float *p, Vec v) { _mm256_storeu_ps(p, v); }
+static inline void v_store_lanes(float *p, Lanes m, Vec v) { _mm256_maskstore_ps(p, m, v); }
+static inline Vec v_set1(float x) { return _mm256_set1_ps(x); }
+static inline Vec v_zero(void) { return _mm256_setzero_ps(); }
+static inline Vec v_add(Vec a, Vec b) { return _mm256_add_ps(a, b); }
+static inline Vec v_sub(Vec a, Vec b) { return _mm256_sub_ps(a, b); }
+static inline Vec v_mul(Vec a, Vec b) { return _mm256_mul_ps(a, b); }
+static inline Vec v_fmadd(Vec a, Vec b, Vec c) { return _mm256_fmadd_ps(a, b, c); }
+static inline Vec v_max(Vec a, Vec b) { return _mm256_max_ps(a, b); }
+static inline Vec v_min(Vec a, Vec b) { return _mm256_min_ps(a, b); }
+static inline Vec v_keep(Lanes m, Vec v) { return _mm256_and_ps(v, _mm256_castsi256_ps(m)); }
+static inline Vec v_select(Lanes m, Vec yes, Vec no)
+{
+    return _mm256_blendv_ps(no, yes, _mm256_castsi256_ps(m));
+}
+static inline float v_sum(Vec v)
+{
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    return _mm_cvtss_f32(_mm_add_ss(s, _mm_movehdup_ps(s)));
+}
+static inline float v_top(Vec v)
+{
+    __m128 s = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_max_ps(s, _mm_movehl_ps(s, s));
+    return _mm_cvtss_f32(_mm_max_ss(s, _mm_movehdup_ps(s)));
+}
+static inline Lanes v_numbers(Vec x) { return _mm256_castps_si256(_mm256_cmp_ps(x, x, _CMP_ORD_Q)); }
+static inline Vec v_pow2(Vec k)
+{
+    const __m256i e = _mm256_add_epi32(_mm256_cvtps_epi32(k), _mm256_set1_epi32(127));
+    return _mm256_castsi256_ps(_mm256_slli_epi32(e, 23));
+}
+
+/* In registers: r[i] lane j <- r[j] lane i: floats, pairs, then halves. */
+static inline __attribute__((always_inline)) void transpose_registers(Vec r[LANES])
+{
+    Vec t[8];
+    for (int i = 0; i < 8; i += 2) {
+        t[i] = _mm256_unpacklo_ps(r[i], r[i + 1]);
+        t[i + 1] = _mm256_unpackhi_ps(r[i], r[i + 1]);
+    }
+    for (int i = 0; i < 8; i += 4) {
+        r[i] = _mm256_shuffle_ps(t[i], t[i + 2], 0x44);
+        r[i + 1] = _mm256_shuffle_ps(t[i], t[i + 2], 0xEE);
+        r[i + 2] = _mm256_shuffle_ps(t[i + 1], t[i + 3], 0x44);
+        r[i + 3] = _mm256_shuffle_ps(t[i + 1], t[i + 3], 0xEE);
+    }
+    for (int i = 0; i < 4; i++) {
+        t[i] = _mm256_permute2f128_ps(r[i], r[i + 4], 0x20);
+        t[i + 4] = _mm256_permute2f128_ps(r[i], r[i + 4], 0x31);
+    }
+    for (int i = 0; i < 8; i++)
+        r[i] = t[i];
+}
+#endif
+
+/* A block is ROWS rows of up to VECS vectors of accumulators. */
+enum { ROWS = HEAD_BLOCK_ROWS, VECS = VECTORS_PER_ROW, COLS = VECS * LANES };
+static_assert(COLS == HEAD_BLOCK_COLS, "head_kernels.h names the block's columns");
+typedef Vec Block[ROWS][VECS];
 
 bool head_kernels_take(int M, int N, int K, bool trans_b)
 {
@@ -68,39 +205,37 @@ bool head_kernels_take(int M, int N, int K, bool trans_b)
            (!trans_b || tile_fits(N, K));
 }
 
-/* The lanes of the last of nv vectors that hold one of `cols` columns. */
-static __mmask16 last_vector_mask(int cols, int nv)
-{
-    return (__mmask16)(0xFFFFu >> (nv * LANES - cols));
-}
-
 /* One step along k of a block: row k of B times column k of A. */
 static inline __attribute__((always_inline)) void gemm_step(Block acc,
                                                             const float *const a_rows[ROWS],
                                                             int64_t at, const float *b_row,
-                                                            const int nv, __mmask16 last)
+                                                            const int nv, const bool part,
+                                                            Lanes last)
 {
-    __m512 bv[VECS];
+    Vec bv[VECS];
     for (int v = 0; v < nv - 1; v++)
-        bv[v] = _mm512_loadu_ps(b_row + v * LANES);
-    bv[nv - 1] = _mm512_maskz_loadu_ps(last, b_row + (nv - 1) * LANES);
+        bv[v] = v_load(b_row + v * LANES);
+    bv[nv - 1] = part ? v_load_lanes(last, b_row + (nv - 1) * LANES)
+                      : v_load(b_row + (nv - 1) * LANES);
     for (int r = 0; r < ROWS; r++) {
-        const __m512 av = _mm512_set1_ps(a_rows[r][at]);
+        const Vec av = v_set1(a_rows[r][at]);
         for (int v = 0; v < nv; v++)
-            acc[r][v] = _mm512_fmadd_ps(av, bv[v], acc[r][v]);
+            acc[r][v] = v_fmadd(av, bv[v], acc[r][v]);
     }
 }
 
-/* acc = rows (<= ROWS) of A times nv vectors of B (the last masked): each
- * inlined per nv so that the accumulators stay in registers. The first
- * steps each fetch a line of `ahead`, the rest run without the test. */
+/* acc = rows (<= ROWS) of A times nv vectors of B, the last part-filled
+ * (`part`, its lanes `last`) or whole: each inlined per nv and part so
+ * that the accumulators stay in registers and whole vectors need no masked
+ * loads (on AVX2 a masked load costs two operations). The first steps
+ * each fetch a line of `ahead`, the rest run without the test. */
 static_assert(HEAD_CHUNK_BYTES == 4 * HEAD_LINE_BYTES, "a block fetches a chunk in four steps");
 
 static inline __attribute__((always_inline)) void block_accumulate(Block acc, const float *a,
                                                                    int a_row, int a_col,
                                                                    int rows, const float *b,
                                                                    int ldb, int K, const int nv,
-                                                                   __mmask16 last,
+                                                                   const bool part, Lanes last,
                                                                    FetchQueue *ahead)
 {
     const float *a_rows[ROWS];
@@ -108,7 +243,7 @@ static inline __attribute__((always_inline)) void block_accumulate(Block acc, co
         a_rows[r] = a + (int64_t)(r < rows ? r : rows - 1) * a_row;
     for (int r = 0; r < ROWS; r++)
         for (int v = 0; v < nv; v++)
-            acc[r][v] = _mm512_setzero_ps();
+            acc[r][v] = v_zero();
     /* Four steps per chunk, a line each. */
     const int fetching = VT_MIN(K / 4, ahead->count - ahead->next);
     const char *const *chunk = ahead->chunk + ahead->next;
@@ -116,10 +251,10 @@ static inline __attribute__((always_inline)) void block_accumulate(Block acc, co
     for (int f = 0; f < fetching; f++)
         for (int line = 0; line < 4; line++, k++) {
             __builtin_prefetch(chunk[f] + line * HEAD_LINE_BYTES, 0, 2);
-            gemm_step(acc, a_rows, (int64_t)k * a_col, b + (int64_t)k * ldb, nv, last);
+            gemm_step(acc, a_rows, (int64_t)k * a_col, b + (int64_t)k * ldb, nv, part, last);
         }
     for (; k < K; k++)
-        gemm_step(acc, a_rows, (int64_t)k * a_col, b + (int64_t)k * ldb, nv, last);
+        gemm_step(acc, a_rows, (int64_t)k * a_col, b + (int64_t)k * ldb, nv, part, last);
     ahead->next += fetching;
 }
 
@@ -127,20 +262,38 @@ static inline __attribute__((always_inline)) void gemm_block(float *c, int ldc, 
                                                              int a_row, int a_col, int rows,
                                                              const float *b, int ldb, int K,
                                                              float alpha, const int nv,
-                                                             __mmask16 last, FetchQueue *ahead)
+                                                             const bool part, Lanes last,
+                                                             FetchQueue *ahead)
 {
     Block acc;
-    block_accumulate(acc, a, a_row, a_col, rows, b, ldb, K, nv, last, ahead);
-    const __m512 scale = _mm512_set1_ps(alpha);
+    block_accumulate(acc, a, a_row, a_col, rows, b, ldb, K, nv, part, last, ahead);
+    const Vec scale = v_set1(alpha);
     for (int r = 0; r < ROWS; r++) {
         if (r >= rows)
             break;
         float *c_row = c + (int64_t)r * ldc;
         for (int v = 0; v < nv - 1; v++)
-            _mm512_storeu_ps(c_row + v * LANES, _mm512_mul_ps(acc[r][v], scale));
-        _mm512_mask_storeu_ps(c_row + (nv - 1) * LANES, last,
-                              _mm512_mul_ps(acc[r][nv - 1], scale));
+            v_store(c_row + v * LANES, v_mul(acc[r][v], scale));
+        if (part)
+            v_store_lanes(c_row + (nv - 1) * LANES, last, v_mul(acc[r][nv - 1], scale));
+        else
+            v_store(c_row + (nv - 1) * LANES, v_mul(acc[r][nv - 1], scale));
     }
+}
+
+/* A block of rows (<= ROWS) x nv vectors of C, the last holding the
+ * columns of `last` (all of them, or a part). */
+static inline __attribute__((always_inline)) void vectors_block(float *c, int ldc, const float *a,
+                                                                int a_row, int a_col, int rows,
+                                                                const float *b, int ldb, int K,
+                                                                float alpha, const int nv,
+                                                                int last_cols, FetchQueue *ahead)
+{
+    const Lanes last = first_lanes(last_cols);
+    if (last_cols == LANES)
+        gemm_block(c, ldc, a, a_row, a_col, rows, b, ldb, K, alpha, nv, false, last, ahead);
+    else
+        gemm_block(c, ldc, a, a_row, a_col, rows, b, ldb, K, alpha, nv, true, last, ahead);
 }
 
 /* A block of rows (<= ROWS) x cols (<= COLS) of C: gemm_block compiled
@@ -152,43 +305,40 @@ static inline __attribute__((always_inline)) void panel_block(float *c, int ldc,
                                                               float alpha, int cols,
                                                               FetchQueue *ahead)
 {
-    const int nv = (cols + LANES - 1) / LANES;
-    const __mmask16 last = last_vector_mask(cols, nv);
+    const int nv = (cols + LANES - 1) / LANES, last_cols = cols - (nv - 1) * LANES;
     switch (nv) {
-    case 1: gemm_block(c, ldc, a, a_row, a_col, rows, b, ldb, K, alpha, 1, last, ahead); break;
-    case 2: gemm_block(c, ldc, a, a_row, a_col, rows, b, ldb, K, alpha, 2, last, ahead); break;
-    case 3: gemm_block(c, ldc, a, a_row, a_col, rows, b, ldb, K, alpha, 3, last, ahead); break;
-    default: gemm_block(c, ldc, a, a_row, a_col, rows, b, ldb, K, alpha, 4, last, ahead); break;
+    case 1: vectors_block(c, ldc, a, a_row, a_col, rows, b, ldb, K, alpha, 1, last_cols, ahead); break;
+#if VECTORS_PER_ROW > 2
+    case 2: vectors_block(c, ldc, a, a_row, a_col, rows, b, ldb, K, alpha, 2, last_cols, ahead); break;
+    case 3: vectors_block(c, ldc, a, a_row, a_col, rows, b, ldb, K, alpha, 3, last_cols, ahead); break;
+#endif
+    default:
+        vectors_block(c, ldc, a, a_row, a_col, rows, b, ldb, K, alpha, VECS, last_cols, ahead);
+        break;
     }
 }
 
-/* vec_expf on 16 lanes, the same operations in the same order (so the
+/* vec_expf on every lane, the same operations in the same order (so the
  * same bits): clamped to [-87, 88], NaN given back. */
-static inline __attribute__((always_inline)) __m512 exp16(__m512 x_in)
+static inline __attribute__((always_inline)) Vec v_exp(Vec x_in)
 {
-    const __m512 x = _mm512_min_ps(_mm512_max_ps(x_in, _mm512_set1_ps(-87.0f)),
-                                   _mm512_set1_ps(88.0f));
-    const __m512 shifter = _mm512_set1_ps(12582912.0f);
-    const __m512 k = _mm512_sub_ps(
-        _mm512_add_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)), shifter), shifter);
-    const __m512 r = _mm512_add_ps(_mm512_sub_ps(x, _mm512_mul_ps(k, _mm512_set1_ps(0.693359375f))),
-                                   _mm512_mul_ps(k, _mm512_set1_ps(2.12194440e-4f)));
-    __m512 p = _mm512_set1_ps(VEC_EXP_POLY[0]);
+    const Vec x = v_min(v_max(x_in, v_set1(-87.0f)), v_set1(88.0f));
+    const Vec shifter = v_set1(12582912.0f);
+    const Vec k = v_sub(v_add(v_mul(x, v_set1(1.44269504088896341f)), shifter), shifter);
+    const Vec r = v_add(v_sub(x, v_mul(k, v_set1(0.693359375f))),
+                        v_mul(k, v_set1(2.12194440e-4f)));
+    Vec p = v_set1(VEC_EXP_POLY[0]);
     for (int i = 1; i < VEC_EXP_TERMS; i++)
-        p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(VEC_EXP_POLY[i]));
-    p = _mm512_fmadd_ps(p, _mm512_mul_ps(r, r), _mm512_add_ps(r, _mm512_set1_ps(1.0f)));
-    const __m512i bits = _mm512_slli_epi32(
-        _mm512_add_epi32(_mm512_cvtps_epi32(k), _mm512_set1_epi32(127)), 23);
-    const __m512 y = _mm512_mul_ps(p, _mm512_castsi512_ps(bits));
-    const __mmask16 number = _mm512_cmp_ps_mask(x_in, x_in, _CMP_ORD_Q);
-    return _mm512_mask_blend_ps(number, x_in, y);
+        p = v_fmadd(p, r, v_set1(VEC_EXP_POLY[i]));
+    p = v_fmadd(p, v_mul(r, r), v_add(r, v_set1(1.0f)));
+    return v_select(v_numbers(x_in), v_mul(p, v_pow2(k)), x_in);
 }
 
-/* The lanes of the part-filled vector after the N / 16 whole ones of a
- * row of N floats: none when N is a multiple of 16. */
-static __mmask16 rest_mask(int N)
+/* The lanes of the part-filled vector after the N / LANES whole ones of
+ * a row of N floats: none when N is a multiple of LANES. */
+static Lanes rest_mask(int N)
 {
-    return N % LANES ? last_vector_mask(N % LANES, 1) : 0;
+    return first_lanes(N % LANES);
 }
 
 /* Rows of scores in place: p = softmax(p) per row, as softmax_rows. The
@@ -197,41 +347,41 @@ static __mmask16 rest_mask(int N)
 static void block_softmax(float *p, int N, int rows)
 {
     const int whole = N / LANES;
-    const __mmask16 rest = rest_mask(N);
-    const __m512 below = _mm512_set1_ps(-INFINITY);
-    __m512 m[ROWS], sum[ROWS];
+    const Lanes rest = rest_mask(N);
+    const Vec below = v_set1(-INFINITY);
+    Vec m[ROWS], sum[ROWS];
     for (int r = 0; r < ROWS; r++) {
         if (r >= rows)
             break;
         const float *row = p + (int64_t)r * N;
-        __m512 top = _mm512_mask_loadu_ps(below, rest, row + whole * LANES);
+        Vec top = v_select(rest, v_load_lanes(rest, row + whole * LANES), below);
         for (int v = 0; v < whole; v++)
-            top = _mm512_max_ps(top, _mm512_loadu_ps(row + v * LANES));
-        m[r] = _mm512_set1_ps(_mm512_reduce_max_ps(top));
+            top = v_max(top, v_load(row + v * LANES));
+        m[r] = v_set1(v_top(top));
     }
     for (int r = 0; r < ROWS; r++) {
         if (r >= rows)
             break;
         float *row = p + (int64_t)r * N;
-        const __m512 part = _mm512_mask_loadu_ps(below, rest, row + whole * LANES);
-        const __m512 e = exp16(_mm512_sub_ps(part, m[r]));
-        sum[r] = _mm512_maskz_mov_ps(rest, e);
-        _mm512_mask_storeu_ps(row + whole * LANES, rest, e);
+        const Vec part = v_select(rest, v_load_lanes(rest, row + whole * LANES), below);
+        const Vec e = v_exp(v_sub(part, m[r]));
+        sum[r] = v_keep(rest, e);
+        v_store_lanes(row + whole * LANES, rest, e);
         for (int v = 0; v < whole; v++) {
-            const __m512 ev = exp16(_mm512_sub_ps(_mm512_loadu_ps(row + v * LANES), m[r]));
-            _mm512_storeu_ps(row + v * LANES, ev);
-            sum[r] = _mm512_add_ps(sum[r], ev);
+            const Vec ev = v_exp(v_sub(v_load(row + v * LANES), m[r]));
+            v_store(row + v * LANES, ev);
+            sum[r] = v_add(sum[r], ev);
         }
     }
     for (int r = 0; r < ROWS; r++) {
         if (r >= rows)
             break;
         float *row = p + (int64_t)r * N;
-        const __m512 inv = _mm512_set1_ps(1.0f / _mm512_reduce_add_ps(sum[r]));
+        const Vec inv = v_set1(1.0f / v_sum(sum[r]));
         for (int v = 0; v < whole; v++)
-            _mm512_storeu_ps(row + v * LANES, _mm512_mul_ps(_mm512_loadu_ps(row + v * LANES), inv));
-        _mm512_mask_storeu_ps(row + whole * LANES, rest,
-                              _mm512_mul_ps(_mm512_maskz_loadu_ps(rest, row + whole * LANES), inv));
+            v_store(row + v * LANES, v_mul(v_load(row + v * LANES), inv));
+        v_store_lanes(row + whole * LANES, rest,
+                      v_mul(v_load_lanes(rest, row + whole * LANES), inv));
     }
 }
 
@@ -240,31 +390,29 @@ static void block_softmax(float *p, int N, int rows)
 static void block_softmax_backward(float *ds, const float *p, int N, int rows, float scale)
 {
     const int whole = N / LANES;
-    const __mmask16 rest = rest_mask(N);
-    __m512 d[ROWS];
+    const Lanes rest = rest_mask(N), all = first_lanes(LANES);
+    Vec d[ROWS];
     for (int r = 0; r < ROWS; r++) {
         if (r >= rows)
             break;
         const float *drow = ds + (int64_t)r * N, *prow = p + (int64_t)r * N;
-        __m512 dot = _mm512_mul_ps(_mm512_maskz_loadu_ps(rest, drow + whole * LANES),
-                                   _mm512_maskz_loadu_ps(rest, prow + whole * LANES));
+        Vec dot = v_mul(v_load_lanes(rest, drow + whole * LANES),
+                        v_load_lanes(rest, prow + whole * LANES));
         for (int v = 0; v < whole; v++)
-            dot = _mm512_fmadd_ps(_mm512_loadu_ps(drow + v * LANES),
-                                  _mm512_loadu_ps(prow + v * LANES), dot);
-        d[r] = _mm512_set1_ps(_mm512_reduce_add_ps(dot));
+            dot = v_fmadd(v_load(drow + v * LANES), v_load(prow + v * LANES), dot);
+        d[r] = v_set1(v_sum(dot));
     }
-    const __m512 s = _mm512_set1_ps(scale);
+    const Vec s = v_set1(scale);
     for (int r = 0; r < ROWS; r++) {
         if (r >= rows)
             break;
         float *drow = ds + (int64_t)r * N;
         const float *prow = p + (int64_t)r * N;
         for (int v = 0; v <= whole; v++) {
-            const __mmask16 lanes = v < whole ? 0xFFFF : rest;
-            const __m512 pv = _mm512_maskz_loadu_ps(lanes, prow + v * LANES);
-            const __m512 dp = _mm512_maskz_loadu_ps(lanes, drow + v * LANES);
-            _mm512_mask_storeu_ps(drow + v * LANES, lanes,
-                                  _mm512_mul_ps(_mm512_mul_ps(pv, _mm512_sub_ps(dp, d[r])), s));
+            const Lanes lanes = v < whole ? all : rest;
+            const Vec pv = v_load_lanes(lanes, prow + v * LANES);
+            const Vec dp = v_load_lanes(lanes, drow + v * LANES);
+            v_store_lanes(drow + v * LANES, lanes, v_mul(v_mul(pv, v_sub(dp, d[r])), s));
         }
     }
 }
@@ -323,48 +471,27 @@ void head_gemm(float *c, int ldc, const float *a, int a_row, int a_col, const fl
                         VT_MIN(ROWS, M - i), b + j, ldb, K, alpha, VT_MIN(COLS, Nc - j), ahead);
 }
 
-/* In registers: r[i] lane j <- r[j] lane i. Three rounds, each swapping
- * ever larger groups: single floats, pairs, then 128-bit quarters (twice). */
-static inline __attribute__((always_inline)) void transpose_registers(__m512 r[16])
-{
-    __m512 t[16];
-    for (int i = 0; i < 16; i += 2) {
-        t[i] = _mm512_unpacklo_ps(r[i], r[i + 1]);
-        t[i + 1] = _mm512_unpackhi_ps(r[i], r[i + 1]);
-    }
-    for (int i = 0; i < 16; i += 4) {
-        r[i] = _mm512_shuffle_ps(t[i], t[i + 2], 0x44);
-        r[i + 1] = _mm512_shuffle_ps(t[i], t[i + 2], 0xEE);
-        r[i + 2] = _mm512_shuffle_ps(t[i + 1], t[i + 3], 0x44);
-        r[i + 3] = _mm512_shuffle_ps(t[i + 1], t[i + 3], 0xEE);
-    }
-    for (int i = 0; i < 4; i++) {
-        t[i] = _mm512_shuffle_f32x4(r[i], r[i + 4], 0x88);
-        t[i + 4] = _mm512_shuffle_f32x4(r[i], r[i + 4], 0xDD);
-        t[i + 8] = _mm512_shuffle_f32x4(r[i + 8], r[i + 12], 0x88);
-        t[i + 12] = _mm512_shuffle_f32x4(r[i + 8], r[i + 12], 0xDD);
-    }
-    for (int i = 0; i < 8; i++) {
-        r[i] = _mm512_shuffle_f32x4(t[i], t[i + 8], 0x88);
-        r[i + 8] = _mm512_shuffle_f32x4(t[i], t[i + 8], 0xDD);
-    }
-}
-
-/* One block of at most 16 x 16; missing rows read as zeros, and only
- * what exists is stored. */
+/* One block of at most LANES x LANES; missing rows read as zeros, and
+ * only what exists is stored. */
 static void transpose_block(float *to, int ld_to, const float *from, int ld_from, int rows,
                             int cols)
 {
-    const __mmask16 col_mask = (__mmask16)(0xFFFFu >> (LANES - cols));
-    const __mmask16 row_mask = (__mmask16)(0xFFFFu >> (LANES - rows));
-    __m512 r[16];
-    for (int i = 0; i < 16; i++)
-        r[i] = i < rows ? _mm512_maskz_loadu_ps(col_mask, from + (int64_t)i * ld_from)
-                        : _mm512_setzero_ps();
+    Vec r[LANES];
+    if (rows == LANES && cols == LANES) { /* whole: no masked loads and stores */
+        for (int i = 0; i < LANES; i++)
+            r[i] = v_load(from + (int64_t)i * ld_from);
+        transpose_registers(r);
+        for (int i = 0; i < LANES; i++)
+            v_store(to + (int64_t)i * ld_to, r[i]);
+        return;
+    }
+    const Lanes col_mask = first_lanes(cols), row_mask = first_lanes(rows);
+    for (int i = 0; i < LANES; i++)
+        r[i] = i < rows ? v_load_lanes(col_mask, from + (int64_t)i * ld_from) : v_zero();
     transpose_registers(r);
-    for (int i = 0; i < 16; i++)
+    for (int i = 0; i < LANES; i++)
         if (i < cols)
-            _mm512_mask_storeu_ps(to + (int64_t)i * ld_to, row_mask, r[i]);
+            v_store_lanes(to + (int64_t)i * ld_to, row_mask, r[i]);
 }
 
 void head_transpose(float *to, int ld_to, const float *from, int ld_from, int rows, int cols)
@@ -470,7 +597,7 @@ static void softmax_rows_backward(float *dp /* (N, N) */, const float *p /* (N, 
 void head_scores_softmax(float *p, const float *q, int ldq, const float *k, int ldk, int N, int K,
                          float scale, FetchQueue *ahead)
 {
-#ifdef __AVX512F__
+#ifdef HEAD_KERNELS
     if (rows_fit(N, K)) {
         score_rows(p, q, ldq, k, ldk, NULL, N, K, scale, false, ahead);
         return;
@@ -484,7 +611,7 @@ void head_scores_softmax_backward(float *ds, const float *dout, int ld_dout, con
                                   int ldv, const float *p, int N, int K, float scale,
                                   FetchQueue *ahead)
 {
-#ifdef __AVX512F__
+#ifdef HEAD_KERNELS
     if (rows_fit(N, K)) {
         score_rows(ds, dout, ld_dout, v, ldv, p, N, K, scale, true, ahead);
         return;

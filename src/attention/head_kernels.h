@@ -1,6 +1,6 @@
 /*
  * head_kernels.h - the small matrix products of one attention head, for
- * CPUs with AVX-512.
+ * CPUs with AVX-512 or AVX2 (with FMA).
  *
  * Per (image, head) attention multiplies matrices of N x Dh and N x N with
  * N of some 50 to a few hundred tokens and Dh = 64: too small for
@@ -23,6 +23,17 @@
 #define HEAD_KERNEL_MIN_SIDE 32
 #define HEAD_KERNEL_MAX_SIDE 256
 #define HEAD_TILE_FLOATS 16384
+
+/* The block of C the kernels keep in registers: 5 rows (they divide the
+ * token counts of 28 and 32 px images at patch 4, N = 50 and 65) by 4
+ * vectors of 16 floats on AVX-512, by 2 of 8 on AVX2 (16 registers, not
+ * 32). */
+#define HEAD_BLOCK_ROWS 5
+#ifdef __AVX512F__
+#define HEAD_BLOCK_COLS 64
+#else
+#define HEAD_BLOCK_COLS 16
+#endif
 
 /*
  * Memory for the kernels to fetch while they compute, a line every step
@@ -55,7 +66,7 @@ void head_sgemm(bool trans_a, bool trans_b, int M, int N, int K, float alpha, co
                 int lda, const float *B, int ldb, float *C, int ldc, FetchQueue *ahead);
 
 /* Whether head_sgemm runs this product on the kernels: built with
- * AVX-512F, every side within [HEAD_KERNEL_MIN_SIDE, HEAD_KERNEL_MAX_SIDE],
+ * AVX-512F or AVX2 and FMA, every side within [HEAD_KERNEL_MIN_SIDE, HEAD_KERNEL_MAX_SIDE],
  * a transposed B within the tile. */
 bool head_kernels_take(int M, int N, int K, bool trans_b);
 
