@@ -161,8 +161,9 @@ sanitize:
 	ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 CK_TIMEOUT_MULTIPLIER=4 \
 	    $(TEST_ENV) build/sanitize/vitrain_tests
 
-# The head kernels and GELU have a path for AVX-512 and one for AVX2:
-# `make test` on an AVX-512 machine checks the first, this the second.
+# The attention's head kernels have a path for AVX-512 and one for AVX2,
+# GELU one for AVX-512 and a plain loop: `make test` on an AVX-512 machine
+# checks the first, this the second.
 test-avx2:
 	@grep -qw avx2 /proc/cpuinfo || { echo "test-avx2: this CPU has no AVX2"; exit 1; }
 	$(MAKE) MODE=avx2 build/avx2/vitrain_tests
