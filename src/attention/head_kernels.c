@@ -390,7 +390,7 @@ static void block_softmax(float *p, int N, int rows)
 static void block_softmax_backward(float *ds, const float *p, int N, int rows, float scale)
 {
     const int whole = N / LANES;
-    const Lanes rest = rest_mask(N), all = first_lanes(LANES);
+    const Lanes rest = rest_mask(N);
     Vec d[ROWS];
     for (int r = 0; r < ROWS; r++) {
         if (r >= rows)
@@ -408,12 +408,13 @@ static void block_softmax_backward(float *ds, const float *p, int N, int rows, f
             break;
         float *drow = ds + (int64_t)r * N;
         const float *prow = p + (int64_t)r * N;
-        for (int v = 0; v <= whole; v++) {
-            const Lanes lanes = v < whole ? all : rest;
-            const Vec pv = v_load_lanes(lanes, prow + v * LANES);
-            const Vec dp = v_load_lanes(lanes, drow + v * LANES);
-            v_store_lanes(drow + v * LANES, lanes, v_mul(v_mul(pv, v_sub(dp, d[r])), s));
+        for (int v = 0; v < whole; v++) {
+            const Vec pv = v_load(prow + v * LANES), dp = v_load(drow + v * LANES);
+            v_store(drow + v * LANES, v_mul(v_mul(pv, v_sub(dp, d[r])), s));
         }
+        const Vec pv = v_load_lanes(rest, prow + whole * LANES);
+        const Vec dp = v_load_lanes(rest, drow + whole * LANES);
+        v_store_lanes(drow + whole * LANES, rest, v_mul(v_mul(pv, v_sub(dp, d[r])), s));
     }
 }
 
