@@ -84,7 +84,8 @@ static void check_gradients(bool learned, int head_dim)
 START_TEST(test_fixed_gradients)
 {
     check_gradients(false, 8); /* 2 triplets + 2 leftover channels */
-    check_gradients(false, 9); /* 3 whole triplets */
+    check_gradients(false, 9);  /* 3 whole triplets */
+    check_gradients(false, 32); /* a multiple of 16: the vectorised band product */
 }
 END_TEST
 
@@ -92,6 +93,7 @@ START_TEST(test_learned_gradients)
 {
     check_gradients(true, 8);
     check_gradients(true, 9);
+    check_gradients(true, 32);
 }
 END_TEST
 
@@ -223,6 +225,69 @@ START_TEST(test_single_patch_axis)
 }
 END_TEST
 
+/* Random vectors at head dims that take each path of the band product
+ * (multiples of 16, vectorised by lane shifts on AVX-512; others, and more
+ * than one 128-channel chunk), forward and backward, against R_d and R_d^T
+ * applied here in double: triplet t of token n turned by Yaw(w_t x)
+ * Roll(w_t y), w_t = 100^(-t/T), positions linspace(-pi, pi, 3); the
+ * leftover channels and CLS unchanged. */
+static double worst_rotation_error(const float *in, const float *out, const PeGeometry *g,
+                                   int dim, int tokens, bool transposed)
+{
+    const double pos[3] = {-M_PI, 0.0, M_PI};
+    const int triplets = dim / 3;
+    double worst = 0.0;
+    for (int row = 0; row < 2 * tokens; row++) { /* (head, token) */
+        const int n = row % tokens;
+        const float *u = in + (size_t)row * dim, *v = out + (size_t)row * dim;
+        for (int t = 0; t < triplets; t++) {
+            const double w = pow(100.0, -(double)t / triplets);
+            double R[3][3];
+            if (n == 0)
+                yaw_roll(R, 0.0, 0.0);
+            else
+                yaw_roll(R, w * pos[pe_col(g, n)], w * pos[pe_row(g, n)]);
+            for (int i = 0; i < 3; i++) {
+                double want = 0.0;
+                for (int j = 0; j < 3; j++)
+                    want += (transposed ? R[j][i] : R[i][j]) * u[3 * t + j];
+                worst = fmax(worst, fabs(v[3 * t + i] - want));
+            }
+        }
+        for (int c = 3 * triplets; c < dim; c++)
+            ck_assert(v[c] == u[c]);
+    }
+    return worst;
+}
+
+START_TEST(test_rotation_at_wide_heads)
+{
+    const int dims[] = {16, 48, 64, 131, 144, 272};
+    for (size_t k = 0; k < sizeof dims / sizeof dims[0]; k++) {
+        const int dim = dims[k];
+        PeOptions o = spherical_options(false);
+        PeGeometry g = pe_test_geometry(dim, 3, 3);
+        Sph s;
+        sph_create(&s, &o, &g);
+        const AttnDims d = {.B = 1, .N = 10, .H = 2, .Dh = dim};
+        const size_t n_all = (size_t)d.H * d.N * d.Dh;
+        const float *raw = gc_randn(n_all, 1.0, 40 + (uint64_t)k);
+        float *x = gc_zeros(n_all);
+        memcpy(x, raw, n_all * sizeof(float));
+        pe_forward_in_place(&s.pe, 0, x, &d);
+        const double forward = worst_rotation_error(raw, x, &g, dim, d.N, false);
+        ck_assert_msg(forward < 1e-5, "head dim %d forward: error %.3g", dim, forward);
+        /* The fixed encoding's backward reads no raw values (they only
+         * serve learned frequencies' gradients): zeros stand in. */
+        memcpy(x, raw, n_all * sizeof(float));
+        pe_backward_in_place(&s.pe, 0, x, gc_zeros(n_all), &d);
+        const double backward = worst_rotation_error(raw, x, &g, dim, d.N, true);
+        ck_assert_msg(backward < 1e-5, "head dim %d backward: error %.3g", dim, backward);
+        sph_free(&s);
+    }
+}
+END_TEST
+
 /* ---- determinism ----------------------------------------------------------- */
 
 /* freqs gradient of one backward of random x and dy with `threads`. */
@@ -282,6 +347,7 @@ Suite *pe_spherical_suite(void)
     tcase_add_test(tc, test_fixed_gradients);
     tcase_add_test(tc, test_learned_gradients);
     tcase_add_test(tc, test_spherical_is_orthogonal);
+    tcase_add_test(tc, test_rotation_at_wide_heads);
     tcase_add_test(tc, test_spherical_is_not_relative);
     tcase_add_test(tc, test_rotation_by_hand);
     tcase_add_test(tc, test_positions_at_training_grid);
