@@ -11,7 +11,7 @@
  * the loop, and stores only the rows that exist. The score kernels run
  * every column panel of a block of rows, then its softmax (or softmax
  * backward), the five rows through each pass together. Both widths share
- * the code through a few vector operations defined for each. Without
+ * the code through the vector operations of vitrain/simd.h. Without
  * either the same functions are plain loops (correct, not fast, for the
  * tests) and head_sgemm sends every product to OpenBLAS.
  */
@@ -19,6 +19,7 @@
 
 #include "vitrain/common.h"
 #include "vitrain/parallel.h"
+#include "vitrain/simd.h"
 #include "vitrain/vecmath.h"
 
 #include <assert.h>
@@ -55,47 +56,16 @@ void fetch_queue_rows(FetchQueue *q, const float *at, int64_t ld, int rows, int 
     q->count = count;
 }
 
-#if defined(__AVX512F__) || (defined(__AVX2__) && defined(__FMA__))
+#ifdef VT_SIMD
 #define HEAD_KERNELS 1
-#include <immintrin.h>
 
 /*
- * The few vector operations the kernels use, for each width. On AVX-512 a
- * block is 5 rows of 4 vectors (20 of the 32 registers hold accumulators);
- * on AVX2 5 rows of 2 (10 of 16, leaving room for the row of B and the
- * broadcast). Lanes select the columns of a part-filled vector: a mask
- * register on AVX-512, a vector of all-ones or zero lanes on AVX2.
+ * On AVX-512 a block is 5 rows of 4 vectors (20 of the 32 registers hold
+ * accumulators); on AVX2 5 rows of 2 (10 of 16, leaving room for the row
+ * of B and the broadcast).
  */
 #ifdef __AVX512F__
-typedef __m512 Vec;
-typedef __mmask16 Lanes;
 #define VECTORS_PER_ROW 4
-enum { LANES = 16 };
-
-static inline Lanes first_lanes(int n) { return (Lanes)(0xFFFFu >> (LANES - n)); }
-static inline Vec v_load(const float *p) { return _mm512_loadu_ps(p); }
-static inline Vec v_load_lanes(Lanes m, const float *p) { return _mm512_maskz_loadu_ps(m, p); }
-static inline void v_store(float *p, Vec v) { _mm512_storeu_ps(p, v); }
-static inline void v_store_lanes(float *p, Lanes m, Vec v) { _mm512_mask_storeu_ps(p, m, v); }
-static inline Vec v_set1(float x) { return _mm512_set1_ps(x); }
-static inline Vec v_zero(void) { return _mm512_setzero_ps(); }
-static inline Vec v_add(Vec a, Vec b) { return _mm512_add_ps(a, b); }
-static inline Vec v_sub(Vec a, Vec b) { return _mm512_sub_ps(a, b); }
-static inline Vec v_mul(Vec a, Vec b) { return _mm512_mul_ps(a, b); }
-static inline Vec v_fmadd(Vec a, Vec b, Vec c) { return _mm512_fmadd_ps(a, b, c); }
-static inline Vec v_max(Vec a, Vec b) { return _mm512_max_ps(a, b); }
-static inline Vec v_min(Vec a, Vec b) { return _mm512_min_ps(a, b); }
-static inline Vec v_keep(Lanes m, Vec v) { return _mm512_maskz_mov_ps(m, v); }
-static inline Vec v_select(Lanes m, Vec yes, Vec no) { return _mm512_mask_blend_ps(m, no, yes); }
-static inline float v_sum(Vec v) { return _mm512_reduce_add_ps(v); }
-static inline float v_top(Vec v) { return _mm512_reduce_max_ps(v); }
-static inline Lanes v_numbers(Vec x) { return _mm512_cmp_ps_mask(x, x, _CMP_ORD_Q); }
-/* 2^k for whole k in the float exponent's range. */
-static inline Vec v_pow2(Vec k)
-{
-    const __m512i e = _mm512_add_epi32(_mm512_cvtps_epi32(k), _mm512_set1_epi32(127));
-    return _mm512_castsi512_ps(_mm512_slli_epi32(e, 23));
-}
 
 /* In registers: r[i] lane j <- r[j] lane i. Three rounds, each swapping
  * ever larger groups: single floats, pairs, then 128-bit quarters (twice). */
@@ -125,50 +95,7 @@ static inline __attribute__((always_inline)) void transpose_registers(Vec r[LANE
 }
 
 #else /* AVX2 with FMA */
-typedef __m256 Vec;
-typedef __m256i Lanes;
 #define VECTORS_PER_ROW 2
-enum { LANES = 8 };
-
-static inline Lanes first_lanes(int n)
-{
-    return _mm256_cmpgt_epi32(_mm256_set1_epi32(n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
-}
-static inline Vec v_load(const float *p) { return _mm256_loadu_ps(p); }
-static inline Vec v_load_lanes(Lanes m, const float *p) { return _mm256_maskload_ps(p, m); }
-static inline void v_store(float *p, Vec v) { _mm256_storeu_ps(p, v); }
-static inline void v_store_lanes(float *p, Lanes m, Vec v) { _mm256_maskstore_ps(p, m, v); }
-static inline Vec v_set1(float x) { return _mm256_set1_ps(x); }
-static inline Vec v_zero(void) { return _mm256_setzero_ps(); }
-static inline Vec v_add(Vec a, Vec b) { return _mm256_add_ps(a, b); }
-static inline Vec v_sub(Vec a, Vec b) { return _mm256_sub_ps(a, b); }
-static inline Vec v_mul(Vec a, Vec b) { return _mm256_mul_ps(a, b); }
-static inline Vec v_fmadd(Vec a, Vec b, Vec c) { return _mm256_fmadd_ps(a, b, c); }
-static inline Vec v_max(Vec a, Vec b) { return _mm256_max_ps(a, b); }
-static inline Vec v_min(Vec a, Vec b) { return _mm256_min_ps(a, b); }
-static inline Vec v_keep(Lanes m, Vec v) { return _mm256_and_ps(v, _mm256_castsi256_ps(m)); }
-static inline Vec v_select(Lanes m, Vec yes, Vec no)
-{
-    return _mm256_blendv_ps(no, yes, _mm256_castsi256_ps(m));
-}
-static inline float v_sum(Vec v)
-{
-    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-    return _mm_cvtss_f32(_mm_add_ss(s, _mm_movehdup_ps(s)));
-}
-static inline float v_top(Vec v)
-{
-    __m128 s = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    s = _mm_max_ps(s, _mm_movehl_ps(s, s));
-    return _mm_cvtss_f32(_mm_max_ss(s, _mm_movehdup_ps(s)));
-}
-static inline Lanes v_numbers(Vec x) { return _mm256_castps_si256(_mm256_cmp_ps(x, x, _CMP_ORD_Q)); }
-static inline Vec v_pow2(Vec k)
-{
-    const __m256i e = _mm256_add_epi32(_mm256_cvtps_epi32(k), _mm256_set1_epi32(127));
-    return _mm256_castsi256_ps(_mm256_slli_epi32(e, 23));
-}
 
 /* In registers: r[i] lane j <- r[j] lane i: floats, pairs, then halves. */
 static inline __attribute__((always_inline)) void transpose_registers(Vec r[LANES])
