@@ -161,8 +161,9 @@ sanitize:
 	ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 CK_TIMEOUT_MULTIPLIER=4 \
 	    $(TEST_ENV) build/sanitize/vitrain_tests
 
-# The attention's head kernels have a path for AVX-512 and one for AVX2,
-# GELU one for AVX-512 and a plain loop: `make test` on an AVX-512 machine
+# The vector kernels (vitrain/simd.h: attention heads, GELU, spherical's
+# band product) have a path for AVX-512 and one for AVX2; the plain loops
+# behind them run in `make sanitize`. `make test` on an AVX-512 machine
 # checks the first, this the second.
 test-avx2:
 	@grep -qw avx2 /proc/cpuinfo || { echo "test-avx2: this CPU has no AVX2"; exit 1; }

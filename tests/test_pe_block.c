@@ -158,9 +158,10 @@ START_TEST(test_liere_rotations_match_their_generators)
      * for the rest (G(k p) = k G(p)); each token's rotation must still be
      * exp of its own generator, built here from the parameters. Grid 7 has
      * powers up to 6; grid 9 trained at 7 extrapolates. fp32 storage bounds
-     * the error; a wrong root or power would be of order 1. */
-    const int sizes[] = {4, 16}, grids[][2] = {{7, 7}, {9, 7}};
-    for (int i = 0; i < 2; i++)
+     * the error; a wrong root or power would be of order 1. b = 8 gives a
+     * head of 16 two blocks: on AVX-512 one vector turns both. */
+    const int sizes[] = {4, 8, 16}, grids[][2] = {{7, 7}, {9, 7}};
+    for (int i = 0; i < 3; i++)
         for (int k = 0; k < 2; k++) {
             double e = liere_rotation_error(sizes[i], grids[k][0], grids[k][1]);
             printf("liere b=%d grid %d/%d: max |R - exp(G)| %.3g\n", sizes[i], grids[k][0],
@@ -173,15 +174,20 @@ END_TEST
 
 START_TEST(test_block8_gradients_with_several_blocks)
 {
-    /* b = 8 has kernels of its own (block_rotary.c, skew_expm.c); a head
-     * of 24 gives them three blocks, so block offsets are checked too. */
+    /* b = 8 has kernels of its own (block_rotary.c, skew_expm.c); heads of
+     * 24 and 32 give them three and four blocks, so block offsets are
+     * checked too, and an even count takes the forward that turns two
+     * blocks per vector on AVX-512. */
     const char *types[] = {"comrope_ld", "liere"};
-    const PeGeometry g = pe_test_geometry(24, 3, 3);
-    for (int i = 0; i < 2; i++) {
-        PeOptions o = block_options(types[i], 8);
-        double e = pe_gradcheck(&o, &g, 0.05, 13);
-        ck_assert_msg(e < PE_TOLERANCE, "%s b=8, 3 blocks: gradient error %.3g", types[i], e);
-    }
+    const int dims[] = {24, 32};
+    for (int i = 0; i < 2; i++)
+        for (int k = 0; k < 2; k++) {
+            PeOptions o = block_options(types[i], 8);
+            const PeGeometry g = pe_test_geometry(dims[k], 3, 3);
+            double e = pe_gradcheck(&o, &g, 0.05, 13);
+            ck_assert_msg(e < PE_TOLERANCE, "%s b=8, %d blocks: gradient error %.3g", types[i],
+                          dims[k] / 8, e);
+        }
 }
 END_TEST
 

@@ -67,6 +67,36 @@ VT_SIMD_INLINE Vec v_pow2(Vec k)
 }
 /* a 2^k for whole k with 2^k in the float range: one instruction here. */
 VT_SIMD_INLINE Vec v_scale2(Vec a, Vec k) { return _mm512_scalef_ps(a, k); }
+/* Each run of 8 lanes of x filled with its own lane k (0 <= k < 8). */
+VT_SIMD_INLINE Vec v_spread8(Vec x, int k)
+{
+    const __m512i first = _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 8, 8, 8, 8, 8, 8, 8, 8);
+    return _mm512_permutexvar_ps(_mm512_add_epi32(first, _mm512_set1_epi32(k)), x);
+}
+/* Of consecutive vectors before, here and after: here moved up by one or
+ * two lanes, the first lanes from the end of before (x[i-1], x[i-2] at
+ * lane i), or down, the last lanes from the start of after (x[i+1],
+ * x[i+2]). */
+VT_SIMD_INLINE Vec v_before1(Vec before, Vec here)
+{
+    return _mm512_castsi512_ps(
+        _mm512_alignr_epi32(_mm512_castps_si512(here), _mm512_castps_si512(before), 15));
+}
+VT_SIMD_INLINE Vec v_before2(Vec before, Vec here)
+{
+    return _mm512_castsi512_ps(
+        _mm512_alignr_epi32(_mm512_castps_si512(here), _mm512_castps_si512(before), 14));
+}
+VT_SIMD_INLINE Vec v_after1(Vec here, Vec after)
+{
+    return _mm512_castsi512_ps(
+        _mm512_alignr_epi32(_mm512_castps_si512(after), _mm512_castps_si512(here), 1));
+}
+VT_SIMD_INLINE Vec v_after2(Vec here, Vec after)
+{
+    return _mm512_castsi512_ps(
+        _mm512_alignr_epi32(_mm512_castps_si512(after), _mm512_castps_si512(here), 2));
+}
 
 #else /* AVX2 with FMA */
 typedef __m256 Vec;
@@ -129,6 +159,36 @@ VT_SIMD_INLINE Vec v_pow2(Vec k)
     return _mm256_castsi256_ps(_mm256_slli_epi32(e, 23));
 }
 VT_SIMD_INLINE Vec v_scale2(Vec a, Vec k) { return _mm256_mul_ps(a, v_pow2(k)); }
+VT_SIMD_INLINE Vec v_spread8(Vec x, int k)
+{
+    return _mm256_permutevar8x32_ps(x, _mm256_set1_epi32(k));
+}
+/* Byte shifts work within 128-bit halves here: each pairs the half it
+ * needs from the neighbour (permute2f128) with the vector's own. */
+VT_SIMD_INLINE Vec v_before1(Vec before, Vec here)
+{
+    const __m256 middle = _mm256_permute2f128_ps(before, here, 0x21);
+    return _mm256_castsi256_ps(
+        _mm256_alignr_epi8(_mm256_castps_si256(here), _mm256_castps_si256(middle), 12));
+}
+VT_SIMD_INLINE Vec v_before2(Vec before, Vec here)
+{
+    const __m256 middle = _mm256_permute2f128_ps(before, here, 0x21);
+    return _mm256_castsi256_ps(
+        _mm256_alignr_epi8(_mm256_castps_si256(here), _mm256_castps_si256(middle), 8));
+}
+VT_SIMD_INLINE Vec v_after1(Vec here, Vec after)
+{
+    const __m256 middle = _mm256_permute2f128_ps(here, after, 0x21);
+    return _mm256_castsi256_ps(
+        _mm256_alignr_epi8(_mm256_castps_si256(middle), _mm256_castps_si256(here), 4));
+}
+VT_SIMD_INLINE Vec v_after2(Vec here, Vec after)
+{
+    const __m256 middle = _mm256_permute2f128_ps(here, after, 0x21);
+    return _mm256_castsi256_ps(
+        _mm256_alignr_epi8(_mm256_castps_si256(middle), _mm256_castps_si256(here), 8));
+}
 #endif
 
 #endif /* VT_SIMD */

@@ -18,12 +18,46 @@
 #include "raw_rows.h"
 
 #include "vitrain/parallel.h"
+#include "vitrain/simd.h"
 
 #include <omp.h>
 #include <stdlib.h>
 #include <string.h>
 
 enum { GEMM_BLOCK = 16 };
+
+/*
+ * Blocks of 8 that the forward turns per vector: two with AVX-512's 16
+ * lanes, one otherwise. When a head's blocks divide into such groups, rot_t
+ * stores each group's matrices with their rows interleaved (row k of the
+ * group: row k of R_j^T for each of its blocks j in turn), so that one
+ * vector holds row k of every block of the group; elsewhere, and for other
+ * block sizes, each block's R^T is row-major on its own.
+ */
+#ifdef VT_SIMD
+enum { GROUP8 = LANES / 8 };
+#else
+enum { GROUP8 = 1 };
+#endif
+
+static bool grouped8(const BlockRotary *br)
+{
+    return GROUP8 > 1 && br->b == 8 && br->blocks % GROUP8 == 0;
+}
+
+/* Where rot_t holds the block at offset `at` (its br_at): R^T[k][c] at
+ * rot_t[*first + k * *row_stride + c]. */
+static void rot_t_place(const BlockRotary *br, size_t at, size_t *first, int *row_stride)
+{
+    const int b = br->b;
+    *first = at;
+    *row_stride = b;
+    if (grouped8(br)) {
+        const int in_group = (int)(at / ((size_t)b * b) % GROUP8); /* at counts whole blocks */
+        *first = at - (size_t)in_group * b * b + (size_t)in_group * b;
+        *row_stride = GROUP8 * b;
+    }
+}
 
 VtCode br_check(const PeOptions *o, const PeGeometry *g, int pair_multiple, VtError *err)
 {
@@ -168,11 +202,14 @@ static void product(double *C, const double *A, bool trans_a, const double *B, b
 static void store_rotation(BlockRotary *br, size_t at, const double *R)
 {
     const int b = br->b;
+    size_t first;
+    int row_stride;
+    rot_t_place(br, at, &first, &row_stride);
     for (int r = 0; r < b; r++)
         for (int c = 0; c < b; c++) {
             br->rot[at + r * b + c] = (float)R[r * b + c];
             if (br->rot_t)
-                br->rot_t[at + c * b + r] = (float)R[r * b + c];
+                br->rot_t[first + (size_t)c * row_stride + r] = (float)R[r * b + c];
         }
 }
 
@@ -254,9 +291,36 @@ static inline void sum_rows8(float *y, const float *restrict M, const float *v)
         y[c] = even[c] + odd[c];
 }
 
-/* The blocks of one head vector; Rt: its (K, b, b) consecutive matrices. */
-static inline void rotate_vector(float *v, const float *Rt, int blocks, int b)
+#ifdef VT_SIMD
+/* v (blocks of 8, grouped8) <- R v, a group of GROUP8 blocks per vector:
+ * y = sum_k x_k (row k of each block's R^T), x_k spread over its block's
+ * lanes; two partial sums halve the chain of multiply-adds. */
+static inline void rotate_vector_grouped8(float *v, const float *Rt, int blocks)
 {
+    for (int q = 0; q < blocks / GROUP8; q++) {
+        const float *rows = Rt + (size_t)q * GROUP8 * 64;
+        const Vec x = v_load(v + q * LANES);
+        Vec even = v_mul(v_load(rows), v_spread8(x, 0));
+        Vec odd = v_mul(v_load(rows + LANES), v_spread8(x, 1));
+        for (int k = 2; k < 8; k += 2) {
+            even = v_fmadd(v_load(rows + k * LANES), v_spread8(x, k), even);
+            odd = v_fmadd(v_load(rows + (k + 1) * LANES), v_spread8(x, k + 1), odd);
+        }
+        v_store(v + q * LANES, v_add(even, odd));
+    }
+}
+#endif
+
+/* The blocks of one head vector; Rt: its K consecutive R^T (rot_t). */
+static inline void rotate_vector(const BlockRotary *br, float *v, const float *Rt)
+{
+    const int blocks = br->blocks, b = br->b;
+#ifdef VT_SIMD
+    if (grouped8(br)) {
+        rotate_vector_grouped8(v, Rt, blocks);
+        return;
+    }
+#endif
     if (b == 8) {
         for (int j = 0; j < blocks; j++)
             sum_rows8(v + j * 8, Rt + (size_t)j * 64, v + j * 8); /* R x = sum_c x_c Rt[c, :] */
@@ -312,7 +376,7 @@ void br_forward_head(const BlockRotary *br, int layer, int image, int h, const P
             float *v = rows->tile[i] + (size_t)n * d->Dh;
             memcpy(v, rows->raw[i] + raw, (size_t)d->Dh * sizeof(float));
             if (n >= br->first_token)
-                rotate_vector(v, br->rot_t + br_at(br, table, th, n, 0), br->blocks, br->b);
+                rotate_vector(br, v, br->rot_t + br_at(br, table, th, n, 0));
         }
     }
 }

@@ -66,8 +66,10 @@ typedef struct BlockRotary {
     int first_token;  /* tokens below it are not rotated (LieRE's CLS) */
     float *rot;       /* (layers, heads, N, K, b, b) R = exp(G), row-major */
     float *rot_t;     /* the same R stored transposed, so that both y = R x and
-                         dx = R^T dy run as vectorisable column sweeps; NULL
-                         for blocks rotated by products (block_rotary.c) */
+                         dx = R^T dy run as vectorisable column sweeps (for
+                         b = 8 with AVX-512, pairs of blocks with their rows
+                         interleaved); NULL for blocks rotated by products
+                         (block_rotary.c) */
     float *grad;      /* same shape: dL/dR while backward runs, dL/dG after br_finish */
     bool grad_written; /* whether grad may hold anything but zeros (br_clear_grads) */
     int rays;         /* ray r holds the tokens ray_token[ray_start[r] ..

@@ -15,9 +15,7 @@
 #include <stddef.h>
 #include <string.h>
 
-#ifdef __AVX512F__
-#include <immintrin.h>
-#endif
+#include "vitrain/simd.h"
 
 enum { ROT3 = 9 }; /* floats per stored 3x3 matrix */
 
@@ -80,28 +78,23 @@ static inline void rotate3_band(float *band, const float *R, int triplets, int d
         band[BAND_REACH * dim + i] = 1.0f;
 }
 
-#ifdef __AVX512F__
-/* rotate3_band_apply for dim a multiple of 16: the neighbours x[i-2..i+2]
- * of a vector come from it and the vectors either side by lane shifts
- * (valignd), zeros beyond the ends, so x is read once and every load is
+#ifdef VT_SIMD
+/* rotate3_band_apply for dim a multiple of LANES: the neighbours
+ * x[i-2] .. x[i+2] of a vector come from it and the vectors either side by
+ * lane shifts, zeros beyond the ends, so x is read once and every load is
  * whole. */
-static inline void rotate3_band_apply_avx512(float *restrict y, const float *restrict x,
-                                             const float *restrict band, int dim)
+static inline void rotate3_band_apply_vec(float *restrict y, const float *restrict x,
+                                          const float *restrict band, int dim)
 {
-    __m512i before = _mm512_setzero_si512(), here = _mm512_loadu_si512(x);
-    for (int i = 0; i < dim; i += 16) {
-        const __m512i after =
-            i + 16 < dim ? _mm512_loadu_si512(x + i + 16) : _mm512_setzero_si512();
-        const __m512 left2 = _mm512_castsi512_ps(_mm512_alignr_epi32(here, before, 14)),
-                     left1 = _mm512_castsi512_ps(_mm512_alignr_epi32(here, before, 15)),
-                     right1 = _mm512_castsi512_ps(_mm512_alignr_epi32(after, here, 1)),
-                     right2 = _mm512_castsi512_ps(_mm512_alignr_epi32(after, here, 2));
-        __m512 sum = _mm512_mul_ps(_mm512_loadu_ps(band + i), left2);
-        sum = _mm512_fmadd_ps(_mm512_loadu_ps(band + dim + i), left1, sum);
-        sum = _mm512_fmadd_ps(_mm512_loadu_ps(band + 2 * dim + i), _mm512_castsi512_ps(here), sum);
-        sum = _mm512_fmadd_ps(_mm512_loadu_ps(band + 3 * dim + i), right1, sum);
-        sum = _mm512_fmadd_ps(_mm512_loadu_ps(band + 4 * dim + i), right2, sum);
-        _mm512_storeu_ps(y + i, sum);
+    Vec before = v_zero(), here = v_load(x);
+    for (int i = 0; i < dim; i += LANES) {
+        const Vec after = i + LANES < dim ? v_load(x + i + LANES) : v_zero();
+        Vec sum = v_mul(v_load(band + i), v_before2(before, here));
+        sum = v_fmadd(v_load(band + dim + i), v_before1(before, here), sum);
+        sum = v_fmadd(v_load(band + 2 * dim + i), here, sum);
+        sum = v_fmadd(v_load(band + 3 * dim + i), v_after1(here, after), sum);
+        sum = v_fmadd(v_load(band + 4 * dim + i), v_after2(here, after), sum);
+        v_store(y + i, sum);
         before = here;
         here = after;
     }
@@ -110,16 +103,17 @@ static inline void rotate3_band_apply_avx512(float *restrict y, const float *res
 
 /* y = the band's product with x, both (dim >= 3); they must not overlap.
  * Every channel, the first and last two included, is the same five
- * multiply-adds: the taps beyond the ends read zeros. On AVX-512 with dim
- * a multiple of 16 (64-channel heads: a third of the time of a scalar
- * treatment of the ends), the zeros are shifted in; otherwise x goes
- * through a window with BAND_REACH zeros at either end. */
+ * multiply-adds: the taps beyond the ends read zeros. With vectors
+ * (vitrain/simd.h) and dim a multiple of their width, the zeros are
+ * shifted in (64-channel heads on AVX-512: a third of the time of a
+ * scalar treatment of the ends); otherwise x goes through a window with
+ * BAND_REACH zeros at either end. */
 static inline void rotate3_band_apply(float *restrict y, const float *restrict x,
                                       const float *restrict band, int dim)
 {
-#ifdef __AVX512F__
-    if (dim % 16 == 0) {
-        rotate3_band_apply_avx512(y, x, band, dim);
+#ifdef VT_SIMD
+    if (dim % LANES == 0) {
+        rotate3_band_apply_vec(y, x, band, dim);
         return;
     }
 #endif
