@@ -1,7 +1,8 @@
 /*
  * simd.h - the few vector operations that vitrain's hand-vectorised
- * kernels (attention heads, GELU) are written in, once for AVX-512 and
- * once for AVX2 with FMA, so that each kernel is written once for both.
+ * kernels (attention heads, GELU, the spherical encoding's band product,
+ * the b = 8 block rotations) are written in, once for AVX-512 and once for
+ * AVX2 with FMA, so that each kernel is written once for both.
  *
  * VT_SIMD is defined where one of them is available. A Vec holds LANES
  * floats (16 or 8); Lanes selects some of them: a mask register on
