@@ -38,8 +38,11 @@ MPICC ?= mpicc
 MPI_HELP := Open MPI is missing (mpicc, mpirun): install it with \
             'make deps MPI=1' (Debian: libopenmpi-dev openmpi-bin)
 ifeq ($(MPI),1)
+# 'make deps MPI=1' is how Open MPI gets installed, so it must not need it.
 ifeq ($(shell command -v $(MPICC) 2>/dev/null),)
+ifneq ($(filter-out deps,$(or $(MAKECMDGOALS),all)),)
 $(error $(MPI_HELP))
+endif
 endif
 CC := $(MPICC)
 BUILD := build/mpi$(if $(filter release,$(MODE)),,-$(MODE))
