@@ -70,6 +70,8 @@ done_count=0
 # gives its spread).
 for rep in $(seq "$REPS"); do
     for t in $THREADS; do
+        # The FMA limit: the ceiling of every GFLOP/s figure (a few seconds).
+        echo "impl=fma threads=$t $(OMP_NUM_THREADS=$t $BENCH fma "$t")" >>"$RAW"
         for m in $MODELS; do for i in $INPUTS; do for e in $ENCODINGS; do
             done_count=$((done_count + 1))
             printf 'bench: round %s/%s, %s/%s: %s threads, %s, %s, %s\n' "$rep" "$REPS" \

@@ -21,6 +21,10 @@ function add(key, value) {
         split($i, kv, "=")
         f[kv[1]] = kv[2]
     }
+    if (f["impl"] == "fma") {
+        add("fma|" f["threads"], f["fma_gflops"])
+        next
+    }
     if (f["impl"] == "sgemm") {
         add("sgemm|" f["threads"], f["gflops"])
         threads_seen[f["threads"]] = 1
@@ -52,6 +56,25 @@ function extreme(list, which,    n, v, i, best) {
         if ((which < 0 && v[i] + 0 < best) || (which > 0 && v[i] + 0 > best))
             best = v[i] + 0
     return best
+}
+
+# The FMA limit of each thread count, and how much of it sgemm and the
+# fastest training step reach: the room any kernel could still win.
+function fma_line(    t, limit, c, best, gf) {
+    for (t in threads_seen)
+        if (("fma|" t) in values) {
+            limit = median(values["fma|" t])
+            best = 0
+            for (c = 1; c <= configs; c++) {
+                load(c)
+                gf = get("vitrain", cfg, "gflops")
+                if (p[1] == t && gf > best)
+                    best = gf
+            }
+            print ""
+            printf "Single-precision FMA limit, %s thread%s (`vit_bench fma`, register-only multiply-adds): %.1f GFLOP/s; sgemm 1024^3 reaches %.0f %% of it, the fastest training step %.0f %%.\n",
+                   t, (t == 1 ? "" : "s"), limit, 100 * sgemm(t) / limit, 100 * best / limit
+        }
 }
 
 # Configuration c in the order first seen: sets cfg and its fields p[1..4]
@@ -87,6 +110,7 @@ END {
             noisy = 1
     }
     print ""
+    fma_line()
     if (noisy) {
         print ""
         print "**The machine's own speed moved by more than 25 % during this run** (sgemm"

@@ -22,6 +22,7 @@
 #include "vitrain/pe.h"
 #include "vitrain/rng.h"
 
+#include <math.h>
 #include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -102,11 +103,16 @@ static void backward_layer(const Setup *s, const QkRotation *hook, int layer)
     free(parts);
 }
 
-/* One training step of the encoding alone; adds each phase's seconds. */
+/* One training step of the encoding alone; adds each phase's seconds.
+ * Every step first moves one parameter by an ulp, as the optimizer moves
+ * them all: an encoding that keeps its rotations while its parameters stay
+ * put (LieRE's evaluation cache) must make them anew, as in training. */
 static void step(Setup *s, double seconds[PHASES])
 {
     const PeStep pass = {.train = true, .step = 1, .seed = 3};
     const QkRotation *hook = pe_rotation(&s->pe);
+    if (s->list.total > 0)
+        s->params.data[0] = nextafterf(s->params.data[0], INFINITY);
     double t = now_seconds(), t1;
     s->pe.kind->prepare(&s->pe, s->params.data, &pass);
     t1 = now_seconds(), seconds[0] += t1 - t, t = t1;

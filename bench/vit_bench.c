@@ -4,6 +4,9 @@
  *
  *   vit_bench sgemm N THREADS
  *       GFLOP/s of a square N^3 cblas_sgemm (median of 7).
+ *   vit_bench fma THREADS
+ *       the single-precision FMA limit of THREADS cores (median of 5): the
+ *       ceiling of every GFLOP/s figure here.
  *   vit_bench train PRESET IMG CHANNELS PATCH PE BLOCK BATCH STEPS THREADS [EXPORT]
  *       training and inference img/s (medians over STEPS steps after two
  *       warm-up steps), achieved GFLOP/s, seconds per step in each phase
@@ -27,11 +30,13 @@
 #include "vitrain/optim.h"
 #include "vitrain/parallel.h"
 #include "vitrain/profile.h"
+#include "vitrain/simd.h"
 #include "vitrain/synthetic.h"
 #include "vitrain/trainer.h"
 #include "vitrain/vit.h"
 
 #include <cblas.h>
+#include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -64,6 +69,43 @@ static int sgemm_bench(int n)
     free(b);
     free(c);
     return 0;
+}
+
+/* The machine's single-precision multiply-add limit at the current thread
+ * count: every thread runs CHAINS independent chains of vector FMAs (more
+ * than the latency times the issue rate of any x86 core), in the widest
+ * vectors of the build, from registers only. No GEMM can pass this rate;
+ * what fraction of it sgemm reaches says how much a better kernel could win. */
+static int fma_bench(void)
+{
+#ifdef VT_SIMD
+    enum { REPS = 5, CHAINS = 12, ITERATIONS = 20000000 };
+    double t[REPS], sink = 0.0;
+    for (int r = -1; r < REPS; r++) {
+        const double t0 = now_seconds();
+#pragma omp parallel reduction(+ : sink)
+        {
+            Vec acc[CHAINS];
+            const Vec a = v_set1(1.0000001f), b = v_set1(-1e-7f);
+            for (int c = 0; c < CHAINS; c++)
+                acc[c] = v_set1((float)c);
+            for (long i = 0; i < ITERATIONS; i++)
+#pragma GCC unroll 12
+                for (int c = 0; c < CHAINS; c++)
+                    acc[c] = v_fmadd(acc[c], a, b);
+            for (int c = 0; c < CHAINS; c++)
+                sink += v_sum(acc[c]); /* keeps the chains live */
+        }
+        if (r >= 0)
+            t[r] = now_seconds() - t0;
+    }
+    const double flops = 2.0 * LANES * CHAINS * (double)ITERATIONS * omp_get_max_threads();
+    printf("fma_gflops=%.2f lanes=%d check=%g\n", flops / median(t, REPS) * 1e-9, LANES, sink);
+    return 0;
+#else
+    fprintf(stderr, "vit_bench: fma needs a build with AVX2 or AVX-512 (VT_SIMD)\n");
+    return 1;
+#endif
 }
 
 /* FLOPs of attention's own products, q k^T and P v, in one forward pass of
@@ -206,6 +248,7 @@ static int train_bench(const Setup *s)
 static int usage(void)
 {
     fprintf(stderr, "usage: vit_bench sgemm N THREADS\n"
+                    "       vit_bench fma THREADS\n"
                     "       vit_bench train PRESET IMG CHANNELS PATCH PE BLOCK BATCH STEPS "
                     "THREADS [EXPORT]\n");
     return 2;
@@ -216,6 +259,10 @@ int main(int argc, char **argv)
     if (argc == 4 && strcmp(argv[1], "sgemm") == 0) {
         threads_setup(atoi(argv[3]));
         return sgemm_bench(atoi(argv[2]));
+    }
+    if (argc == 3 && strcmp(argv[1], "fma") == 0) {
+        threads_setup(atoi(argv[2]));
+        return fma_bench();
     }
     if ((argc == 11 || argc == 12) && strcmp(argv[1], "train") == 0) {
         Setup s = {.preset = argv[2], .img = atoi(argv[3]), .channels = atoi(argv[4]),
