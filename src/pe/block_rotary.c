@@ -430,6 +430,25 @@ static inline void rotate_vector_backward(float *dy, float *dR, const float *x, 
     }
 }
 
+/* q's and k's rows of one token together, b = 8: dR += dy_q x_q^T +
+ * dy_k x_k^T reads and writes each row of dR once for both (it is the
+ * loop's memory traffic), in the order the single-row kernel adds them. */
+static inline void rotate_vector8_backward_pair(float *dyq, float *dyk, float *restrict dR,
+                                               const float *xq, const float *xk,
+                                               const float *restrict R, int blocks)
+{
+    for (int j = 0; j < blocks; j++) {
+        float *restrict dRj = dR + (size_t)j * 64;
+        const float *q = xq + j * 8, *k = xk + j * 8, *gq = dyq + j * 8, *gk = dyk + j * 8;
+        for (int r = 0; r < 8; r++)
+#pragma omp simd
+            for (int c = 0; c < 8; c++)
+                dRj[r * 8 + c] = (dRj[r * 8 + c] + gq[r] * q[c]) + gk[r] * k[c];
+        sum_rows8(dyq + j * 8, R + (size_t)j * 64, dyq + j * 8);
+        sum_rows8(dyk + j * 8, R + (size_t)j * 64, dyk + j * 8);
+    }
+}
+
 int br_head_grad_floats(const BlockRotary *br)
 {
     return br->tokens * br->blocks * br->b * br->b;
@@ -443,13 +462,19 @@ void br_backward_head(const BlockRotary *br, int layer, int image, int h, const 
     VT_ASSERT(br_by_heads(br));
     const int table = br->layers == 1 ? 0 : layer, th = br->heads == 1 ? 0 : h;
     const size_t per_token = (size_t)br->blocks * br->b * br->b;
+    const bool paired = rows->count == 2 && br->b == 8;
     for (int n = 0; n < d->N; n++) {
         const size_t raw = raw_at(rows->raw_stride, image, n, h, d);
+        const float *R = br->rot + br_at(br, table, th, n, 0);
+        if (paired && n >= br->first_token)
+            rotate_vector8_backward_pair(rows->tile[0] + (size_t)n * d->Dh,
+                                         rows->tile[1] + (size_t)n * d->Dh, part + n * per_token,
+                                         rows->raw[0] + raw, rows->raw[1] + raw, R, br->blocks);
         for (int i = 0; i < rows->count; i++) {
             float *dy = rows->tile[i] + (size_t)n * d->Dh;
-            if (n >= br->first_token)
-                rotate_vector_backward(dy, part + n * per_token, rows->raw[i] + raw,
-                                       br->rot + br_at(br, table, th, n, 0), br->blocks, br->b);
+            if (!paired && n >= br->first_token)
+                rotate_vector_backward(dy, part + n * per_token, rows->raw[i] + raw, R,
+                                       br->blocks, br->b);
             memcpy(rows->raw_grad[i] + raw, dy, (size_t)d->Dh * sizeof(float));
         }
     }
