@@ -454,29 +454,28 @@ int br_head_grad_floats(const BlockRotary *br)
     return br->tokens * br->blocks * br->b * br->b;
 }
 
-/* Token by token, q's and k's rows in turn: the token's R and its part of
- * dR are read once for both. */
+/* Token by token, q's and k's rows in turn (for b = 8 in one pass): the
+ * token's R and its part of dR are read once for both. */
 void br_backward_head(const BlockRotary *br, int layer, int image, int h, const PeHeadRows *rows,
                       float *part, const AttnDims *d)
 {
     VT_ASSERT(br_by_heads(br));
     const int table = br->layers == 1 ? 0 : layer, th = br->heads == 1 ? 0 : h;
     const size_t per_token = (size_t)br->blocks * br->b * br->b;
-    const bool paired = rows->count == 2 && br->b == 8;
     for (int n = 0; n < d->N; n++) {
-        const size_t raw = raw_at(rows->raw_stride, image, n, h, d);
+        const size_t raw = raw_at(rows->raw_stride, image, n, h, d), row = (size_t)n * d->Dh;
         const float *R = br->rot + br_at(br, table, th, n, 0);
-        if (paired && n >= br->first_token)
-            rotate_vector8_backward_pair(rows->tile[0] + (size_t)n * d->Dh,
-                                         rows->tile[1] + (size_t)n * d->Dh, part + n * per_token,
-                                         rows->raw[0] + raw, rows->raw[1] + raw, R, br->blocks);
-        for (int i = 0; i < rows->count; i++) {
-            float *dy = rows->tile[i] + (size_t)n * d->Dh;
-            if (!paired && n >= br->first_token)
-                rotate_vector_backward(dy, part + n * per_token, rows->raw[i] + raw, R,
-                                       br->blocks, br->b);
-            memcpy(rows->raw_grad[i] + raw, dy, (size_t)d->Dh * sizeof(float));
-        }
+        const bool rotated = n >= br->first_token;
+        if (rotated && rows->count == 2 && br->b == 8)
+            rotate_vector8_backward_pair(rows->tile[0] + row, rows->tile[1] + row,
+                                         part + n * per_token, rows->raw[0] + raw,
+                                         rows->raw[1] + raw, R, br->blocks);
+        else if (rotated)
+            for (int i = 0; i < rows->count; i++)
+                rotate_vector_backward(rows->tile[i] + row, part + n * per_token,
+                                       rows->raw[i] + raw, R, br->blocks, br->b);
+        for (int i = 0; i < rows->count; i++)
+            memcpy(rows->raw_grad[i] + raw, rows->tile[i] + row, (size_t)d->Dh * sizeof(float));
     }
 }
 
