@@ -158,15 +158,19 @@ START_TEST(test_liere_rotations_match_their_generators)
      * for the rest (G(k p) = k G(p)); each token's rotation must still be
      * exp of its own generator, built here from the parameters. Grid 7 has
      * powers up to 6; grid 9 trained at 7 extrapolates. fp32 storage bounds
-     * the error; a wrong root or power would be of order 1. b = 8 gives a
-     * head of 16 two blocks: on AVX-512 one vector turns both. */
+     * the error where the rotations are made in double (b < 16); dense
+     * blocks (b = 16 here) make them in float, exponential and powers
+     * (measured 1.6e-6 and 2.2e-6). A wrong root or power would be of order
+     * 1. b = 8 gives a head of 16 two blocks: on AVX-512 one vector turns
+     * both. */
     const int sizes[] = {4, 8, 16}, grids[][2] = {{7, 7}, {9, 7}};
     for (int i = 0; i < 3; i++)
         for (int k = 0; k < 2; k++) {
             double e = liere_rotation_error(sizes[i], grids[k][0], grids[k][1]);
             printf("liere b=%d grid %d/%d: max |R - exp(G)| %.3g\n", sizes[i], grids[k][0],
                    grids[k][1], e);
-            ck_assert_msg(e < 1e-6, "liere b=%d grid %d/%d: max |R - exp(G)| %.3g", sizes[i],
+            const double bound = sizes[i] < 16 ? 1e-6 : 1e-5;
+            ck_assert_msg(e < bound, "liere b=%d grid %d/%d: max |R - exp(G)| %.3g", sizes[i],
                           grids[k][0], grids[k][1], e);
         }
 }

@@ -1,6 +1,7 @@
 /*
  * head_kernels.h - the small matrix products of one attention head, for
- * CPUs with AVX-512 or AVX2 (with FMA).
+ * CPUs with AVX-512 or AVX2 (with FMA); the dense block rotations
+ * (src/pe/block_rotary.c) run theirs on them too.
  *
  * Per (image, head) attention multiplies matrices of N x Dh and N x N with
  * N of some 50 to a few hundred tokens and Dh = 64: too small for

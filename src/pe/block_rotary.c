@@ -12,10 +12,15 @@
  * Blocks of at least GEMM_BLOCK channels (dense LieRE's 64) rotate as
  * products over the batch, B vectors of one (head, token, block) being the
  * rows of a strided matrix; those products read R either way round, so
- * R^T is not stored for them. Smaller blocks rotate vector by vector.
+ * R^T is not stored for them. Their rotations are made in float (the
+ * exponential, the powers along a ray and the backward of both), where
+ * the 64 x 64 products run at twice the rate of double. Smaller blocks
+ * rotate vector by vector and make their rotations in double.
  */
 #include "block_rotary.h"
 #include "raw_rows.h"
+
+#include "../attention/head_kernels.h"
 
 #include "vitrain/parallel.h"
 #include "vitrain/simd.h"
@@ -230,6 +235,23 @@ static void prepare_ray(BlockRotary *br, const Item *it, BrScratch *s, const Pe 
     }
 }
 
+/* The same for dense blocks, in float and in place in the table (which
+ * holds no R^T for them): their 64 x 64 products run on sgemm at twice
+ * dgemm's rate, and the forward that reads them is float already. */
+static void prepare_ray_float(BlockRotary *br, const Item *it, BrScratch *s, const Pe *pe,
+                              const float *params, BrGenerator generator)
+{
+    const int b = br->b;
+    generator(pe, params, it->layer, it->head, it->token[0], it->block, s->g);
+    for (int e = 0; e < b * b; e++)
+        s->g32[e] = (float)s->g[e];
+    float *root = br->rot + item_offset(br, it, 0);
+    skew_expm_f(root, s->g32, b, s->work);
+    for (int k = 1; k < it->length; k++)
+        blas_sgemm(false, false, b, b, b, 1.0f, br->rot + item_offset(br, it, k - 1), b, root, b,
+                   0.0f, br->rot + item_offset(br, it, k), b);
+}
+
 void br_prepare(BlockRotary *br, const Pe *pe, const float *params, BrGenerator generator)
 {
     const int items = item_count(br);
@@ -239,7 +261,10 @@ void br_prepare(BlockRotary *br, const Pe *pe, const float *params, BrGenerator 
 #pragma omp for schedule(static)
         for (int i = 0; i < items; i++) {
             const Item it = item_at(br, i);
-            prepare_ray(br, &it, s, pe, params, generator);
+            if (br_by_heads(br))
+                prepare_ray(br, &it, s, pe, params, generator);
+            else
+                prepare_ray_float(br, &it, s, pe, params, generator);
         }
     }
     br_clear_grads(br);
@@ -338,24 +363,49 @@ static void copy_tail(const BlockRotary *br, float *to, const float *from, const
         memcpy(to + start, from + start, (size_t)(d->Dh - start) * sizeof(float));
 }
 
+/* Chunks a product kernel fetches while it runs: the operands of the next
+ * (head, token), 128 rows of 256 bytes apart by a whole token row of the
+ * batch, which the hardware prefetchers do not follow (head_kernels.h). */
+enum { FETCH_CHUNKS = 512 };
+
+/* Queues `rows` rows of Dh floats from `at`, ld apart. */
+static void queue_rows(FetchQueue *ahead, const float *at, int ld, const AttnDims *d)
+{
+    fetch_queue_rows(ahead, at, ld, d->B, d->Dh);
+}
+
 /* br_forward by products: one (head, token) per iteration, each block of
  * the whole batch as one product from the raw rows (N raw_stride apart
- * from image to image) into the head-major rows: Y = X R^T. */
+ * from image to image) into the head-major rows: Y = X R^T, on the head
+ * kernels where they take it, while the next iteration's rows arrive. */
 static void forward_products(const BlockRotary *br, int table, float *x, const float *x_raw,
                              int raw_stride, const AttnDims *d)
 {
-    const int rotated = d->N - br->first_token, ld = d->H * d->N * d->Dh, b = br->b;
-#pragma omp parallel for schedule(static)
-    for (int hn = 0; hn < d->H * rotated; hn++) {
-        const int h = hn / rotated, n = br->first_token + hn % rotated;
-        const int th = br->heads == 1 ? 0 : h;
-        for (int j = 0; j < br->blocks; j++)
-            blas_sgemm(false, true, d->B, b, b, 1.0f,
-                       x_raw + raw_at(raw_stride, 0, n, h, d) + (size_t)j * b, d->N * raw_stride,
-                       br->rot + br_at(br, table, th, n, j), b, 0.0f,
-                       x + head_at(0, h, n, d) + (size_t)j * b, ld);
-        for (int bi = 0; bi < d->B; bi++)
-            copy_tail(br, x + head_at(bi, h, n, d), x_raw + raw_at(raw_stride, bi, n, h, d), d);
+    const int rotated = d->N - br->first_token, items = d->H * rotated;
+    const int ld = d->H * d->N * d->Dh, raw_ld = d->N * raw_stride, b = br->b;
+#pragma omp parallel
+    {
+        const char *lines[FETCH_CHUNKS];
+        FetchQueue ahead = {lines, 0, 0, FETCH_CHUNKS};
+#pragma omp for schedule(static)
+        for (int hn = 0; hn < items; hn++) {
+            const int h = hn / rotated, n = br->first_token + hn % rotated;
+            const int th = br->heads == 1 ? 0 : h;
+            fetch_queue_clear(&ahead);
+            if (hn + 1 < items)
+                queue_rows(&ahead,
+                           x_raw + raw_at(raw_stride, 0, br->first_token + (hn + 1) % rotated,
+                                          (hn + 1) / rotated, d),
+                           raw_ld, d);
+            for (int j = 0; j < br->blocks; j++)
+                head_sgemm(false, true, d->B, b, b, 1.0f,
+                           x_raw + raw_at(raw_stride, 0, n, h, d) + (size_t)j * b, raw_ld,
+                           br->rot + br_at(br, table, th, n, j), b,
+                           x + head_at(0, h, n, d) + (size_t)j * b, ld, &ahead);
+            for (int bi = 0; bi < d->B; bi++)
+                copy_tail(br, x + head_at(bi, h, n, d), x_raw + raw_at(raw_stride, bi, n, h, d),
+                          d);
+        }
     }
 }
 
@@ -499,21 +549,24 @@ void br_backward_reduce(BlockRotary *br, int layer, const float *parts, int chun
 }
 
 /* The heads of table head th at token n, by products over the batch:
- * dR += dY^T X, then dX = dY R into the raw rows. */
+ * dR += dY^T X (formed apart, then added: the kernels do not accumulate),
+ * then dX = dY R into the raw rows. */
 static void backward_products(BlockRotary *br, size_t at, int th, int group, int n,
                               float *dx_raw, const float *dx, const float *x_raw, int raw_stride,
-                              const AttnDims *d)
+                              const AttnDims *d, FetchQueue *ahead)
 {
     const int b = br->b, ld = d->H * d->N * d->Dh, raw_ld = d->N * raw_stride;
+    float part[BR_MAX_BLOCK * BR_MAX_BLOCK];
     for (int h = th * group; h < (th + 1) * group; h++) {
         for (int j = 0; j < br->blocks; j++) {
             const float *dy = dx + head_at(0, h, n, d) + (size_t)j * b;
             const size_t raw = raw_at(raw_stride, 0, n, h, d) + (size_t)j * b;
-            const size_t block = at + (size_t)j * b * b;
-            blas_sgemm(true, false, b, b, d->B, 1.0f, dy, ld, x_raw + raw, raw_ld, 1.0f,
-                       br->grad + block, b);
-            blas_sgemm(false, false, d->B, b, b, 1.0f, dy, ld, br->rot + block, b, 0.0f,
-                       dx_raw + raw, raw_ld);
+            float *dR = br->grad + at + (size_t)j * b * b;
+            head_sgemm(true, false, b, b, d->B, 1.0f, dy, ld, x_raw + raw, raw_ld, part, b, ahead);
+            for (int e = 0; e < b * b; e++)
+                dR[e] += part[e];
+            head_sgemm(false, false, d->B, b, b, 1.0f, dy, ld, br->rot + at + (size_t)j * b * b,
+                       b, dx_raw + raw, raw_ld, ahead);
         }
         for (int bi = 0; bi < d->B; bi++)
             copy_tail(br, dx_raw + raw_at(raw_stride, bi, n, h, d), dx + head_at(bi, h, n, d), d);
@@ -525,16 +578,30 @@ void br_backward(BlockRotary *br, int layer, float *dx_raw, float *dx, const flo
 {
     VT_ASSERT(!br_by_heads(br));
     const int table = br->layers == 1 ? 0 : layer;
-    const int rotated = d->N - br->first_token;
+    const int rotated = d->N - br->first_token, items = br->heads * rotated;
     const int group = br->heads == 1 ? d->H : 1; /* heads reading one table */
     br->grad_written = true;
     /* One (head table, token) per iteration, its heads and the batch summed
-     * inside in order: each dR entry has one writer, whatever the threads. */
-#pragma omp parallel for schedule(static)
-    for (int hn = 0; hn < br->heads * rotated; hn++) {
-        const int th = hn / rotated, n = br->first_token + hn % rotated;
-        backward_products(br, br_at(br, table, th, n, 0), th, group, n, dx_raw, dx, x_raw,
-                          raw_stride, d);
+     * inside in order: each dR entry has one writer, whatever the threads.
+     * The next iteration's first head is fetched meanwhile. */
+#pragma omp parallel
+    {
+        const char *lines[2 * FETCH_CHUNKS];
+        FetchQueue ahead = {lines, 0, 0, 2 * FETCH_CHUNKS};
+#pragma omp for schedule(static)
+        for (int hn = 0; hn < items; hn++) {
+            const int th = hn / rotated, n = br->first_token + hn % rotated;
+            fetch_queue_clear(&ahead);
+            if (hn + 1 < items) {
+                const int next_h = (hn + 1) / rotated * group;
+                const int next_n = br->first_token + (hn + 1) % rotated;
+                queue_rows(&ahead, dx + head_at(0, next_h, next_n, d), d->H * d->N * d->Dh, d);
+                queue_rows(&ahead, x_raw + raw_at(raw_stride, 0, next_n, next_h, d),
+                           d->N * raw_stride, d);
+            }
+            backward_products(br, br_at(br, table, th, n, 0), th, group, n, dx_raw, dx, x_raw,
+                              raw_stride, d, &ahead);
+        }
     }
     copy_unrotated_grads(dx_raw, dx, raw_stride, br->first_token, d);
 }
@@ -581,6 +648,32 @@ static void finish_ray(BlockRotary *br, const Item *it, BrScratch *s, const Pe *
     skew_expm_backward_f(br->grad + item_offset(br, it, 0), s->g32, s->adj32, b, s->work);
 }
 
+/* The same for dense blocks, in float and in place in the gradient table:
+ * D_(k-1) += D_k R^T and acc += (R^(k-1))^T D_k from the last power down. */
+static void finish_ray_float(BlockRotary *br, const Item *it, BrScratch *s, const Pe *pe,
+                             const float *params, BrGenerator generator)
+{
+    const int b = br->b;
+    const float *root = br->rot + item_offset(br, it, 0);
+    float *acc = s->adj32;
+    memset(acc, 0, (size_t)b * b * sizeof(float));
+    for (int k = it->length - 1; k >= 1; k--) {
+        float *adj = br->grad + item_offset(br, it, k);
+        blas_sgemm(true, false, b, b, b, 1.0f, br->rot + item_offset(br, it, k - 1), b, adj, b,
+                   1.0f, acc, b);
+        blas_sgemm(false, true, b, b, b, 1.0f, adj, b, root, b, 1.0f,
+                   br->grad + item_offset(br, it, k - 1), b);
+        memset(adj, 0, (size_t)b * b * sizeof(float));
+    }
+    float *adj = br->grad + item_offset(br, it, 0);
+    for (int e = 0; e < b * b; e++)
+        acc[e] += adj[e];
+    generator(pe, params, it->layer, it->head, it->token[0], it->block, s->g);
+    for (int e = 0; e < b * b; e++)
+        s->g32[e] = (float)s->g[e];
+    skew_expm_backward_f(adj, s->g32, acc, b, s->work);
+}
+
 void br_finish(BlockRotary *br, const Pe *pe, const float *params, BrGenerator generator)
 {
     const int items = item_count(br);
@@ -591,7 +684,10 @@ void br_finish(BlockRotary *br, const Pe *pe, const float *params, BrGenerator g
 #pragma omp for schedule(static)
         for (int i = 0; i < items; i++) {
             const Item it = item_at(br, i);
-            finish_ray(br, &it, s, pe, params, generator);
+            if (br_by_heads(br))
+                finish_ray(br, &it, s, pe, params, generator);
+            else
+                finish_ray_float(br, &it, s, pe, params, generator);
         }
     }
 }

@@ -6,7 +6,8 @@
  * encoding's parameters; channels after the last whole block are left alone.
  *
  * The encoding supplies G through a callback; the engine does the rest:
- *   br_prepare   R = exp(G) for every (layer, head, token, block), in double,
+ *   br_prepare   R = exp(G) for every (layer, head, token, block), in double
+ *                for blocks under 16 channels, in float for larger ones,
  *                stored as float, once per pass (the batch shares them,
  *                §4.7); resets dR
  *   br_forward   y = R x per block: one (image, head) at a time for
@@ -54,7 +55,7 @@ typedef struct BrScratch {
     double *g, *root;            /* a ray's generator and R = exp(G) */
     double *cur, *next, *acc;    /* the ray's products and adjoints */
     double *prev;                /* R^(k-1), read back for the backward */
-    float *g32, *adj32;          /* the backward's float inputs */
+    float *g32, *adj32;          /* float G and adjoint (dense blocks, backward) */
 } BrScratch;
 
 typedef struct BlockRotary {

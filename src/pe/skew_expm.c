@@ -21,8 +21,9 @@
  * Lu, Lv are their Frechet derivatives in direction E.
  *
  * The algorithm is written once, in skew_expm_impl.h, and compiled in
- * double (every promise of skew_expm.h) and in float (the backward for
- * training, where sgemm runs 64 x 64 products 2.4x faster than dgemm).
+ * double (every promise of skew_expm.h) and in float (the exponential and
+ * backward of dense blocks in training, where sgemm runs 64 x 64 products
+ * 2.4x faster than dgemm).
  */
 #include "vitrain/skew_expm.h"
 
@@ -104,7 +105,6 @@ struct SkewExpmWork {
     int *piv;                 /* (max_b) row swaps of the LU factorisation */
     Mats_d d;                 /* the double matrices */
     Mats_f f;                 /* float matrices over the same memory */
-    double *gin, *din, *out;  /* double copies for skew_expm_f */
     double *block;            /* the single allocation the above point into */
 };
 
@@ -115,11 +115,8 @@ SkewExpmWork *skew_expm_work_create(int max_b)
     const size_t nn = (size_t)max_b * (size_t)max_b;
     work->max_b = max_b;
     work->piv = vt_xmalloc((size_t)max_b * sizeof(int));
-    work->block = vt_xmalloc((MATS + 3) * nn * sizeof(double));
-    double *next = mats_bind_d(&work->d, work->block, work->piv, nn);
-    work->gin = next;
-    work->din = next + nn;
-    work->out = next + 2 * nn;
+    work->block = vt_xmalloc(MATS * nn * sizeof(double));
+    mats_bind_d(&work->d, work->block, work->piv, nn);
     /* A call runs in one precision, so the float matrices may overlay the
      * double ones (they take half the bytes). */
     mats_bind_f(&work->f, (float *)work->block, work->piv, nn);
@@ -150,12 +147,7 @@ void skew_expm_backward(double *dG, const double *G, const double *dR, int b, Sk
 void skew_expm_f(float *R, const float *G, int b, SkewExpmWork *work)
 {
     VT_ASSERT(work && b >= 1 && b <= work->max_b);
-    const size_t len = (size_t)b * (size_t)b;
-    for (size_t i = 0; i < len; i++)
-        work->gin[i] = G[i];
-    expm_d(work->out, work->gin, b, &work->d);
-    for (size_t i = 0; i < len; i++)
-        R[i] = (float)work->out[i];
+    expm_f(R, G, b, &work->f);
 }
 
 void skew_expm_backward_f(float *dG, const float *G, const float *dR, int b, SkewExpmWork *work)

@@ -377,8 +377,7 @@ static void NAME(fill_nan)(REAL *y, int n)
         y[i] = NAN;
 }
 
-/* static inline: the float build uses the backward only. */
-static inline void NAME(expm)(REAL *R, const REAL *G, int b, NAME(Mats) *work)
+static void NAME(expm)(REAL *R, const REAL *G, int b, NAME(Mats) *work)
 {
     const double norm = NAME(norm1)(G, b);
     if (!isfinite(norm)) {
