@@ -7,7 +7,8 @@
  * r_m = q_m^-1 p_m of the smallest degree m in {3, 5, 7, 9} whose bound
  * theta_m covers ||G||_1, else m = 13 after scaling G by 2^-s so that
  * ||G/2^s||_1 <= theta_13; then r_m is squared s times. The bounds keep the
- * backward error of the approximant below the unit roundoff in double.
+ * backward error of the approximant below the unit roundoff in double;
+ * the float build uses the bounds of single precision (degrees 3, 5, 7).
  *
  * Backward: Al-Mohy & Higham (2009), "Computing the Frechet derivative of
  * the matrix exponential, with an application to condition number
@@ -34,16 +35,34 @@
 #include <stdlib.h>
 #include <string.h>
 
-enum { MAX_DEGREE = 13, LOW_DEGREES = 4, POWERS = 4 };
+enum { MAX_DEGREE = 13, POWERS = 4 };
 
-static const int DEGREES[LOW_DEGREES + 1] = {3, 5, 7, 9, 13};
-/* Higham 2005, Table 2.3: theta_m for double precision. */
-static const double THETA_EXPM[LOW_DEGREES + 1] = {
-    1.495585217958292e-2, 2.539398330063230e-1, 9.504178996162932e-1, 2.097847961257068e0,
-    5.371920351148152e0};
+/* The degrees a precision chooses from, each with the largest ||A||_1 it
+ * covers (theta_m); the last one is taken after scaling for larger norms. */
+typedef struct DegreeBounds {
+    int count;
+    int degree[5];
+    double theta[5];
+} DegreeBounds;
+
+/* Double. Higham 2005, Table 2.3: theta_m of the exponential. */
+static const DegreeBounds EXPM_DOUBLE = {
+    5, {3, 5, 7, 9, 13},
+    {1.495585217958292e-2, 2.539398330063230e-1, 9.504178996162932e-1, 2.097847961257068e0,
+     5.371920351148152e0}};
 /* Al-Mohy & Higham 2009, Table 6.1: ell_m for the exponential and its
  * Frechet derivative together. */
-static const double ELL_FRECHET[LOW_DEGREES + 1] = {1.08e-2, 2.00e-1, 7.83e-1, 1.78e0, 4.74e0};
+static const DegreeBounds FRECHET_DOUBLE = {5, {3, 5, 7, 9, 13}, {1.08e-2, 2.00e-1, 7.83e-1, 1.78e0, 4.74e0}};
+
+/* Single (unit roundoff 2^-24), where degree 7 after scaling costs fewer
+ * products than 9 or 13 at any norm (Higham 2005, §2). theta_m from his
+ * Table 2.3; ell_m from the bound of Al-Mohy & Higham 2009, §6, on the
+ * Frechet derivative of h_2m+1(x) = log(e^-x r_m(x)), sum k |h_k| x^(k-1)
+ * <= 2^-24, evaluated from the exact series (the same evaluation gives
+ * Higham's single theta_m to eight digits). */
+static const DegreeBounds EXPM_SINGLE = {
+    3, {3, 5, 7}, {4.258730016922831e-1, 1.880152677804762e0, 3.925724783138660e0}};
+static const DegreeBounds FRECHET_SINGLE = {3, {3, 5, 7}, {3.080330e-1, 1.482532e0, 3.248671e0}};
 
 /* c[j], j = 0..m, of p_m(x) = sum c_j x^j with q_m(x) = p_m(-x), from
  * c_j = (2m - j)! m! / ((2m)! j! (m - j)!), normalised to c_0 = 1. */
@@ -54,20 +73,21 @@ static void pade_coefficients(double *c, int m)
         c[j + 1] = c[j] * (double)(m - j) / ((double)(2 * m - j) * (double)(j + 1));
 }
 
-/* Degree m and squarings s for ||A||_1 = norm under the bounds theta. */
-static void choose_degree(double norm, const double *theta, int *m, int *s)
+/* Degree m and squarings s for ||A||_1 = norm under the bounds. */
+static void choose_degree(double norm, const DegreeBounds *bounds, int *m, int *s)
 {
     VT_ASSERT(isfinite(norm)); /* else the halving loop below never ends */
     *s = 0;
-    for (int i = 0; i < LOW_DEGREES; i++)
-        if (norm <= theta[i]) {
-            *m = DEGREES[i];
+    const int last = bounds->count - 1;
+    for (int i = 0; i < last; i++)
+        if (norm <= bounds->theta[i]) {
+            *m = bounds->degree[i];
             return;
         }
-    *m = MAX_DEGREE;
-    /* Smallest s with norm / 2^s <= theta_13; halving is exact, and a finite
-     * norm ends the loop after at most ~1030 steps. */
-    for (double x = norm / theta[LOW_DEGREES]; x > 1.0; x *= 0.5)
+    *m = bounds->degree[last];
+    /* Smallest s with norm / 2^s <= theta of the last degree; halving is
+     * exact, and a finite norm ends the loop after at most ~1030 steps. */
+    for (double x = norm / bounds->theta[last]; x > 1.0; x *= 0.5)
         (*s)++;
 }
 
@@ -84,21 +104,29 @@ enum { MATS = 2 + 2 * POWERS + 4 + 2 + 1 + 2 };
 #define NAME(x) x##_d
 #define GEMM blas_dgemm
 #define TRSM blas_dtrsm
+#define EXPM_BOUNDS EXPM_DOUBLE
+#define FRECHET_BOUNDS FRECHET_DOUBLE
 #include "skew_expm_impl.h"
 #undef REAL
 #undef NAME
 #undef GEMM
 #undef TRSM
+#undef EXPM_BOUNDS
+#undef FRECHET_BOUNDS
 
 #define REAL float
 #define NAME(x) x##_f
 #define GEMM blas_sgemm
 #define TRSM blas_strsm
+#define EXPM_BOUNDS EXPM_SINGLE
+#define FRECHET_BOUNDS FRECHET_SINGLE
 #include "skew_expm_impl.h"
 #undef REAL
 #undef NAME
 #undef GEMM
 #undef TRSM
+#undef EXPM_BOUNDS
+#undef FRECHET_BOUNDS
 
 struct SkewExpmWork {
     int max_b;

@@ -1,11 +1,13 @@
 /*
  * skew_expm_impl.h - the body of skew_expm.c written once for a scalar
  * type: skew_expm.c includes it twice, with REAL double (everything whose
- * accuracy skew_expm.h promises) and REAL float (skew_expm_backward_f, the
- * training path's backward). Before including, define REAL, NAME(x) (the
- * name of x in that precision), GEMM and TRSM (the BLAS wrappers of that
- * precision); the constants, choose_degree and pade_coefficients come from
- * skew_expm.c. No include guard: it is meant to be included twice.
+ * accuracy skew_expm.h promises) and REAL float (skew_expm_f and
+ * skew_expm_backward_f, the training path of dense blocks). Before
+ * including, define REAL, NAME(x) (the name of x in that precision), GEMM
+ * and TRSM (the BLAS wrappers of that precision), EXPM_BOUNDS and
+ * FRECHET_BOUNDS (its DegreeBounds); the constants, choose_degree and
+ * pade_coefficients come from skew_expm.c. No include guard: it is meant
+ * to be included twice.
  */
 
 /* The scratch matrices of one call, (n, n) each, and the LU row swaps. */
@@ -389,7 +391,7 @@ static void NAME(expm)(REAL *R, const REAL *G, int b, NAME(Mats) *work)
         return;
     }
     int m, s;
-    choose_degree(norm, THETA_EXPM, &m, &s);
+    choose_degree(norm, &EXPM_BOUNDS, &m, &s);
     const size_t len = (size_t)b * (size_t)b;
     const double scale = ldexp(1.0, -s); /* a product with it is exact, like ldexp */
     for (size_t i = 0; i < len; i++)
@@ -416,7 +418,7 @@ static void NAME(expm_backward)(REAL *dG, const REAL *G, const REAL *dR, int b, 
         return;
     }
     int m, s;
-    choose_degree(norm, ELL_FRECHET, &m, &s);
+    choose_degree(norm, &FRECHET_BOUNDS, &m, &s);
     const size_t len = (size_t)b * (size_t)b;
     const double scale = ldexp(1.0, -s);
     for (size_t i = 0; i < len; i++) {
