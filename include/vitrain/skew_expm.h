@@ -5,8 +5,7 @@
  *
  * Matrices are row-major b x b; b is the block size (2 to 64 in practice,
  * any b >= 1 works). Everything is computed in double, except
- * skew_expm_f and skew_expm_backward_f, which run the same algorithms in
- * float.
+ * skew_expm_backward_f, which runs the same algorithm in float.
  *
  * Promises (tests/test_skew_expm.c measures them for b in {2, 4, 8, 16, 64}):
  * - skew_expm(G) equals exp(G) to about 1e-12 in max-norm for skew-symmetric
@@ -49,13 +48,11 @@ void skew_expm(double *R /* (b, b) */, const double *G /* (b, b) */, int b, Skew
 void skew_expm_backward(double *dG /* (b, b) */, const double *G /* (b, b) */,
                         const double *dR /* (b, b) */, int b, SkewExpmWork *work);
 
-/* skew_expm computed in float throughout, for the dense blocks of
- * training (b >= 16): within about 5e-6 of the double result in max-norm,
- * and orthogonal to the same order, for ||G||_1 up to a few hundred
- * (tests/test_skew_expm.c). */
+/* skew_expm in float at the boundary, double inside. */
 void skew_expm_f(float *R /* (b, b) */, const float *G /* (b, b) */, int b, SkewExpmWork *work);
 
-/* skew_expm_backward computed in float throughout, for training: 1.9x
+/* skew_expm_backward computed in float throughout, for training, its
+ * degree chosen by the bounds of single precision (3, 5 or 7): 1.9x
  * faster at b = 64 (sgemm against dgemm), and within about 1e-5 of
  * max |dG| of the double result for ||G||_1 up to a few hundred (float
  * rounding carried through the squarings; tests/test_skew_expm.c). The

@@ -8,7 +8,8 @@
  * theta_m covers ||G||_1, else m = 13 after scaling G by 2^-s so that
  * ||G/2^s||_1 <= theta_13; then r_m is squared s times. The bounds keep the
  * backward error of the approximant below the unit roundoff in double;
- * the float build uses the bounds of single precision (degrees 3, 5, 7).
+ * the float build (the backward) uses those of single precision (degrees
+ * 3, 5, 7).
  *
  * Backward: Al-Mohy & Higham (2009), "Computing the Frechet derivative of
  * the matrix exponential, with an application to condition number
@@ -22,9 +23,8 @@
  * Lu, Lv are their Frechet derivatives in direction E.
  *
  * The algorithm is written once, in skew_expm_impl.h, and compiled in
- * double (every promise of skew_expm.h) and in float (the exponential and
- * backward of dense blocks in training, where sgemm runs 64 x 64 products
- * 2.4x faster than dgemm).
+ * double (every promise of skew_expm.h) and in float (the backward for
+ * training, where sgemm runs 64 x 64 products 2.4x faster than dgemm).
  */
 #include "vitrain/skew_expm.h"
 
@@ -52,17 +52,21 @@ static const DegreeBounds EXPM_DOUBLE = {
      5.371920351148152e0}};
 /* Al-Mohy & Higham 2009, Table 6.1: ell_m for the exponential and its
  * Frechet derivative together. */
-static const DegreeBounds FRECHET_DOUBLE = {5, {3, 5, 7, 9, 13}, {1.08e-2, 2.00e-1, 7.83e-1, 1.78e0, 4.74e0}};
+static const DegreeBounds FRECHET_DOUBLE = {
+    5, {3, 5, 7, 9, 13}, {1.08e-2, 2.00e-1, 7.83e-1, 1.78e0, 4.74e0}};
 
-/* Single (unit roundoff 2^-24), where degree 7 after scaling costs fewer
- * products than 9 or 13 at any norm (Higham 2005, §2). theta_m from his
- * Table 2.3; ell_m from the bound of Al-Mohy & Higham 2009, §6, on the
- * Frechet derivative of h_2m+1(x) = log(e^-x r_m(x)), sum k |h_k| x^(k-1)
- * <= 2^-24, evaluated from the exact series (the same evaluation gives
- * Higham's single theta_m to eight digits). */
+/* Single (unit roundoff 2^-24), for the float build, where degree 7 after
+ * scaling costs fewer products than 9 or 13 at any norm (Higham 2005, §2).
+ * theta_m from his Table 2.3 (for the float exponential, which training
+ * does not call: its forward runs in double, DESIGN §4.7); ell_m from the
+ * bound of Al-Mohy & Higham 2009, §6, on the Frechet derivative of
+ * h_2m+1(x) = log(e^-x r_m(x)), sum k |h_k| x^(k-1) <= 2^-24, evaluated
+ * from the exact series (the same evaluation gives Higham's single
+ * theta_m to eight digits). */
 static const DegreeBounds EXPM_SINGLE = {
     3, {3, 5, 7}, {4.258730016922831e-1, 1.880152677804762e0, 3.925724783138660e0}};
-static const DegreeBounds FRECHET_SINGLE = {3, {3, 5, 7}, {3.080330e-1, 1.482532e0, 3.248671e0}};
+static const DegreeBounds FRECHET_SINGLE = {
+    3, {3, 5, 7}, {3.080330e-1, 1.482532e0, 3.248671e0}};
 
 /* c[j], j = 0..m, of p_m(x) = sum c_j x^j with q_m(x) = p_m(-x), from
  * c_j = (2m - j)! m! / ((2m)! j! (m - j)!), normalised to c_0 = 1. */
@@ -131,6 +135,7 @@ enum { MATS = 2 + 2 * POWERS + 4 + 2 + 1 + 2 };
 struct SkewExpmWork {
     int max_b;
     int *piv;                 /* (max_b) row swaps of the LU factorisation */
+    double *gin, *out;        /* double copies for skew_expm_f */
     Mats_d d;                 /* the double matrices */
     Mats_f f;                 /* float matrices over the same memory */
     double *block;            /* the single allocation the above point into */
@@ -143,8 +148,9 @@ SkewExpmWork *skew_expm_work_create(int max_b)
     const size_t nn = (size_t)max_b * (size_t)max_b;
     work->max_b = max_b;
     work->piv = vt_xmalloc((size_t)max_b * sizeof(int));
-    work->block = vt_xmalloc(MATS * nn * sizeof(double));
-    mats_bind_d(&work->d, work->block, work->piv, nn);
+    work->block = vt_xmalloc((MATS + 2) * nn * sizeof(double));
+    work->gin = mats_bind_d(&work->d, work->block, work->piv, nn);
+    work->out = work->gin + nn;
     /* A call runs in one precision, so the float matrices may overlay the
      * double ones (they take half the bytes). */
     mats_bind_f(&work->f, (float *)work->block, work->piv, nn);
@@ -175,7 +181,12 @@ void skew_expm_backward(double *dG, const double *G, const double *dR, int b, Sk
 void skew_expm_f(float *R, const float *G, int b, SkewExpmWork *work)
 {
     VT_ASSERT(work && b >= 1 && b <= work->max_b);
-    expm_f(R, G, b, &work->f);
+    const size_t len = (size_t)b * (size_t)b;
+    for (size_t i = 0; i < len; i++)
+        work->gin[i] = G[i];
+    expm_d(work->out, work->gin, b, &work->d);
+    for (size_t i = 0; i < len; i++)
+        R[i] = (float)work->out[i];
 }
 
 void skew_expm_backward_f(float *dG, const float *G, const float *dR, int b, SkewExpmWork *work)

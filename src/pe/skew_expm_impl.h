@@ -1,8 +1,8 @@
 /*
  * skew_expm_impl.h - the body of skew_expm.c written once for a scalar
  * type: skew_expm.c includes it twice, with REAL double (everything whose
- * accuracy skew_expm.h promises) and REAL float (skew_expm_f and
- * skew_expm_backward_f, the training path of dense blocks). Before
+ * accuracy skew_expm.h promises) and REAL float (skew_expm_backward_f, the
+ * training path's backward). Before
  * including, define REAL, NAME(x) (the name of x in that precision), GEMM
  * and TRSM (the BLAS wrappers of that precision), EXPM_BOUNDS and
  * FRECHET_BOUNDS (its DegreeBounds); the constants, choose_degree and
@@ -379,7 +379,8 @@ static void NAME(fill_nan)(REAL *y, int n)
         y[i] = NAN;
 }
 
-static void NAME(expm)(REAL *R, const REAL *G, int b, NAME(Mats) *work)
+/* static inline: the float build uses the backward only. */
+static inline void NAME(expm)(REAL *R, const REAL *G, int b, NAME(Mats) *work)
 {
     const double norm = NAME(norm1)(G, b);
     if (!isfinite(norm)) {
