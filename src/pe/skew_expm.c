@@ -101,6 +101,14 @@ enum { BLAS_MIN_N = 16 };
 /* Longest row the LU solve holds in its accumulator (lu_solve_sized). */
 enum { SOLVE_MAX_N = 64 };
 
+/* Columns of the b = 64 solve's panel (lu_solve64): four rows of it fill
+ * 16 vector registers. */
+#ifdef __AVX512F__
+enum { SOLVE_PANEL_BYTES = 256 };
+#else
+enum { SOLVE_PANEL_BYTES = 128 };
+#endif
+
 /* Matrices per call (skew_expm_impl.h's Mats). */
 enum { MATS = 2 + 2 * POWERS + 4 + 2 + 1 + 2 };
 

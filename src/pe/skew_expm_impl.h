@@ -157,9 +157,9 @@ static inline void NAME(lu_factor_sized)(REAL *q, int *piv, int n)
 
 /* X <- q^-1 X for the n right-hand sides in the columns of X (n x n),
  * n <= SOLVE_MAX_N: each row of X is formed in an accumulator from the
- * rows already solved, read along memory; with n a constant the compiler
- * keeps the accumulator in vector registers rather than storing the row
- * back after every update. */
+ * rows already solved (going up, from the last), read along memory; with
+ * n a constant the compiler keeps the accumulator in vector registers
+ * rather than storing the row back after every update. */
 static inline void NAME(lu_solve_sized)(const REAL *q, const int *piv, REAL *X, int n)
 {
     REAL acc[SOLVE_MAX_N];
@@ -182,12 +182,12 @@ static inline void NAME(lu_solve_sized)(const REAL *q, const int *piv, REAL *X, 
         for (int j = 0; j < n; j++)
             xi[j] = acc[j];
     }
-    for (int i = n - 1; i >= 0; i--) { /* U x = y */
+    for (int i = n - 1; i >= 0; i--) { /* U x = y, the solved rows from the last */
         REAL *restrict xi = X + (size_t)i * n;
 #pragma omp simd
         for (int j = 0; j < n; j++)
             acc[j] = xi[j];
-        for (int k = i + 1; k < n; k++) {
+        for (int k = n - 1; k > i; k--) {
             const REAL f = q[(size_t)i * n + k];
             const REAL *restrict xk = X + (size_t)k * n;
 #pragma omp simd
@@ -198,6 +198,84 @@ static inline void NAME(lu_solve_sized)(const REAL *q, const int *piv, REAL *X, 
 #pragma omp simd
         for (int j = 0; j < n; j++)
             xi[j] = acc[j] * inv;
+    }
+}
+
+/*
+ * The solve of b = 64 (dense LieRE) forms 4 rows of X at a time over a
+ * panel of SOLVE_PANEL_BYTES of columns (on AVX-512 4 x 32 doubles or
+ * 4 x 64 floats: 16 vectors in registers): each solved row of the panel is
+ * read once for four rows rather than once for each. A row at a time, the
+ * loads set the pace: 64 x 64, 1 thread, 18.1 -> 13.9 us in double, 10.8
+ * -> 6.9 in float. Every entry sees the same operations in the same order
+ * as in lu_solve_sized, so the results are the same bit for bit.
+ */
+
+/* Rows [i0, i0 + 4) of the panel at column c0 of X (64 x 64):
+ * acc = X - sum over the solved rows k of q[i][k] X[k], those rows being
+ * [0, i0) going down (L, unit diagonal) or [i0 + 4, 64) going up (U), in
+ * lu_solve_sized's order; then the block's own triangle, and the diagonal
+ * for U. */
+static inline void NAME(solve_block64)(const REAL *q, REAL *X, int i0, int c0, bool lower)
+{
+    enum { n = 64, R = 4, C = (int)(SOLVE_PANEL_BYTES / sizeof(REAL)) };
+    REAL acc[R][C];
+    for (int r = 0; r < R; r++)
+#pragma omp simd
+        for (int j = 0; j < C; j++)
+            acc[r][j] = X[(size_t)(i0 + r) * n + c0 + j];
+    /* Down: rows 0 .. i0 - 1 in turn; up: rows 63 .. i0 + 4 in turn. */
+    const int count = lower ? i0 : n - i0 - R;
+    for (int step = 0; step < count; step++) {
+        const int k = lower ? step : n - 1 - step;
+        const REAL *restrict xk = X + (size_t)k * n + c0;
+        REAL f[R];
+        for (int r = 0; r < R; r++)
+            f[r] = q[(size_t)(i0 + r) * n + k];
+        for (int r = 0; r < R; r++)
+#pragma omp simd
+            for (int j = 0; j < C; j++)
+                acc[r][j] -= f[r] * xk[j];
+    }
+    if (lower) {
+        for (int r = 1; r < R; r++)
+            for (int k = 0; k < r; k++) {
+                const REAL f = q[(size_t)(i0 + r) * n + i0 + k];
+#pragma omp simd
+                for (int j = 0; j < C; j++)
+                    acc[r][j] -= f * acc[k][j];
+            }
+    } else {
+        for (int r = R - 1; r >= 0; r--) {
+            for (int k = R - 1; k > r; k--) {
+                const REAL f = q[(size_t)(i0 + r) * n + i0 + k];
+#pragma omp simd
+                for (int j = 0; j < C; j++)
+                    acc[r][j] -= f * acc[k][j];
+            }
+            const REAL inv = 1.0 / q[(size_t)(i0 + r) * n + i0 + r];
+#pragma omp simd
+            for (int j = 0; j < C; j++)
+                acc[r][j] *= inv;
+        }
+    }
+    for (int r = 0; r < R; r++)
+#pragma omp simd
+        for (int j = 0; j < C; j++)
+            X[(size_t)(i0 + r) * n + c0 + j] = acc[r][j];
+}
+
+static void NAME(lu_solve64)(const REAL *q, const int *piv, REAL *X)
+{
+    enum { n = 64, R = 4, C = (int)(SOLVE_PANEL_BYTES / sizeof(REAL)) };
+    for (int k = 0; k < n; k++)
+        if (piv[k] != k)
+            NAME(swap_rows)(X, k, piv[k], n);
+    for (int c0 = 0; c0 < n; c0 += C) {
+        for (int i0 = 0; i0 < n; i0 += R)
+            NAME(solve_block64)(q, X, i0, c0, true);
+        for (int i0 = n - R; i0 >= 0; i0 -= R)
+            NAME(solve_block64)(q, X, i0, c0, false);
     }
 }
 
@@ -221,7 +299,7 @@ static void NAME(lu_solve)(const REAL *q, const int *piv, REAL *X, int n)
         return;
     }
     if (n == 64) {
-        NAME(lu_solve_sized)(q, piv, X, 64);
+        NAME(lu_solve64)(q, piv, X);
         return;
     }
     if (n < BLAS_MIN_N) {
