@@ -98,6 +98,13 @@ static void choose_degree(double norm, const DegreeBounds *bounds, int *m, int *
 /* Below this size the plain loop beats a BLAS call's packing overhead. */
 enum { BLAS_MIN_N = 16 };
 
+/* Columns whose 1-norm sums grow together (norm1). */
+enum { NORM_CHUNK = 64 };
+
+/* Largest ||A||_1 whose even powers (to A^6) are formed to bound ||A||_2
+ * (degree_norm): their entries stay far inside float's range. */
+#define SKEW_BOUND_MAX 1e4
+
 /* Longest row the LU solve holds in its accumulator (lu_solve_sized). */
 enum { SOLVE_MAX_N = 64 };
 
