@@ -501,19 +501,28 @@ static void NAME(pade_solve)(NAME(Mats) *w, int m, int with_e, int n)
     NAME(lu_solve)(w->q, w->piv, w->l, n);
 }
 
+/* Exchanges two matrices of the call (slots of the same size). */
+static void NAME(swap_slots)(REAL **a, REAL **b)
+{
+    REAL *tmp = *a;
+    *a = *b;
+    *b = tmp;
+}
+
 /* Undoes the scaling by 2^-s: exp(2X) = R^2 for R = exp(X) and, by the
- * product rule on R^2, L(2X, 2E) = R L + L R for L = L(X, E). */
+ * product rule on R^2, L(2X, 2E) = R L + L R for L = L(X, E). Each
+ * product goes to the scratch t, which then trades places with its
+ * target rather than being copied there. */
 static void NAME(square)(NAME(Mats) *w, int s, int with_e, int n)
 {
-    const size_t bytes = (size_t)n * (size_t)n * sizeof(REAL);
     for (int k = 0; k < s; k++) {
         if (with_e) {
             NAME(matmul)(w->t, w->r, w->l, n, 0);
             NAME(matmul)(w->t, w->l, w->r, n, 1);
-            memcpy(w->l, w->t, bytes);
+            NAME(swap_slots)(&w->t, &w->l);
         }
         NAME(matmul)(w->t, w->r, w->r, n, 0);
-        memcpy(w->r, w->t, bytes);
+        NAME(swap_slots)(&w->t, &w->r);
     }
 }
 
