@@ -140,13 +140,15 @@ static inline void NAME(swap_rows)(REAL *X, int a, int b, int n)
     }
 }
 
-/* In place q = P L U with partial pivoting; piv[k] is the row swapped with
- * row k at step k. q_m(A) is nonsingular (well conditioned, even) for
- * ||A||_1 <= theta_13, so no zero pivot can occur for finite input. The
- * rows are told apart (restrict), so that each row update vectorises. */
-static inline void NAME(lu_factor_sized)(REAL *q, int *piv, int n)
+/* Steps k0 .. k1 - 1 of the factorisation q = P L U in place, with
+ * partial pivoting (piv[k]: the row swapped with row k at step k, whole
+ * rows), each step updating the columns before j1. q_m(A) is nonsingular
+ * (well conditioned, even) for ||A||_1 <= theta_13, so no zero pivot can
+ * occur for finite input. The rows are told apart (restrict), so that
+ * each row update vectorises. */
+static inline void NAME(lu_steps)(REAL *q, int *piv, int n, int k0, int k1, int j1)
 {
-    for (int k = 0; k < n; k++) {
+    for (int k = k0; k < k1; k++) {
         int p = k;
         for (int i = k + 1; i < n; i++)
             if (fabs(q[(size_t)i * n + k]) > fabs(q[(size_t)p * n + k]))
@@ -161,10 +163,16 @@ static inline void NAME(lu_factor_sized)(REAL *q, int *piv, int n)
             const REAL f = row[k] * inv;
             row[k] = f;
 #pragma omp simd
-            for (int j = k + 1; j < n; j++)
+            for (int j = k + 1; j < j1; j++)
                 row[j] -= f * pivot_row[j];
         }
     }
+}
+
+/* The whole factorisation, every step updating every column. */
+static inline void NAME(lu_factor_sized)(REAL *q, int *piv, int n)
+{
+    NAME(lu_steps)(q, piv, n, 0, n, n);
 }
 
 /* lu_factor_sized for b = 64 by panels of 4 columns: the panel is
@@ -172,31 +180,14 @@ static inline void NAME(lu_factor_sized)(REAL *q, int *piv, int n)
  * row below takes the panel's four updates of its remaining columns in one
  * pass (before: a pass per column, each loading and storing the row). The
  * updates reach every entry in the same order, so the factors are the same
- * bit for bit. 64 x 64, 1 thread: double 13.5 -> 8.6 us, float 10.3 -> 7.6.
+ * bit for bit. 64 x 64, 1 thread: double 13.4 -> 9.6 us, float 10.2 -> 8.5.
  */
 static void NAME(lu_factor64)(REAL *q, int *piv)
 {
     enum { n = 64, P = 4 };
     for (int k0 = 0; k0 < n; k0 += P) {
         const int rest = k0 + P; /* the first column right of the panel */
-        for (int k = k0; k < rest; k++) {
-            int p = k;
-            for (int i = k + 1; i < n; i++)
-                if (fabs(q[(size_t)i * n + k]) > fabs(q[(size_t)p * n + k]))
-                    p = i;
-            piv[k] = p;
-            if (p != k)
-                NAME(swap_rows)(q, k, p, n);
-            const REAL *restrict pivot_row = q + (size_t)k * n;
-            const REAL inv = 1.0 / pivot_row[k];
-            for (int i = k + 1; i < n; i++) {
-                REAL *restrict row = q + (size_t)i * n;
-                const REAL f = row[k] * inv;
-                row[k] = f;
-                for (int j = k + 1; j < rest; j++)
-                    row[j] -= f * pivot_row[j];
-            }
-        }
+        NAME(lu_steps)(q, piv, n, k0, rest, rest);
         /* U's rows of the panel, each after the ones above it. */
         for (int i = k0 + 1; i < rest; i++) {
             REAL *restrict row = q + (size_t)i * n;
