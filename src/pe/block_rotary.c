@@ -12,10 +12,11 @@
  * Blocks of at least GEMM_BLOCK channels (dense LieRE's 64) rotate as
  * products over the batch, B vectors of one (head, token, block) being the
  * rows of a strided matrix; those products read R either way round, so
- * R^T is not stored for them. Their rotations are made in float (the
- * exponential, the powers along a ray and the backward of both), where
- * the 64 x 64 products run at twice the rate of double. Smaller blocks
- * rotate vector by vector and make their rotations in double.
+ * R^T is not stored for them. Their powers along a ray, and the backward
+ * of those and of the exponential, run in float, where the 64 x 64
+ * products run at twice the rate of double; the exponential itself stays
+ * in double (DESIGN §4.7). Smaller blocks rotate vector by vector and
+ * make their rotations in double.
  */
 #include "block_rotary.h"
 #include "raw_rows.h"
@@ -240,7 +241,7 @@ static void prepare_ray(BlockRotary *br, const Item *it, BrScratch *s, const Pe 
  * on sgemm at twice dgemm's rate. The exponential stays in double: in
  * float its rounding, doubled by each squaring, reaches 2e-6 to 8e-6 at
  * the norms of a 7 x 7 grid's rays, above DESIGN §4.7's 1e-6. */
-static void prepare_ray_float(BlockRotary *br, const Item *it, BrScratch *s, const Pe *pe,
+static void prepare_ray_dense(BlockRotary *br, const Item *it, BrScratch *s, const Pe *pe,
                               const float *params, BrGenerator generator)
 {
     const int b = br->b;
@@ -266,7 +267,7 @@ void br_prepare(BlockRotary *br, const Pe *pe, const float *params, BrGenerator 
             if (br_by_heads(br))
                 prepare_ray(br, &it, s, pe, params, generator);
             else
-                prepare_ray_float(br, &it, s, pe, params, generator);
+                prepare_ray_dense(br, &it, s, pe, params, generator);
         }
     }
     br_clear_grads(br);
@@ -365,9 +366,10 @@ static void copy_tail(const BlockRotary *br, float *to, const float *from, const
         memcpy(to + start, from + start, (size_t)(d->Dh - start) * sizeof(float));
 }
 
-/* Chunks a product kernel fetches while it runs: the operands of the next
- * (head, token), 128 rows of 256 bytes apart by a whole token row of the
- * batch, which the hardware prefetchers do not follow (head_kernels.h). */
+/* Chunks of 256 bytes the product kernels fetch while they run: the
+ * operand rows of the next (head, token), one per image and a whole
+ * image's rows apart, a stride the hardware prefetchers do not follow
+ * (head_kernels.h); enough for one 64-channel row of each of 512 images. */
 enum { FETCH_CHUNKS = 512 };
 
 /* Queues `rows` rows of Dh floats from `at`, ld apart. */
@@ -652,7 +654,7 @@ static void finish_ray(BlockRotary *br, const Item *it, BrScratch *s, const Pe *
 
 /* The same for dense blocks, in float and in place in the gradient table:
  * D_(k-1) += D_k R^T and acc += (R^(k-1))^T D_k from the last power down. */
-static void finish_ray_float(BlockRotary *br, const Item *it, BrScratch *s, const Pe *pe,
+static void finish_ray_dense(BlockRotary *br, const Item *it, BrScratch *s, const Pe *pe,
                              const float *params, BrGenerator generator)
 {
     const int b = br->b;
@@ -689,7 +691,7 @@ void br_finish(BlockRotary *br, const Pe *pe, const float *params, BrGenerator g
             if (br_by_heads(br))
                 finish_ray(br, &it, s, pe, params, generator);
             else
-                finish_ray_float(br, &it, s, pe, params, generator);
+                finish_ray_dense(br, &it, s, pe, params, generator);
         }
     }
 }

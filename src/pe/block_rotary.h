@@ -7,9 +7,9 @@
  *
  * The encoding supplies G through a callback; the engine does the rest:
  *   br_prepare   R = exp(G) for every (layer, head, token, block), in double
- *                for blocks under 16 channels, in float for larger ones,
- *                stored as float, once per pass (the batch shares them,
- *                §4.7); resets dR
+ *                (the powers along a ray in float for blocks of 16 channels
+ *                and more), stored as float, once per pass (the batch
+ *                shares them, §4.7); resets dR
  *   br_forward   y = R x per block: one (image, head) at a time for
  *                blocks under 16 channels (br_forward_head, inside the
  *                attention's loop), as products over the batch for larger
@@ -55,7 +55,7 @@ typedef struct BrScratch {
     double *g, *root;            /* a ray's generator and R = exp(G) */
     double *cur, *next, *acc;    /* the ray's products and adjoints */
     double *prev;                /* R^(k-1), read back for the backward */
-    float *g32, *adj32;          /* float G and adjoint (dense blocks, backward) */
+    float *g32, *adj32;          /* the backward's float inputs */
 } BrScratch;
 
 typedef struct BlockRotary {

@@ -9,7 +9,8 @@
  * ||G/2^s||_1 <= theta_13; then r_m is squared s times. The bounds keep the
  * backward error of the approximant below the unit roundoff in double;
  * the float build (the backward) uses those of single precision (degrees
- * 3, 5, 7).
+ * 3, 5, 7). For skew-symmetric G a bound on ||G||_2, which the bounds
+ * allow as well, stands in for ||G||_1 (degree_norm in skew_expm_impl.h).
  *
  * Backward: Al-Mohy & Higham (2009), "Computing the Frechet derivative of
  * the matrix exponential, with an application to condition number

@@ -567,7 +567,7 @@ static void NAME(scale_down)(NAME(Mats) *w, int s, int n)
     const size_t len = (size_t)n * (size_t)n;
     for (int j = 0; j <= w->powers_made; j++) {
         REAL *x = j ? w->pw[j] : w->a;
-        const double scale = ldexp(1.0, -2 * j * s - (j ? 0 : s));
+        const double scale = ldexp(1.0, j ? -2 * j * s : -s); /* A^2j / 2^(2js) */
         for (size_t i = 0; i < len; i++)
             x[i] *= scale;
     }
