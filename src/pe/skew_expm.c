@@ -78,7 +78,8 @@ static void pade_coefficients(double *c, int m)
         c[j + 1] = c[j] * (double)(m - j) / ((double)(2 * m - j) * (double)(j + 1));
 }
 
-/* Degree m and squarings s for ||A||_1 = norm under the bounds. */
+/* Degree m and squarings s for ||A|| <= norm under the bounds (the
+ * 1-norm, or for skew-symmetric A a bound on the 2-norm: degree_norm). */
 static void choose_degree(double norm, const DegreeBounds *bounds, int *m, int *s)
 {
     VT_ASSERT(isfinite(norm)); /* else the halving loop below never ends */
