@@ -219,14 +219,21 @@ static void store_rotation(BlockRotary *br, size_t at, const double *R)
         }
 }
 
+/* R = exp(G) of the ray's root, in double (s->root), and stored. */
+static void root_rotation(BlockRotary *br, const Item *it, BrScratch *s, const Pe *pe,
+                          const float *params, BrGenerator generator)
+{
+    generator(pe, params, it->layer, it->head, it->token[0], it->block, s->g);
+    skew_expm(s->root, s->g, br->b, s->work);
+    store_rotation(br, item_offset(br, it, 0), s->root);
+}
+
 /* R = exp(G) of the root, then R^k = R^(k-1) R along the ray, in double. */
 static void prepare_ray(BlockRotary *br, const Item *it, BrScratch *s, const Pe *pe,
                         const float *params, BrGenerator generator)
 {
     const int b = br->b;
-    generator(pe, params, it->layer, it->head, it->token[0], it->block, s->g);
-    skew_expm(s->root, s->g, b, s->work);
-    store_rotation(br, item_offset(br, it, 0), s->root);
+    root_rotation(br, it, s, pe, params, generator);
     const double *power = s->root;
     for (int k = 1; k < it->length; k++) {
         double *out = power == s->cur ? s->next : s->cur;
@@ -245,11 +252,8 @@ static void prepare_ray_dense(BlockRotary *br, const Item *it, BrScratch *s, con
                               const float *params, BrGenerator generator)
 {
     const int b = br->b;
-    generator(pe, params, it->layer, it->head, it->token[0], it->block, s->g);
-    skew_expm(s->root, s->g, b, s->work);
-    float *root = br->rot + item_offset(br, it, 0);
-    for (int e = 0; e < b * b; e++)
-        root[e] = (float)s->root[e];
+    root_rotation(br, it, s, pe, params, generator);
+    const float *root = br->rot + item_offset(br, it, 0);
     for (int k = 1; k < it->length; k++)
         blas_sgemm(false, false, b, b, b, 1.0f, br->rot + item_offset(br, it, k - 1), b, root, b,
                    0.0f, br->rot + item_offset(br, it, k), b);
@@ -616,6 +620,18 @@ static void load(double *y, const float *x, int b)
         y[e] = x[e];
 }
 
+/* dG of the ray's root from its total adjoint in s->adj32: one Frechet
+ * derivative, in float, written over the root's dR. */
+static void root_backward(BlockRotary *br, const Item *it, BrScratch *s, const Pe *pe,
+                          const float *params, BrGenerator generator)
+{
+    const int b = br->b;
+    generator(pe, params, it->layer, it->head, it->token[0], it->block, s->g);
+    for (int e = 0; e < b * b; e++)
+        s->g32[e] = (float)s->g[e];
+    skew_expm_backward_f(br->grad + item_offset(br, it, 0), s->g32, s->adj32, b, s->work);
+}
+
 /* The ray's dR folded back to its root along R^k = R^(k-1) R, from the
  * last power down: the adjoint D_k of R^k gives D_(k-1) += D_k R^T and
  * the root's own adjoint gets (R^(k-1))^T D_k. The powers are read back
@@ -644,12 +660,9 @@ static void finish_ray(BlockRotary *br, const Item *it, BrScratch *s, const Pe *
     if (it->length > 1)
         for (int e = 0; e < b * b; e++)
             adj[e] += s->acc[e];
-    generator(pe, params, it->layer, it->head, it->token[0], it->block, s->g);
-    for (int e = 0; e < b * b; e++) {
-        s->g32[e] = (float)s->g[e];
+    for (int e = 0; e < b * b; e++)
         s->adj32[e] = (float)adj[e];
-    }
-    skew_expm_backward_f(br->grad + item_offset(br, it, 0), s->g32, s->adj32, b, s->work);
+    root_backward(br, it, s, pe, params, generator);
 }
 
 /* The same for dense blocks, in float and in place in the gradient table:
@@ -669,13 +682,10 @@ static void finish_ray_dense(BlockRotary *br, const Item *it, BrScratch *s, cons
                    br->grad + item_offset(br, it, k - 1), b);
         memset(adj, 0, (size_t)b * b * sizeof(float));
     }
-    float *adj = br->grad + item_offset(br, it, 0);
+    const float *adj = br->grad + item_offset(br, it, 0);
     for (int e = 0; e < b * b; e++)
         acc[e] += adj[e];
-    generator(pe, params, it->layer, it->head, it->token[0], it->block, s->g);
-    for (int e = 0; e < b * b; e++)
-        s->g32[e] = (float)s->g[e];
-    skew_expm_backward_f(adj, s->g32, acc, b, s->work);
+    root_backward(br, it, s, pe, params, generator);
 }
 
 void br_finish(BlockRotary *br, const Pe *pe, const float *params, BrGenerator generator)

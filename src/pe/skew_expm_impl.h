@@ -2,12 +2,11 @@
  * skew_expm_impl.h - the body of skew_expm.c written once for a scalar
  * type: skew_expm.c includes it twice, with REAL double (everything whose
  * accuracy skew_expm.h promises) and REAL float (skew_expm_backward_f, the
- * training path's backward). Before
- * including, define REAL, NAME(x) (the name of x in that precision), GEMM
- * and TRSM (the BLAS wrappers of that precision), EXPM_BOUNDS and
- * FRECHET_BOUNDS (its DegreeBounds); the constants, choose_degree and
- * pade_coefficients come from skew_expm.c. No include guard: it is meant
- * to be included twice.
+ * training path's backward). Before including, define REAL, NAME(x) (the
+ * name of x in that precision), GEMM and TRSM (the BLAS wrappers of that
+ * precision), EXPM_BOUNDS and FRECHET_BOUNDS (its DegreeBounds); the
+ * constants, choose_degree and pade_coefficients come from skew_expm.c. No
+ * include guard: it is meant to be included twice.
  */
 
 /* The scratch matrices of one call, (n, n) each, and the LU row swaps. */
