@@ -7,10 +7,12 @@
  *   build/release/bench/rotation_bench [PE BLOCK DIM DEPTH HEADS IMG PATCH BATCH]
  *
  * q and k go through the encoding's hook (pe_rotation) as the attention
- * drives it: read from the raw rows of a (B, N, 3 D) qkv buffer, and for
- * an encoding with per-head forms one (image, head) at a time into a tile
- * per thread, the backward in units of (chunk of the batch, head) followed
- * by the reduce; the attention's own products are left out.
+ * drives it: in the rows of a (B, N, 3 D) qkv buffer, turned in place by a
+ * whole-tensor hook (their gradients likewise in dL/dqkv), or for an
+ * encoding with per-head forms read one (image, head) at a time into a
+ * tile per thread, the backward in units of (chunk of the batch, head)
+ * followed by the reduce; the attention's own products are left out.
+ * Rotated in place step after step, the rows keep their norms.
  *
  * Defaults: LieRE, b = 8, on ViT-Tiny at 28 px, patch 4, batch 64: the
  * configuration whose encoding overhead docs/PERFORMANCE.md tracks.
@@ -38,9 +40,9 @@ typedef struct Setup {
     Arena params, grads;
     AttnDims d;
     int depth;
-    float *qkv, *dqkv;       /* (B, N, 3 D): the raw rows, as the qkv linear leaves them */
-    float *rotated, *grad;   /* q and k rotated and their gradients: (B, H, N, Dh) each,
-                                or two (N, Dh) tiles per thread for per-head forms */
+    float *qkv, *dqkv;       /* (B, N, 3 D): the rows, as the qkv linear leaves them */
+    float *rotated, *grad;   /* per-head forms: q and k rotated and their gradients,
+                                two (N, Dh) tiles per thread each */
 } Setup;
 
 static void fill_normal(float *x, size_t n, uint64_t seed)
@@ -61,9 +63,8 @@ static void forward_layer(const Setup *s, const QkRotation *hook, int layer)
     const AttnDims *d = &s->d;
     const int D = d->H * d->Dh, tile = d->N * d->Dh;
     if (!hook->forward_head) {
-        const size_t whole = (size_t)d->B * d->N * D;
-        hook->forward(hook, layer, s->rotated, s->qkv, 3 * D, d);
-        hook->forward(hook, layer, s->rotated + whole, s->qkv + D, 3 * D, d);
+        hook->forward(hook, layer, s->qkv, 3 * D, d);
+        hook->forward(hook, layer, s->qkv + D, 3 * D, d);
         return;
     }
 #pragma omp parallel for schedule(static)
@@ -79,9 +80,8 @@ static void backward_layer(const Setup *s, const QkRotation *hook, int layer)
     const AttnDims *d = &s->d;
     const int D = d->H * d->Dh, tile = d->N * d->Dh;
     if (!hook->backward_head) {
-        const size_t whole = (size_t)d->B * d->N * D;
-        hook->backward(hook, layer, s->dqkv, s->grad, s->qkv, 3 * D, d);
-        hook->backward(hook, layer, s->dqkv + D, s->grad + whole, s->qkv + D, 3 * D, d);
+        hook->backward(hook, layer, s->dqkv, s->qkv, 3 * D, d);
+        hook->backward(hook, layer, s->dqkv + D, s->qkv + D, 3 * D, d);
         return;
     }
     const int chunks = attention_grad_chunks(d->B);
@@ -156,12 +156,13 @@ int main(int argc, char **argv)
     s.d = (AttnDims){.B = batch, .N = 1 + grid * grid, .H = heads, .Dh = dim / heads};
     const size_t whole = (size_t)batch * s.d.N * dim;
     const size_t copies = pe_rotation(&s.pe)->forward_head
-                              ? (size_t)2 * threads * s.d.N * s.d.Dh : 2 * whole;
+                              ? (size_t)2 * threads * s.d.N * s.d.Dh : 1;
     s.qkv = malloc(3 * whole * sizeof(float));
     s.dqkv = malloc(3 * whole * sizeof(float));
     s.rotated = malloc(copies * sizeof(float));
     s.grad = malloc(copies * sizeof(float));
     fill_normal(s.qkv, 3 * whole, 1);
+    fill_normal(s.dqkv, 3 * whole, 3);
     fill_normal(s.grad, copies, 2); /* rotations keep the gradients bounded */
 
     double warm[PHASES] = {0}, rounds[PHASES][ROUNDS] = {{0}};

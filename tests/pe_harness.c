@@ -31,6 +31,7 @@ typedef struct PeCase {
     float *dout;
     float *work;   /* (2, B, H, N, Dh) */
     float *work_raw; /* (B, N, 2 H Dh) */
+    float *rotated_raw; /* (B, N, 2 H Dh): a whole-tensor hook's q and k turned in place */
 } PeCase;
 
 PeGeometry pe_test_geometry(int head_dim, int grid, int grid0)
@@ -66,6 +67,7 @@ static void case_create(PeCase *c, const PeOptions *o, const PeGeometry *g, doub
     c->dout = gc_zeros(per_layer * g->depth);
     c->work = gc_zeros(per_layer);
     c->work_raw = gc_zeros(per_layer);
+    c->rotated_raw = gc_zeros(per_layer);
 }
 
 static void case_free(PeCase *c)
@@ -144,17 +146,31 @@ static void prepare(PeCase *c)
         c->pe.kind->prepare(&c->pe, c->params.data, &step);
 }
 
+/* A whole-tensor hook's forward: a copy of the raw rows (B, N, 2 D) of
+ * q and k turned in place into c->rotated_raw, as the attention has them
+ * turned in the qkv buffer. */
+static void rotate_in_place(PeCase *c, int layer, const float *raw)
+{
+    const QkRotation *hook = pe_rotation(&c->pe);
+    const AttnDims *d = &c->dims;
+    const int D = d->H * d->Dh;
+    memcpy(c->rotated_raw, raw, layer_size(c) * sizeof(float));
+    hook->forward(hook, layer, c->rotated_raw, 2 * D, d);
+    hook->forward(hook, layer, c->rotated_raw + D, 2 * D, d);
+}
+
 /* q and k of one layer through the hook, as the attention calls it: raw
  * rows (B, N, 2 D), q then k; out (2, B, H, N, Dh). */
-static void hook_forward(const PeCase *c, int layer, float *out, const float *raw)
+static void hook_forward(PeCase *c, int layer, float *out, const float *raw)
 {
     const QkRotation *hook = pe_rotation(&c->pe);
     const AttnDims *d = &c->dims;
     const int D = d->H * d->Dh;
     float *k = out + tensor_size(c);
     if (!hook->forward_head) {
-        hook->forward(hook, layer, out, raw, 2 * D, d);
-        hook->forward(hook, layer, k, raw + D, 2 * D, d);
+        rotate_in_place(c, layer, raw);
+        split(out, c->rotated_raw, 2 * D, d);
+        split(k, c->rotated_raw + D, 2 * D, d);
         return;
     }
     for (int b = 0; b < d->B; b++)
@@ -165,16 +181,20 @@ static void hook_forward(const PeCase *c, int layer, float *out, const float *ra
 
 /* Its backward: dout (2, B, H, N, Dh), overwritten, into the raw rows of
  * draw; per-head forms in units of (chunk of the batch, head), then the
- * reduce. */
-static void hook_backward(const PeCase *c, int layer, float *draw, float *dout, const float *raw)
+ * reduce; a whole-tensor hook in place in draw, from the rows its forward
+ * turned (made again from raw). */
+static void hook_backward(PeCase *c, int layer, float *draw, float *dout, const float *raw)
 {
     const QkRotation *hook = pe_rotation(&c->pe);
     const AttnDims *d = &c->dims;
     const int D = d->H * d->Dh;
     float *dk = dout + tensor_size(c);
     if (!hook->backward_head) {
-        hook->backward(hook, layer, draw, dout, raw, 2 * D, d);
-        hook->backward(hook, layer, draw + D, dk, raw + D, 2 * D, d);
+        rotate_in_place(c, layer, raw);
+        merge(draw, dout, 2 * D, d);
+        merge(draw + D, dk, 2 * D, d);
+        hook->backward(hook, layer, draw, c->rotated_raw, 2 * D, d);
+        hook->backward(hook, layer, draw + D, c->rotated_raw + D, 2 * D, d);
         return;
     }
     const int chunks = attention_grad_chunks(d->B), per_part = hook->grad_floats;

@@ -41,10 +41,16 @@ static void rope_rotate(const float *theta, float *x, int n, int pairs, float si
     }
 }
 
+/* Where (image b, token n, head h) starts in rows `stride` apart. */
+static int64_t row_offset(int stride, int b, int n, int h, const AttnDims *d)
+{
+    return ((int64_t)b * d->N + n) * stride + h * d->Dh;
+}
+
 static const float *raw_row(const float *x_raw, int raw_stride, int b, int n, int h,
                             const AttnDims *d)
 {
-    return x_raw + ((int64_t)b * d->N + n) * raw_stride + h * d->Dh;
+    return x_raw + row_offset(raw_stride, b, n, h, d);
 }
 
 /* Rows of image b, head h: x (N, Dh) <- R x_raw. */
@@ -78,29 +84,36 @@ static void rope_rows_backward(const TestRope *r, int b, int h, float *dx_raw, f
     }
 }
 
-static int64_t head_major(int b, int h, const AttnDims *d)
-{
-    return ((int64_t)b * d->H + h) * d->N * d->Dh;
-}
-
-static void rope_forward(const QkRotation *self, int layer, float *x, const float *x_raw,
-                         int raw_stride, const AttnDims *d)
-{
-    (void)layer;
-    for (int b = 0; b < d->B; b++)
-        for (int h = 0; h < d->H; h++)
-            rope_rows(self->ctx, b, h, x + head_major(b, h, d), x_raw, raw_stride, d);
-}
-
-static void rope_backward(const QkRotation *self, int layer, float *dx_raw, float *dx,
-                          const float *x_raw, int raw_stride, const AttnDims *d)
+/* The whole-tensor form, in place: rows x <- R x. */
+static void rope_forward(const QkRotation *self, int layer, float *x, int stride,
+                         const AttnDims *d)
 {
     (void)layer;
     const TestRope *r = self->ctx;
     for (int b = 0; b < d->B; b++)
         for (int h = 0; h < d->H; h++)
-            rope_rows_backward(r, b, h, dx_raw, dx + head_major(b, h, d), x_raw, raw_stride,
-                               r->dtheta + h * d->Dh / 2, d);
+            for (int n = 0; n < d->N; n++)
+                rope_rotate(r->theta + h * d->Dh / 2, x + row_offset(stride, b, n, h, d), n,
+                            d->Dh / 2, 1.0f);
+}
+
+/* And its backward from the rotated rows y: dtheta += n (dy1 y0 - dy0 y1)
+ * per pair, then dx <- R^T dx in place. */
+static void rope_backward(const QkRotation *self, int layer, float *dx, const float *y,
+                          int stride, const AttnDims *d)
+{
+    (void)layer;
+    const TestRope *r = self->ctx;
+    for (int b = 0; b < d->B; b++)
+        for (int h = 0; h < d->H; h++)
+            for (int n = 0; n < d->N; n++) {
+                float *g = dx + row_offset(stride, b, n, h, d);
+                const float *yr = raw_row(y, stride, b, n, h, d);
+                for (int j = 0; j < d->Dh / 2; j++)
+                    r->dtheta[h * d->Dh / 2 + j] +=
+                        (float)n * (g[2 * j + 1] * yr[2 * j] - g[2 * j] * yr[2 * j + 1]);
+                rope_rotate(r->theta + h * d->Dh / 2, g, n, d->Dh / 2, -1.0f);
+            }
 }
 
 static void rope_forward_head(const QkRotation *self, int layer, int b, int h, float *q, float *k,
@@ -142,7 +155,7 @@ static QkRotation whole_hook(TestRope *r)
 
 static QkRotation per_head_hook(TestRope *r, int head_dim)
 {
-    QkRotation hook = whole_hook(r);
+    QkRotation hook = {.ctx = r};
     hook.forward_head = rope_forward_head;
     hook.backward_head = rope_backward_head;
     hook.backward_reduce = rope_backward_reduce;
@@ -155,6 +168,7 @@ static QkRotation per_head_hook(TestRope *r, int head_dim)
 typedef struct {
     AttnDims d;
     float *qkv, *out, *probs, *dqkv, *dout;
+    float *turned; /* qkv as the attention reads it: q and k turned in place by a whole hook */
     AttnScratch scratch;
     const QkRotation *rotation;
 } AttnCase;
@@ -170,6 +184,7 @@ static void attn_case_init_dims(AttnCase *a, const QkRotation *rotation, AttnDim
     const size_t D = (size_t)dims.H * dims.Dh, T = (size_t)dims.B * dims.N, heads = T * D;
     const size_t probs = (size_t)dims.B * dims.H * dims.N * dims.N;
     a->qkv = gc_randn(T * 3 * D, 1.0, 21);
+    a->turned = gc_zeros(T * 3 * D);
     a->out = gc_zeros(heads), a->dout = gc_zeros(heads);
     a->probs = gc_zeros(probs);
     a->dqkv = gc_zeros(T * 3 * D);
@@ -189,16 +204,22 @@ static void attn_case_init(AttnCase *a, const QkRotation *rotation)
     attn_case_init_dims(a, rotation, (AttnDims){.B = 2, .N = 5, .H = 2, .Dh = 4});
 }
 
+/* As the model runs it: attention_rotate on the qkv buffer, then the core
+ * (on a copy here, so that qkv stays the input the gradient check moves). */
 static void attn_fwd(void *c)
 {
     AttnCase *a = c;
-    attention_forward(a->out, a->probs, a->qkv, a->rotation, 0, &a->d, &a->scratch);
+    const AttnDims *d = &a->d;
+    memcpy(a->turned, a->qkv, (size_t)d->B * d->N * 3 * d->H * d->Dh * sizeof(float));
+    attention_rotate(a->turned, a->rotation, 0, d);
+    attention_forward(a->out, a->probs, a->turned, a->rotation, 0, d, &a->scratch);
 }
 
 static void attn_bwd(void *c)
 {
     AttnCase *a = c;
-    attention_backward(a->dqkv, a->dout, a->probs, a->qkv, a->rotation, 0, &a->d, &a->scratch);
+    attention_backward(a->dqkv, a->dout, a->probs, a->turned, a->rotation, 0, &a->d,
+                       &a->scratch);
 }
 
 static void check_attention_dims(const char *title, const QkRotation *rotation, TestRope *rope,

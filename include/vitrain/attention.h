@@ -27,28 +27,36 @@ typedef struct AttnDims {
  * gradient goes to the same place of dL/dqkv.
  *
  * A hook rotates either whole tensors (forward, backward: every image and
- * head at once, into and out of head-major (B, H, N, Dh) copies) or one
- * (image, head) at a time (forward_head, backward_head): the attention
- * then rotates each head's q and k into tiles of its own as it gets to
- * them, while their rows are in cache, and keeps no rotated tensors.
- * Whole tensors suit rotations that are products over the batch (dense
- * LieRE); a hook has the whole-tensor forward always.
+ * head at once) or one (image, head) at a time (forward_head,
+ * backward_head), never both. Whole tensors turn in place: the caller
+ * rotates q and k where the qkv linear left them (attention_rotate) before
+ * the forward, the core then reads them there like unrotated ones, and
+ * the backward turns dq and dk in place in dL/dqkv; the raw q and k are
+ * gone, which the rotation's gradient does without (it reads the rotated
+ * rows). This suits rotations that are products over the batch (dense
+ * LieRE), and keeps no copy of q and k and no second rotation in the
+ * backward. A per-head hook leaves the raw q and k alone: the attention
+ * rotates each head's q and k into tiles of its own as it gets to them,
+ * while their rows are in cache.
  */
 typedef struct QkRotation QkRotation;
 struct QkRotation {
-    /* x <- R x_raw for every token (those without a position copied). */
-    void (*forward)(const QkRotation *self, int layer, float *x, const float *x_raw,
-                    int raw_stride, const AttnDims *dims);
-    /* dx_raw <- R^T dx, with dx = dL/d(rotated), which it may overwrite;
-     * adds the encoding's parameter gradients to wherever it keeps them. */
-    void (*backward)(const QkRotation *self, int layer, float *dx_raw, float *dx,
-                     const float *x_raw, int raw_stride, const AttnDims *dims);
+    /* Whole tensors, in place: rows x (B, N, stride), head h at channels
+     * [h Dh, (h+1) Dh), x <- R x for every token (those without a
+     * position left as they are). */
+    void (*forward)(const QkRotation *self, int layer, float *x, int stride,
+                    const AttnDims *dims);
+    /* dx (the same rows, dL/d(rotated)) <- R^T dx in place, given y, the
+     * rows forward left; adds the encoding's parameter gradients to
+     * wherever it keeps them. */
+    void (*backward)(const QkRotation *self, int layer, float *dx, const float *y, int stride,
+                     const AttnDims *dims);
 
-    /* Optional: image b, head h, q and k: tiles (N, Dh), rows Dh apart. */
+    /* Or image b, head h, q and k: tiles (N, Dh), rows Dh apart. */
     void (*forward_head)(const QkRotation *self, int layer, int b, int h, float *q, float *k,
                          const float *q_raw, const float *k_raw, int raw_stride,
                          const AttnDims *dims);
-    /* Optional, with forward_head: the rows of (b, h) in dq_raw and dk_raw
+    /* With forward_head: the rows of (b, h) in dq_raw and dk_raw
      * <- R^T dq, R^T dk (tiles, which it may overwrite). What the parameter
      * gradient needs, grad_floats numbers, it adds to head_grad: one part
      * per head and chunk of the batch (attention_grad_chunks), which one
@@ -65,11 +73,10 @@ struct QkRotation {
     void *ctx;
 };
 
-/* What the core works in besides its inputs and outputs. With a rotation:
- * q_rot and k_rot hold the rotated q and k, (B, H, N, Dh) for a
- * whole-tensor hook or one (N, Dh) tile per thread for a per-head one;
- * dq_rot and dk_rot their gradients, likewise (whole unless the hook has
- * backward_head); head_grads (chunks, H, grad_floats) with backward_head. The
+/* What the core works in besides its inputs and outputs. With a per-head
+ * rotation: q_rot and k_rot hold the rotated q and k, dq_rot and dk_rot
+ * their gradients, one (N, Dh) tile per thread each, and head_grads
+ * (chunks, H, grad_floats) the parts of its parameter gradient. The
  * backward keeps dP in dp_tiles, one (N, N) tile per thread; `tiles` is
  * how many threads the core runs on at most. */
 typedef struct AttnScratch {
@@ -83,8 +90,8 @@ typedef struct AttnScratch {
 /* How many floats each part of the scratch needs, for `tiles` threads
  * (attention_scratch_tiles() is the usual count). */
 typedef struct AttnScratchSizes {
-    int64_t rotated;       /* each of q_rot and k_rot (0 without rotation) */
-    int64_t rotated_grad;  /* each of dq_rot and dk_rot */
+    int64_t rotated;       /* each of q_rot and k_rot (0 without a per-head rotation) */
+    int64_t rotated_grad;  /* each of dq_rot and dk_rot, likewise */
     int64_t head_grads;
     int64_t dp_tiles;
 } AttnScratchSizes;
@@ -102,14 +109,14 @@ int attention_scratch_tiles(void);
 int attention_grad_chunks(int B);
 void attention_grad_chunk(int B, int c, int *first, int *end);
 
-/* The backward's first step when the forward's rotated q and k are not
- * kept: q_rot and k_rot <- the rotated q and k of qkv again (nothing for a
- * per-head hook, which the backward calls head by head). */
-void attention_rotate(const AttnScratch *scratch, const float *qkv /* (B, N, 3D) */,
-                      const QkRotation *rotation, int layer, const AttnDims *dims);
+/* Before attention_forward: q and k of qkv <- R q, R k in place for a
+ * whole-tensor hook; nothing for a per-head one (the core calls it head
+ * by head) or none. Once only: the core and its backward then read the
+ * rotated q and k there. */
+void attention_rotate(float *qkv /* (B, N, 3D) */, const QkRotation *rotation, int layer,
+                      const AttnDims *dims);
 
-/* Saves the softmax probabilities (and, with a whole-tensor rotation, the
- * rotated q and k in the scratch). */
+/* Saves the softmax probabilities. qkv as attention_rotate left it. */
 void attention_forward(float *out /* (B, N, D) */, float *probs /* (B, H, N, N) */,
                        const float *qkv /* (B, N, 3D) */, const QkRotation *rotation, int layer,
                        const AttnDims *dims, const AttnScratch *scratch);
@@ -120,8 +127,7 @@ void attention_forward(float *out /* (B, N, D) */, float *probs /* (B, H, N, N) 
 void attention_output(float *out /* (B, N, D) */, const float *probs /* (B, H, N, N) */,
                       const float *qkv /* (B, N, 3D) */, const AttnDims *dims);
 
-/* Writes dqkv whole; reads the rotated q and k a whole-tensor hook left in
- * the scratch (attention_forward or attention_rotate). */
+/* Writes dqkv whole; qkv as the forward read it. */
 void attention_backward(float *dqkv /* (B, N, 3D) */, const float *dout /* (B, N, D) */,
                         const float *probs, const float *qkv /* (B, N, 3D) */,
                         const QkRotation *rotation, int layer, const AttnDims *dims,

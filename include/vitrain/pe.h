@@ -8,12 +8,12 @@
  *   init      overwrites them with the encoding's own initialisation
  *   prepare   once per forward pass: everything that depends only on
  *             positions and parameters (the rotations), shared by the batch
- *   forward   per layer, on q and on k: x_n <- R(p_n) x_n, from the raw
- *             rows of the qkv buffer into head-major (B, H, N, Dh)
- *             (QkRotation in attention.h says how the rows lie)
- *   backward  per layer, on dq and on dk: dx_n <- R(p_n)^T dx_n, from
- *             head-major into the raw rows of dL/dqkv, and collects what
- *             the parameter gradient needs
+ *   forward   per layer, on q and on k: x_n <- R(p_n) x_n in place, in
+ *             the rows of the qkv buffer (QkRotation in attention.h says
+ *             how they lie)
+ *   backward  per layer, on dq and on dk: dx_n <- R(p_n)^T dx_n in place,
+ *             in the rows of dL/dqkv, and collects what the parameter
+ *             gradient needs from them and the rotated rows forward left
  *   finish    after the whole backward: parameter gradients, added into
  *             the gradient arena
  * or, instead of forward and backward, the same one (image, head) at a
@@ -111,10 +111,9 @@ typedef struct PeKind {
     void (*create)(Pe *pe, TensorList *params);
     void (*init)(Pe *pe, float *params, uint64_t seed);           /* params: arena base */
     void (*prepare)(Pe *pe, const float *params, const PeStep *step);
-    void (*forward)(const Pe *pe, int layer, float *x, const float *x_raw, int raw_stride,
-                    const AttnDims *d);
-    void (*backward)(Pe *pe, int layer, float *dx_raw, float *dx, const float *x_raw,
-                     int raw_stride, const AttnDims *d);
+    void (*forward)(const Pe *pe, int layer, float *x, int stride, const AttnDims *d);
+    void (*backward)(Pe *pe, int layer, float *dx, const float *y, int stride,
+                     const AttnDims *d);
     void (*forward_head)(const Pe *pe, int layer, int b, int h, const PeHeadRows *rows,
                          const AttnDims *d);
     void (*backward_head)(const Pe *pe, int layer, int b, int h, const PeHeadRows *rows,
@@ -158,7 +157,10 @@ void pe_destroy(Pe *pe);
 const QkRotation *pe_rotation(const Pe *pe);
 
 /* The encoding's rotation of whole tensors, in whichever form its kind
- * has (the layouts of QkRotation's forward and backward, attention.h). */
+ * has, for tests and tools: x (B, H, N, Dh) <- R x_raw, raw rows as in
+ * QkRotation (attention.h); dx_raw's rows <- R^T dx (dx overwritten), with
+ * x_raw the forward's input. For a kind that rotates in place these copy
+ * the rows (and the backward rotates x_raw again): they allocate. */
 void pe_forward(const Pe *pe, int layer, float *x, const float *x_raw, int raw_stride,
                 const AttnDims *d);
 void pe_backward(Pe *pe, int layer, float *dx_raw, float *dx, const float *x_raw, int raw_stride,

@@ -7,11 +7,12 @@
  *
  * The GEMMs read q, k and v where the qkv linear left them, a row stride
  * of 3D apart, and the backward writes dq, dk and dv straight into dqkv.
- * A rotary encoding must not touch the raw q and k (its backward reads
- * them): a per-head hook rotates each head's q and k into the thread's
+ * A per-head rotary hook rotates each head's q and k into the thread's
  * tiles just before its products (and its backward takes dq and dk from
- * tiles too); a whole-tensor hook first writes head-major rotated copies
- * of the whole batch.
+ * tiles too), leaving the raw q and k alone; a whole-tensor hook has
+ * rotated them in place in qkv before the forward (attention_rotate), so
+ * the core reads them as it reads unrotated ones, and turns dq and dk in
+ * place in dqkv once every head is done.
  */
 #include "vitrain/attention.h"
 #include "vitrain/profile.h"
@@ -49,12 +50,6 @@ static int64_t qkv_offset(int slot, int bh, const AttnDims *d)
     return (int64_t)b * d->N * 3 * D + slot * D + h * d->Dh;
 }
 
-/* Offset of head (b, h) in a head-major (B, H, N, Dh) buffer. */
-static int64_t head_major_offset(int bh, const AttnDims *d)
-{
-    return (int64_t)bh * d->N * d->Dh;
-}
-
 static HeadSlice qkv_slice(const float *qkv, int slot, int bh, const AttnDims *d)
 {
     return (HeadSlice){qkv + qkv_offset(slot, bh, d), 3 * d->H * d->Dh};
@@ -63,20 +58,6 @@ static HeadSlice qkv_slice(const float *qkv, int slot, int bh, const AttnDims *d
 static HeadOut qkv_out(float *dqkv, int slot, int bh, const AttnDims *d)
 {
     return (HeadOut){dqkv + qkv_offset(slot, bh, d), 3 * d->H * d->Dh};
-}
-
-/* q or k of head (b, h): the rotated copy when there is one, else the raw slot. */
-static HeadSlice qk_slice(const float *rotated, const float *qkv, int slot, int bh,
-                          const AttnDims *d)
-{
-    return rotated ? (HeadSlice){rotated + head_major_offset(bh, d), d->Dh}
-                   : qkv_slice(qkv, slot, bh, d);
-}
-
-static HeadOut qk_out(float *rotated, float *dqkv, int slot, int bh, const AttnDims *d)
-{
-    return rotated ? (HeadOut){rotated + head_major_offset(bh, d), d->Dh}
-                   : qkv_out(dqkv, slot, bh, d);
 }
 
 /* Chunks of memory queued per head for the kernels to fetch ahead: the
@@ -104,14 +85,10 @@ static void queue_probs(FetchQueue *ahead, const float *probs, int bh, const Att
 
 /* ---- the rotation hook ------------------------------------------------------ */
 
+/* A per-head hook (else whole tensors, in place, or none). */
 static bool by_heads(const QkRotation *rotation)
 {
     return rotation && rotation->forward_head;
-}
-
-static bool grads_by_heads(const QkRotation *rotation)
-{
-    return rotation && rotation->backward_head;
 }
 
 int attention_scratch_tiles(void)
@@ -143,27 +120,13 @@ void attention_grad_chunk(int B, int c, int *first, int *end)
 
 AttnScratchSizes attention_scratch_sizes(const QkRotation *rotation, const AttnDims *d, int tiles)
 {
-    const int64_t whole = (int64_t)d->B * d->H * d->N * d->Dh, tile = (int64_t)d->N * d->Dh;
+    const int64_t tile = (int64_t)d->N * d->Dh;
     AttnScratchSizes s = {.dp_tiles = (int64_t)tiles * d->N * d->N};
-    if (!rotation)
+    if (!by_heads(rotation))
         return s;
-    s.rotated = by_heads(rotation) ? tiles * tile : whole;
-    s.rotated_grad = grads_by_heads(rotation) ? tiles * tile : whole;
-    if (grads_by_heads(rotation))
-        s.head_grads = (int64_t)attention_grad_chunks(d->B) * d->H * rotation->grad_floats;
+    s.rotated = s.rotated_grad = tiles * tile;
+    s.head_grads = (int64_t)attention_grad_chunks(d->B) * d->H * rotation->grad_floats;
     return s;
-}
-
-/* The whole-tensor copies a hook without per-head forms keeps, else NULL
- * (the kernels then read the raw rows, or the thread's tiles). */
-static const float *whole_rotated(const QkRotation *rotation, const float *rotated)
-{
-    return rotation && !by_heads(rotation) ? rotated : NULL;
-}
-
-static float *whole_rotated_grad(const QkRotation *rotation, float *rotated_grad)
-{
-    return rotation && !grads_by_heads(rotation) ? rotated_grad : NULL;
 }
 
 /* Thread t's tile of a per-head scratch part. */
@@ -173,7 +136,8 @@ static float *tile_of(float *part, int thread, const AttnDims *d)
 }
 
 /* q and k of head bh as the products read them: rotated now into the
- * thread's tiles, from the whole-tensor copies, or the raw slots. */
+ * thread's tiles, or their slots of qkv (rotated there already by a
+ * whole-tensor hook). */
 typedef struct HeadQk {
     HeadSlice q, k;
 } HeadQk;
@@ -188,18 +152,16 @@ static HeadQk head_qk(const QkRotation *rotation, int layer, const AttnScratch *
                                qkv + SLOT_K * D, 3 * D, d);
         return (HeadQk){{q, d->Dh}, {k, d->Dh}};
     }
-    return (HeadQk){qk_slice(whole_rotated(rotation, s->q_rot), qkv, SLOT_Q, bh, d),
-                    qk_slice(whole_rotated(rotation, s->k_rot), qkv, SLOT_K, bh, d)};
+    return (HeadQk){qkv_slice(qkv, SLOT_Q, bh, d), qkv_slice(qkv, SLOT_K, bh, d)};
 }
 
-void attention_rotate(const AttnScratch *scratch, const float *qkv, const QkRotation *rotation,
-                      int layer, const AttnDims *dims)
+void attention_rotate(float *qkv, const QkRotation *rotation, int layer, const AttnDims *dims)
 {
     if (!rotation || by_heads(rotation))
         return;
     const int D = dims->H * dims->Dh;
-    rotation->forward(rotation, layer, scratch->q_rot, qkv + SLOT_Q * D, 3 * D, dims);
-    rotation->forward(rotation, layer, scratch->k_rot, qkv + SLOT_K * D, 3 * D, dims);
+    rotation->forward(rotation, layer, qkv + SLOT_Q * D, 3 * D, dims);
+    rotation->forward(rotation, layer, qkv + SLOT_K * D, 3 * D, dims);
 }
 
 /* Threads of a region: no more than the scratch has tiles for. */
@@ -212,15 +174,14 @@ static int region_threads(const AttnScratch *s)
 /* ---- forward ------------------------------------------------------------------ */
 
 /* What the forward of head bh reads and writes, in the order it does. */
-static void queue_forward(FetchQueue *ahead, const float *q_rot, const float *k_rot,
-                          const float *probs, const float *out, const float *qkv, int bh,
-                          const AttnDims *d)
+static void queue_forward(FetchQueue *ahead, const float *probs, const float *out,
+                          const float *qkv, int bh, const AttnDims *d)
 {
     fetch_queue_clear(ahead);
     if (bh >= d->B * d->H)
         return;
-    queue_slice(ahead, qk_slice(k_rot, qkv, SLOT_K, bh, d), d);
-    queue_slice(ahead, qk_slice(q_rot, qkv, SLOT_Q, bh, d), d);
+    queue_slice(ahead, qkv_slice(qkv, SLOT_K, bh, d), d);
+    queue_slice(ahead, qkv_slice(qkv, SLOT_Q, bh, d), d);
     queue_probs(ahead, probs, bh, d);
     queue_slice(ahead, qkv_slice(qkv, SLOT_V, bh, d), d);
     queue_slice(ahead, output_slice(out, bh, d), d);
@@ -271,11 +232,8 @@ void attention_forward(float *out, float *probs, const float *qkv, const QkRotat
 {
     const int N = dims->N, Dh = dims->Dh;
     const float scale = 1.0f / sqrtf((float)Dh);
-    const float *q_rot = whole_rotated(rotation, scratch->q_rot);
-    const float *k_rot = whole_rotated(rotation, scratch->k_rot);
     prof_push(PROF_ATTENTION);
-    VT_ASSERT(!rotation || (scratch->q_rot && scratch->k_rot));
-    attention_rotate(scratch, qkv, rotation, layer, dims);
+    VT_ASSERT(!by_heads(rotation) || (scratch->q_rot && scratch->k_rot));
 #pragma omp parallel num_threads(region_threads(scratch))
     {
         const int thread = omp_get_thread_num();
@@ -285,7 +243,7 @@ void attention_forward(float *out, float *probs, const float *qkv, const QkRotat
         for (int bh = 0; bh < dims->B * dims->H; bh++) {
             const HeadQk qk = head_qk(rotation, layer, scratch, thread, qkv, bh, dims);
             float *p = probs + (int64_t)bh * N * N;
-            queue_forward(&ahead, q_rot, k_rot, probs, out, qkv, bh + 1, dims);
+            queue_forward(&ahead, probs, out, qkv, bh + 1, dims);
             /* P = softmax(q k^T * scale), (N, N) */
             head_scores_softmax(p, qk.q.at, qk.q.ld, qk.k.at, qk.k.ld, N, Dh, scale, &ahead);
             head_output(out, p, qkv, bh, dims, &ahead);
@@ -297,9 +255,8 @@ void attention_forward(float *out, float *probs, const float *qkv, const QkRotat
 /* ---- backward ----------------------------------------------------------------- */
 
 /* What the backward of head bh reads and writes, in the order it does. */
-static void queue_backward(FetchQueue *ahead, const float *dqkv, const float *dq_rot,
-                           const float *dk_rot, const float *dout, const float *q_rot,
-                           const float *k_rot, const float *probs, const float *qkv, int bh,
+static void queue_backward(FetchQueue *ahead, const float *dqkv, bool dqk_in_tiles,
+                           const float *dout, const float *probs, const float *qkv, int bh,
                            const AttnDims *d)
 {
     fetch_queue_clear(ahead);
@@ -309,20 +266,22 @@ static void queue_backward(FetchQueue *ahead, const float *dqkv, const float *dq
     queue_slice(ahead, qkv_slice(qkv, SLOT_V, bh, d), d);
     queue_probs(ahead, probs, bh, d);
     queue_slice(ahead, qkv_slice(dqkv, SLOT_V, bh, d), d);
-    queue_slice(ahead, qk_slice(k_rot, qkv, SLOT_K, bh, d), d);
-    queue_slice(ahead, qk_slice(dq_rot, dqkv, SLOT_Q, bh, d), d);
-    queue_slice(ahead, qk_slice(q_rot, qkv, SLOT_Q, bh, d), d);
-    queue_slice(ahead, qk_slice(dk_rot, dqkv, SLOT_K, bh, d), d);
+    queue_slice(ahead, qkv_slice(qkv, SLOT_K, bh, d), d);
+    if (!dqk_in_tiles)
+        queue_slice(ahead, qkv_slice(dqkv, SLOT_Q, bh, d), d);
+    queue_slice(ahead, qkv_slice(qkv, SLOT_Q, bh, d), d);
+    if (!dqk_in_tiles)
+        queue_slice(ahead, qkv_slice(dqkv, SLOT_K, bh, d), d);
 }
 
-/* Where head bh's dq or dk goes: the thread's tile for a hook with
- * backward_head, the whole-tensor copy for one without, else dqkv. */
+/* Where head bh's dq or dk goes: the thread's tile for a per-head hook,
+ * else dqkv (which a whole-tensor hook turns in place afterwards). */
 static HeadOut head_dqk(const QkRotation *rotation, float *rotated_grad, float *dqkv, int slot,
                         int thread, int bh, const AttnDims *d)
 {
-    if (grads_by_heads(rotation))
+    if (by_heads(rotation))
         return (HeadOut){tile_of(rotated_grad, thread, d), d->Dh};
-    return qk_out(whole_rotated_grad(rotation, rotated_grad), dqkv, slot, bh, d);
+    return qkv_out(dqkv, slot, bh, d);
 }
 
 /* The backward of one head (b, h), its dP in the thread's tile. */
@@ -342,10 +301,7 @@ static void head_backward(float *dqkv, const float *dout, const float *probs, co
     const float *p = probs + (int64_t)bh * N * N;
     const float *dO = dout + (int64_t)b * N * D + h * Dh; /* (N, Dh), row stride D */
     float *dp = s->dp_tiles + (int64_t)thread * N * N;
-    queue_backward(ahead, dqkv, whole_rotated_grad(rotation, s->dq_rot),
-                   whole_rotated_grad(rotation, s->dk_rot), dout,
-                   whole_rotated(rotation, s->q_rot), whole_rotated(rotation, s->k_rot), probs,
-                   qkv, next, dims);
+    queue_backward(ahead, dqkv, by_heads(rotation), dout, probs, qkv, next, dims);
     /* O = P v: dv = P^T dO, dP = dO v^T; P = softmax(S), S = scale q k^T:
      * dS = scale * softmax'(dP), formed row by row with dP */
     head_sgemm(true, false, N, Dh, N, 1.0f, p, N, dO, D, dv.at, dv.ld, ahead);
@@ -353,7 +309,7 @@ static void head_backward(float *dqkv, const float *dout, const float *probs, co
     /* dq = dS k, dk = dS^T q */
     head_sgemm(false, false, N, Dh, N, 1.0f, dp, N, qk.k.at, qk.k.ld, dq.at, dq.ld, ahead);
     head_sgemm(true, false, N, Dh, N, 1.0f, dp, N, qk.q.at, qk.q.ld, dk.at, dk.ld, ahead);
-    if (grads_by_heads(rotation))
+    if (by_heads(rotation))
         rotation->backward_head(rotation, layer, b, h, dqkv + SLOT_Q * D, dqkv + SLOT_K * D,
                                 dq.at, dk.at, qkv + SLOT_Q * D, qkv + SLOT_K * D, 3 * D,
                                 grad_part, dims);
@@ -375,7 +331,7 @@ static int next_head(int b, int end, int unit, int chunks, const AttnDims *d)
 /* A unit's gradient part, zeroed for the hook to add into; NULL if none. */
 static float *unit_grad_part(const QkRotation *rotation, const AttnScratch *s, int unit)
 {
-    if (!grads_by_heads(rotation) || !rotation->grad_floats)
+    if (!by_heads(rotation) || !rotation->grad_floats)
         return NULL;
     float *part = s->head_grads + (int64_t)unit * rotation->grad_floats;
     memset(part, 0, (size_t)rotation->grad_floats * sizeof(float));
@@ -387,30 +343,27 @@ static void rotation_backward(float *dqkv, const float *qkv, const QkRotation *r
                               int layer, const AttnDims *dims, const AttnScratch *s)
 {
     const int D = dims->H * dims->Dh;
-    if (grads_by_heads(rotation)) {
+    if (by_heads(rotation)) {
         if (rotation->backward_reduce)
             rotation->backward_reduce(rotation, layer, s->head_grads,
                                       attention_grad_chunks(dims->B), dims);
         return;
     }
-    rotation->backward(rotation, layer, dqkv + SLOT_Q * D, s->dq_rot, qkv + SLOT_Q * D, 3 * D,
-                       dims);
-    rotation->backward(rotation, layer, dqkv + SLOT_K * D, s->dk_rot, qkv + SLOT_K * D, 3 * D,
-                       dims);
+    rotation->backward(rotation, layer, dqkv + SLOT_Q * D, qkv + SLOT_Q * D, 3 * D, dims);
+    rotation->backward(rotation, layer, dqkv + SLOT_K * D, qkv + SLOT_K * D, 3 * D, dims);
 }
 
 void attention_backward(float *dqkv, const float *dout, const float *probs, const float *qkv,
                         const QkRotation *rotation, int layer, const AttnDims *dims,
                         const AttnScratch *scratch)
 {
-    VT_ASSERT(!rotation || (scratch->q_rot && scratch->k_rot && scratch->dq_rot &&
-                            scratch->dk_rot));
-    VT_ASSERT(!grads_by_heads(rotation) || by_heads(rotation));
+    VT_ASSERT(!by_heads(rotation) || (rotation->backward_head && scratch->q_rot &&
+                                      scratch->k_rot && scratch->dq_rot && scratch->dk_rot));
     prof_push(PROF_ATTENTION);
     /* Units of (chunk of images, head), the images in order: a hook's
      * gradient parts have one writer each. Without parts every image is
      * a chunk, and the units run image by image as in the forward. */
-    const int chunks = grads_by_heads(rotation) ? attention_grad_chunks(dims->B) : dims->B;
+    const int chunks = by_heads(rotation) ? attention_grad_chunks(dims->B) : dims->B;
     const int units = chunks * dims->H;
 #pragma omp parallel num_threads(region_threads(scratch))
     {

@@ -115,9 +115,9 @@ static void plan_grads(ActPlan *p, VitGradScratch *g, int64_t B, const Vit *m)
     plan(p, &g->logits, B * K, "grad.logits");
 }
 
-/* The attention core's scratch, shared by every block: the rotated q and
- * k (one block's at a time, rebuilt by the backward, or tiles per thread
- * for a per-head rotation), their gradients and dP. */
+/* The attention core's scratch, shared by every block: a per-head
+ * rotation's tiles of q and k and of their gradients, and dP. (A
+ * whole-tensor rotation turns q and k in place in the block's qkv.) */
 static void plan_attention_scratch(ActPlan *p, Vit *m, int64_t B)
 {
     AttnScratch *s = &m->attn;
@@ -422,6 +422,7 @@ static void block_forward(Vit *m, int l, int B, const VitPass *pass)
     layernorm_forward(m->normed, a->ln1_mean, a->ln1_rstd, x, param(m, p->norm1_w),
                       param(m, p->norm1_b), T, D);
     linear_forward(a->qkv, m->normed, param(m, p->qkv_w), param(m, p->qkv_b), T, D, 3 * D);
+    attention_rotate(a->qkv, m->rotation, l, &dims);
     attention_forward(a->attn, a->probs, a->qkv, m->rotation, l, &dims, &m->attn);
     const float *attn = a->attn, *x_cls = x;
     if (cls) {
@@ -552,12 +553,10 @@ static void block_backward(Vit *m, int l, int B, const VitPass *pass)
      * whole attention core under recompute_attention), and proj's backward
      * writes dL/d(attention output) over it. */
     float *dqkv = g->qkv ? g->qkv : dfc1;
-    if (c->recompute_attention) {
+    if (c->recompute_attention)
         attention_forward(a->attn, a->probs, a->qkv, m->rotation, l, &dims, &m->attn);
-    } else {
+    else
         attention_output(a->attn, a->probs, a->qkv, &dims);
-        attention_rotate(&m->attn, a->qkv, m->rotation, l, &dims);
-    }
     dbranch = residual_branch_backward(m, stream, g->tmp ? g->tmp : dfc1, a->proj,
                                        param(m, p->ls1), grad(m, p->ls1), drop ? a->drop1 : NULL,
                                        B, tokens);

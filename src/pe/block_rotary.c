@@ -11,12 +11,14 @@
  *
  * Blocks of at least GEMM_BLOCK channels (dense LieRE's 64) rotate as
  * products over the batch, B vectors of one (head, token, block) being the
- * rows of a strided matrix; those products read R either way round, so
- * R^T is not stored for them. Their powers along a ray, and the backward
- * of those and of the exponential, run in float, where the 64 x 64
- * products run at twice the rate of double; the exponential itself stays
- * in double (DESIGN §4.7). Smaller blocks rotate vector by vector and
- * make their rotations in double.
+ * rows of a strided matrix, in place in the qkv buffer; those products
+ * read R either way round, so R^T is not stored for them, and their
+ * backward gathers dL/dR R^T from the rotated rows (br_backward), which
+ * br_finish turns into dL/dR on the way. Their powers along a ray, and
+ * the backward of those and of the exponential, run in float, where the
+ * 64 x 64 products run at twice the rate of double; the exponential
+ * itself stays in double (DESIGN §4.7). Smaller blocks rotate vector by
+ * vector and make their rotations in double.
  */
 #include "block_rotary.h"
 #include "raw_rows.h"
@@ -120,8 +122,9 @@ void br_init(BlockRotary *br, const PeGeometry *g, int b, int layers, int heads,
         double *block = vt_xmalloc((size_t)count * b * b * sizeof(double));
         for (int k = 0; k < count; k++)
             *slots[k] = block + (size_t)k * b * b;
-        s->g32 = vt_xmalloc(2 * (size_t)b * b * sizeof(float));
+        s->g32 = vt_xmalloc(3 * (size_t)b * b * sizeof(float));
         s->adj32 = s->g32 + (size_t)b * b;
+        s->sum32 = s->adj32 + (size_t)b * b;
     }
 }
 
@@ -362,39 +365,41 @@ static inline void rotate_vector(const BlockRotary *br, float *v, const float *R
         rotate_block(v + j * b, Rt + (size_t)j * b * b, b);
 }
 
-/* The channels of a head row after its last whole block, as they are. */
-static void copy_tail(const BlockRotary *br, float *to, const float *from, const AttnDims *d)
-{
-    const int start = br->blocks * br->b;
-    if (start < d->Dh)
-        memcpy(to + start, from + start, (size_t)(d->Dh - start) * sizeof(float));
-}
-
 /* Chunks of 256 bytes the product kernels fetch while they run: the
  * operand rows of the next (head, token), one per image and a whole
  * image's rows apart, a stride the hardware prefetchers do not follow
  * (head_kernels.h); enough for one 64-channel row of each of 512 images. */
 enum { FETCH_CHUNKS = 512 };
 
-/* Queues `rows` rows of Dh floats from `at`, ld apart. */
+/* Queues the B rows of Dh floats of one (head, token) from `at`, ld apart. */
 static void queue_rows(FetchQueue *ahead, const float *at, int ld, const AttnDims *d)
 {
     fetch_queue_rows(ahead, at, ld, d->B, d->Dh);
 }
 
+/* A product's B x b result, contiguous, into rows ld apart: the products
+ * do not write over an operand (BLAS forbids it, and the head kernels
+ * would overwrite columns they still read where b exceeds their block). */
+static void put_rows(float *rows, int ld, const float *product, int B, int b)
+{
+    for (int i = 0; i < B; i++)
+        memcpy(rows + (size_t)i * ld, product + (size_t)i * b, (size_t)b * sizeof(float));
+}
+
 /* br_forward by products: one (head, token) per iteration, each block of
- * the whole batch as one product from the raw rows (N raw_stride apart
- * from image to image) into the head-major rows: Y = X R^T, on the head
- * kernels where they take it, while the next iteration's rows arrive. */
-static void forward_products(const BlockRotary *br, int table, float *x, const float *x_raw,
-                             int raw_stride, const AttnDims *d)
+ * the whole batch as one product, X R^T, the B rows of an image N stride
+ * apart; on the head kernels where they take it, while the next
+ * iteration's rows arrive. */
+static void forward_products(const BlockRotary *br, int table, float *x, int stride,
+                             const AttnDims *d)
 {
     const int rotated = d->N - br->first_token, items = d->H * rotated;
-    const int ld = d->H * d->N * d->Dh, raw_ld = d->N * raw_stride, b = br->b;
+    const int ld = d->N * stride, b = br->b;
 #pragma omp parallel
     {
         const char *lines[FETCH_CHUNKS];
         FetchQueue ahead = {lines, 0, 0, FETCH_CHUNKS};
+        float *product = vt_xmalloc((size_t)d->B * b * sizeof(float));
 #pragma omp for schedule(static)
         for (int hn = 0; hn < items; hn++) {
             const int h = hn / rotated, n = br->first_token + hn % rotated;
@@ -402,18 +407,17 @@ static void forward_products(const BlockRotary *br, int table, float *x, const f
             fetch_queue_clear(&ahead);
             if (hn + 1 < items)
                 queue_rows(&ahead,
-                           x_raw + raw_at(raw_stride, 0, br->first_token + (hn + 1) % rotated,
-                                          (hn + 1) / rotated, d),
-                           raw_ld, d);
-            for (int j = 0; j < br->blocks; j++)
-                head_sgemm(false, true, d->B, b, b, 1.0f,
-                           x_raw + raw_at(raw_stride, 0, n, h, d) + (size_t)j * b, raw_ld,
-                           br->rot + br_at(br, table, th, n, j), b,
-                           x + head_at(0, h, n, d) + (size_t)j * b, ld, &ahead);
-            for (int bi = 0; bi < d->B; bi++)
-                copy_tail(br, x + head_at(bi, h, n, d), x_raw + raw_at(raw_stride, bi, n, h, d),
-                          d);
+                           x + raw_at(stride, 0, br->first_token + (hn + 1) % rotated,
+                                      (hn + 1) / rotated, d),
+                           ld, d);
+            for (int j = 0; j < br->blocks; j++) {
+                float *rows = x + raw_at(stride, 0, n, h, d) + (size_t)j * b;
+                head_sgemm(false, true, d->B, b, b, 1.0f, rows, ld,
+                           br->rot + br_at(br, table, th, n, j), b, product, b, &ahead);
+                put_rows(rows, ld, product, d->B, b);
+            }
         }
+        free(product);
     }
 }
 
@@ -439,12 +443,10 @@ void br_forward_head(const BlockRotary *br, int layer, int image, int h, const P
     }
 }
 
-void br_forward(const BlockRotary *br, int layer, float *x, const float *x_raw, int raw_stride,
-                const AttnDims *d)
+void br_forward(const BlockRotary *br, int layer, float *x, int stride, const AttnDims *d)
 {
     VT_ASSERT(!br_by_heads(br));
-    copy_unrotated(x, x_raw, raw_stride, br->first_token, d);
-    forward_products(br, br->layers == 1 ? 0 : layer, x, x_raw, raw_stride, d);
+    forward_products(br, br->layers == 1 ? 0 : layer, x, stride, d);
 }
 
 /* y = R x with upstream dy (b): dR += dy x^T, then dy <- R^T dy, both as
@@ -556,33 +558,33 @@ void br_backward_reduce(BlockRotary *br, int layer, const float *parts, int chun
     }
 }
 
-/* The heads of table head th at token n, by products over the batch:
- * dR += dY^T X (formed apart, then added: the kernels do not accumulate),
- * then dX = dY R into the raw rows. */
-static void backward_products(BlockRotary *br, size_t at, int th, int group, int n,
-                              float *dx_raw, const float *dx, const float *x_raw, int raw_stride,
-                              const AttnDims *d, FetchQueue *ahead)
+/* The heads of table head th at token n, by products over the batch, each
+ * block in place: M += dY^T Y (formed apart, then added: the kernels do
+ * not accumulate), then dX = dY R. M stands for dR: y = R x with R
+ * orthogonal gives X = Y R, so dR = dY^T X = M R, which br_finish forms
+ * (finish_ray_dense); the raw rows, which the forward turned in place, are
+ * not needed. */
+static void backward_products(BlockRotary *br, size_t at, int th, int group, int n, float *dx,
+                              const float *y, int stride, const AttnDims *d, float *product,
+                              FetchQueue *ahead)
 {
-    const int b = br->b, ld = d->H * d->N * d->Dh, raw_ld = d->N * raw_stride;
+    const int b = br->b, ld = d->N * stride;
     float part[BR_MAX_BLOCK * BR_MAX_BLOCK];
-    for (int h = th * group; h < (th + 1) * group; h++) {
+    for (int h = th * group; h < (th + 1) * group; h++)
         for (int j = 0; j < br->blocks; j++) {
-            const float *dy = dx + head_at(0, h, n, d) + (size_t)j * b;
-            const size_t raw = raw_at(raw_stride, 0, n, h, d) + (size_t)j * b;
-            float *dR = br->grad + at + (size_t)j * b * b;
-            head_sgemm(true, false, b, b, d->B, 1.0f, dy, ld, x_raw + raw, raw_ld, part, b, ahead);
+            const size_t row = raw_at(stride, 0, n, h, d) + (size_t)j * b;
+            float *M = br->grad + at + (size_t)j * b * b;
+            head_sgemm(true, false, b, b, d->B, 1.0f, dx + row, ld, y + row, ld, part, b, ahead);
             for (int e = 0; e < b * b; e++)
-                dR[e] += part[e];
-            head_sgemm(false, false, d->B, b, b, 1.0f, dy, ld, br->rot + at + (size_t)j * b * b,
-                       b, dx_raw + raw, raw_ld, ahead);
+                M[e] += part[e];
+            head_sgemm(false, false, d->B, b, b, 1.0f, dx + row, ld,
+                       br->rot + at + (size_t)j * b * b, b, product, b, ahead);
+            put_rows(dx + row, ld, product, d->B, b);
         }
-        for (int bi = 0; bi < d->B; bi++)
-            copy_tail(br, dx_raw + raw_at(raw_stride, bi, n, h, d), dx + head_at(bi, h, n, d), d);
-    }
 }
 
-void br_backward(BlockRotary *br, int layer, float *dx_raw, float *dx, const float *x_raw,
-                 int raw_stride, const AttnDims *d)
+void br_backward(BlockRotary *br, int layer, float *dx, const float *y, int stride,
+                 const AttnDims *d)
 {
     VT_ASSERT(!br_by_heads(br));
     const int table = br->layers == 1 ? 0 : layer;
@@ -590,28 +592,28 @@ void br_backward(BlockRotary *br, int layer, float *dx_raw, float *dx, const flo
     const int group = br->heads == 1 ? d->H : 1; /* heads reading one table */
     br->grad_written = true;
     /* One (head table, token) per iteration, its heads and the batch summed
-     * inside in order: each dR entry has one writer, whatever the threads.
+     * inside in order: each M entry has one writer, whatever the threads.
      * The next iteration's first head is fetched meanwhile. */
 #pragma omp parallel
     {
         const char *lines[2 * FETCH_CHUNKS];
         FetchQueue ahead = {lines, 0, 0, 2 * FETCH_CHUNKS};
+        float *product = vt_xmalloc((size_t)d->B * br->b * sizeof(float));
 #pragma omp for schedule(static)
         for (int hn = 0; hn < items; hn++) {
             const int th = hn / rotated, n = br->first_token + hn % rotated;
             fetch_queue_clear(&ahead);
             if (hn + 1 < items) {
-                const int next_h = (hn + 1) / rotated * group;
-                const int next_n = br->first_token + (hn + 1) % rotated;
-                queue_rows(&ahead, dx + head_at(0, next_h, next_n, d), d->H * d->N * d->Dh, d);
-                queue_rows(&ahead, x_raw + raw_at(raw_stride, 0, next_n, next_h, d),
-                           d->N * raw_stride, d);
+                const size_t next = raw_at(stride, 0, br->first_token + (hn + 1) % rotated,
+                                           (hn + 1) / rotated * group, d);
+                queue_rows(&ahead, dx + next, d->N * stride, d);
+                queue_rows(&ahead, y + next, d->N * stride, d);
             }
-            backward_products(br, br_at(br, table, th, n, 0), th, group, n, dx_raw, dx, x_raw,
-                              raw_stride, d, &ahead);
+            backward_products(br, br_at(br, table, th, n, 0), th, group, n, dx, y, stride, d,
+                              product, &ahead);
         }
+        free(product);
     }
-    copy_unrotated_grads(dx_raw, dx, raw_stride, br->first_token, d);
 }
 
 static void load(double *y, const float *x, int b)
@@ -665,26 +667,33 @@ static void finish_ray(BlockRotary *br, const Item *it, BrScratch *s, const Pe *
     root_backward(br, it, s, pe, params, generator);
 }
 
-/* The same for dense blocks, in float and in place in the gradient table:
- * D_(k-1) += D_k R^T and acc += (R^(k-1))^T D_k from the last power down. */
+/* The same for dense blocks, in float, from the M_k = dY^T Y that
+ * br_backward leaves for the token of power k (dR_k = M_k R^k). With R
+ * orthogonal the adjoints along the ray fold into
+ *   dL/dR = sum_(j>=0) (R^j)^T S_j R^j R,  S_j = sum_(k>j) M_k,
+ * which runs from the last power down as T <- S_j + R^T T R and ends in
+ * dL/dR = T R: two products per further token and one more, where
+ * forming each dR_k first would take three per token. */
 static void finish_ray_dense(BlockRotary *br, const Item *it, BrScratch *s, const Pe *pe,
                              const float *params, BrGenerator generator)
 {
     const int b = br->b;
+    const size_t bytes = (size_t)b * b * sizeof(float);
     const float *root = br->rot + item_offset(br, it, 0);
-    float *acc = s->adj32;
-    memset(acc, 0, (size_t)b * b * sizeof(float));
-    for (int k = it->length - 1; k >= 1; k--) {
-        float *adj = br->grad + item_offset(br, it, k);
-        blas_sgemm(true, false, b, b, b, 1.0f, br->rot + item_offset(br, it, k - 1), b, adj, b,
-                   1.0f, acc, b);
-        blas_sgemm(false, true, b, b, b, 1.0f, adj, b, root, b, 1.0f,
-                   br->grad + item_offset(br, it, k - 1), b);
-        memset(adj, 0, (size_t)b * b * sizeof(float));
+    float *sum = s->sum32, *t = s->g32, *rt = s->adj32;
+    memcpy(sum, br->grad + item_offset(br, it, it->length - 1), bytes);
+    memcpy(t, sum, bytes);
+    for (int k = it->length - 2; k >= 0; k--) {
+        float *above = br->grad + item_offset(br, it, k + 1);
+        const float *m = br->grad + item_offset(br, it, k);
+        memset(above, 0, bytes); /* the ray's gradient lands on its root */
+        for (int e = 0; e < b * b; e++)
+            sum[e] += m[e];
+        blas_sgemm(false, false, b, b, b, 1.0f, t, b, root, b, 0.0f, rt, b);
+        memcpy(t, sum, bytes);
+        blas_sgemm(true, false, b, b, b, 1.0f, root, b, rt, b, 1.0f, t, b);
     }
-    const float *adj = br->grad + item_offset(br, it, 0);
-    for (int e = 0; e < b * b; e++)
-        acc[e] += adj[e];
+    blas_sgemm(false, false, b, b, b, 1.0f, t, b, root, b, 0.0f, s->adj32, b);
     root_backward(br, it, s, pe, params, generator);
 }
 

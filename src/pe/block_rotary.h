@@ -12,11 +12,13 @@
  *                shares them, §4.7); resets dR
  *   br_forward   y = R x per block: one (image, head) at a time for
  *                blocks under 16 channels (br_forward_head, inside the
- *                attention's loop), as products over the batch for larger
+ *                attention's loop), as products over the batch, in place,
+ *                for larger
  *   br_backward  dx = R^T dy and dR += dy x^T, dR summed over the batch and
  *                over q and k: per (image, head) into parts per chunk of
  *                the batch, then summed (br_backward_head, _reduce), or as
- *                products; one writer per (table head, token)
+ *                products, in place, which gather dy y^T instead (x is
+ *                gone; dR = dy y^T R); one writer per (table head, token)
  *   br_finish    dG = skew_expm_backward_f(G, dR) per item (in float: the
  *                dR it starts from is float already), written over dR;
  *                the encoding then chains dG to its parameters
@@ -56,6 +58,7 @@ typedef struct BrScratch {
     double *cur, *next, *acc;    /* the ray's products and adjoints */
     double *prev;                /* R^(k-1), read back for the backward */
     float *g32, *adj32;          /* the backward's float inputs */
+    float *sum32;                /* a dense ray's sum of adjoints (finish_ray_dense) */
 } BrScratch;
 
 typedef struct BlockRotary {
@@ -71,7 +74,8 @@ typedef struct BlockRotary {
                          b = 8 with AVX-512, pairs of blocks with their rows
                          interleaved); NULL for blocks rotated by products
                          (block_rotary.c) */
-    float *grad;      /* same shape: dL/dR while backward runs, dL/dG after br_finish */
+    float *grad;      /* same shape: dL/dR while backward runs (for blocks rotated by
+                         products dL/dR R^T, br_backward), dL/dG after br_finish */
     bool grad_written; /* whether grad may hold anything but zeros (br_clear_grads) */
     int rays;         /* ray r holds the tokens ray_token[ray_start[r] ..
                          ray_start[r + 1]) in power order (br_set_rays) */
@@ -125,13 +129,13 @@ void br_backward_head(const BlockRotary *br, int layer, int image, int h, const 
 void br_backward_reduce(BlockRotary *br, int layer, const float *parts, int chunks,
                         const AttnDims *d);
 
-/* Larger blocks (dense LieRE) rotate whole tensors, as products over the
- * batch: x (B, H, N, Dh) <- R x_raw; dx_raw <- R^T dx (dx overwritten),
- * dR += dY^T X: the layouts of QkRotation (attention.h). */
-void br_forward(const BlockRotary *br, int layer, float *x, const float *x_raw, int raw_stride,
-                const AttnDims *d);
-void br_backward(BlockRotary *br, int layer, float *dx_raw, float *dx, const float *x_raw,
-                 int raw_stride, const AttnDims *d);
+/* Larger blocks (dense LieRE) rotate whole tensors in place, as products
+ * over the batch: the rows x <- R x; the rows dx <- R^T dx, given the
+ * rows y the forward left, with dY^T Y added to grad: the layouts of
+ * QkRotation (attention.h). */
+void br_forward(const BlockRotary *br, int layer, float *x, int stride, const AttnDims *d);
+void br_backward(BlockRotary *br, int layer, float *dx, const float *y, int stride,
+                 const AttnDims *d);
 /* Turns grad from dL/dR into dL/dG: each ray's whole gradient lands on its
  * root's generator and its other tokens get zero (their rotations reach the
  * parameters only through the root's), so the encoding chains dG to its

@@ -178,10 +178,9 @@ static void comrope_prepare(Pe *pe, const float *params, const PeStep *step)
     br_prepare(&st->br, pe, params, generator);
 }
 
-static void comrope_forward(const Pe *pe, int layer, float *x, const float *x_raw,
-                            int raw_stride, const AttnDims *d)
+static void comrope_forward(const Pe *pe, int layer, float *x, int stride, const AttnDims *d)
 {
-    br_forward(&((const ComRope *)pe->state)->br, layer, x, x_raw, raw_stride, d);
+    br_forward(&((const ComRope *)pe->state)->br, layer, x, stride, d);
 }
 
 static void comrope_forward_head(const Pe *pe, int layer, int b, int h, const PeHeadRows *rows,
@@ -212,10 +211,10 @@ static bool comrope_by_heads(const Pe *pe)
     return br_by_heads(&((const ComRope *)pe->state)->br);
 }
 
-static void comrope_backward(Pe *pe, int layer, float *dx_raw, float *dx, const float *x_raw,
-                             int raw_stride, const AttnDims *d)
+static void comrope_backward(Pe *pe, int layer, float *dx, const float *y, int stride,
+                                  const AttnDims *d)
 {
-    br_backward(&((ComRope *)pe->state)->br, layer, dx_raw, dx, x_raw, raw_stride, d);
+    br_backward(&((ComRope *)pe->state)->br, layer, dx, y, stride, d);
 }
 
 /* dF[h,j] += dS - dS^T with dS = sum_t c_t dG_t. */

@@ -172,10 +172,9 @@ static void liere_prepare(Pe *pe, const float *params, const PeStep *step)
     st->made = true;
 }
 
-static void liere_forward(const Pe *pe, int layer, float *x, const float *x_raw, int raw_stride,
-                          const AttnDims *d)
+static void liere_forward(const Pe *pe, int layer, float *x, int stride, const AttnDims *d)
 {
-    br_forward(&((const Liere *)pe->state)->br, layer, x, x_raw, raw_stride, d);
+    br_forward(&((const Liere *)pe->state)->br, layer, x, stride, d);
 }
 
 static void liere_forward_head(const Pe *pe, int layer, int b, int h, const PeHeadRows *rows,
@@ -206,10 +205,10 @@ static bool liere_by_heads(const Pe *pe)
     return br_by_heads(&((const Liere *)pe->state)->br);
 }
 
-static void liere_backward(Pe *pe, int layer, float *dx_raw, float *dx, const float *x_raw,
-                           int raw_stride, const AttnDims *d)
+static void liere_backward(Pe *pe, int layer, float *dx, const float *y, int stride,
+                                const AttnDims *d)
 {
-    br_backward(&((Liere *)pe->state)->br, layer, dx_raw, dx, x_raw, raw_stride, d);
+    br_backward(&((Liere *)pe->state)->br, layer, dx, y, stride, d);
 }
 
 /* d raw[axis] += (dA - dA^T) on the strict upper triangle, with

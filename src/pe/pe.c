@@ -102,11 +102,25 @@ static bool rotates_by_heads(const Pe *pe)
     return pe->kind->forward_head && (!pe->kind->by_heads || pe->kind->by_heads(pe));
 }
 
+/* For a kind that turns whole tensors in place: the rows of x_raw copied,
+ * (B, N, D), and rotated. */
+static float *rotated_rows(const Pe *pe, int layer, const float *x_raw, int raw_stride,
+                           const AttnDims *d)
+{
+    const int D = d->H * d->Dh;
+    float *rows = vt_xmalloc((size_t)d->B * d->N * D * sizeof(float));
+    copy_rows(rows, D, x_raw, raw_stride, d);
+    pe->kind->forward(pe, layer, rows, D, d);
+    return rows;
+}
+
 void pe_forward(const Pe *pe, int layer, float *x, const float *x_raw, int raw_stride,
                 const AttnDims *d)
 {
     if (!rotates_by_heads(pe)) {
-        pe->kind->forward(pe, layer, x, x_raw, raw_stride, d);
+        float *rows = rotated_rows(pe, layer, x_raw, raw_stride, d);
+        rows_to_head_major(x, rows, d->H * d->Dh, d);
+        free(rows);
         return;
     }
 #pragma omp parallel for schedule(static)
@@ -143,29 +157,37 @@ static void backward_by_heads(Pe *pe, int layer, float *dx_raw, float *dx, const
 void pe_backward(Pe *pe, int layer, float *dx_raw, float *dx, const float *x_raw, int raw_stride,
                  const AttnDims *d)
 {
-    if (rotates_by_heads(pe) && pe->kind->backward_head)
+    if (rotates_by_heads(pe)) {
         backward_by_heads(pe, layer, dx_raw, dx, x_raw, raw_stride, d);
-    else
-        pe->kind->backward(pe, layer, dx_raw, dx, x_raw, raw_stride, d);
+        return;
+    }
+    const int D = d->H * d->Dh;
+    float *y = rotated_rows(pe, layer, x_raw, raw_stride, d);
+    float *rows = vt_xmalloc((size_t)d->B * d->N * D * sizeof(float));
+    head_major_to_rows(rows, dx, D, d);
+    pe->kind->backward(pe, layer, rows, y, D, d);
+    copy_rows(dx_raw, raw_stride, rows, D, d);
+    free(rows);
+    free(y);
 }
 
 /* ---- the hook the attention calls ------------------------------------------ */
 
-static void hook_forward(const QkRotation *self, int layer, float *x, const float *x_raw,
-                         int raw_stride, const AttnDims *d)
+static void hook_forward(const QkRotation *self, int layer, float *x, int stride,
+                         const AttnDims *d)
 {
     const Pe *pe = self->ctx;
     prof_push(PROF_ENCODING);
-    pe_forward(pe, layer, x, x_raw, raw_stride, d);
+    pe->kind->forward(pe, layer, x, stride, d);
     prof_pop();
 }
 
-static void hook_backward(const QkRotation *self, int layer, float *dx_raw, float *dx,
-                          const float *x_raw, int raw_stride, const AttnDims *d)
+static void hook_backward(const QkRotation *self, int layer, float *dx, const float *y,
+                          int stride, const AttnDims *d)
 {
     Pe *pe = self->ctx;
     prof_push(PROF_ENCODING);
-    pe_backward(pe, layer, dx_raw, dx, x_raw, raw_stride, d);
+    pe->kind->backward(pe, layer, dx, y, stride, d);
     prof_pop();
 }
 
@@ -199,19 +221,18 @@ static void hook_backward_reduce(const QkRotation *self, int layer, const float 
     prof_pop();
 }
 
-/* The hook for the kind's forms; called once the kind's state exists. */
+/* The hook for the form the kind uses; called once the kind's state
+ * exists. */
 static QkRotation hook_of(Pe *pe)
 {
-    QkRotation hook = {.forward = hook_forward, .backward = hook_backward, .ctx = pe};
     if (!rotates_by_heads(pe))
-        return hook;
-    hook.forward_head = hook_forward_head;
-    if (pe->kind->backward_head) {
-        hook.backward_head = hook_backward_head;
-        hook.grad_floats = head_grad_floats(pe);
-        if (hook.grad_floats)
-            hook.backward_reduce = hook_backward_reduce;
-    }
+        return (QkRotation){.forward = hook_forward, .backward = hook_backward, .ctx = pe};
+    VT_ASSERT(pe->kind->backward_head); /* the per-head forms come in pairs */
+    QkRotation hook = {.forward_head = hook_forward_head, .backward_head = hook_backward_head,
+                       .ctx = pe};
+    hook.grad_floats = head_grad_floats(pe);
+    if (hook.grad_floats)
+        hook.backward_reduce = hook_backward_reduce;
     return hook;
 }
 

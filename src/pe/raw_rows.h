@@ -1,9 +1,8 @@
 /*
  * raw_rows.h - where the rotary encodings read q and k and write their
  * gradients (QkRotation, attention.h): the raw rows of the qkv buffer and
- * of dL/dqkv, and the head-major rotated copies; the copies of the
- * tokens an encoding does not rotate; and the sum of per-head gradient
- * parts over the chunks of a batch.
+ * of dL/dqkv, and head-major (B, H, N, Dh) tensors; copies between the
+ * two; and the sum of per-head gradient parts over the chunks of a batch.
  */
 #ifndef VITRAIN_PE_RAW_ROWS_H
 #define VITRAIN_PE_RAW_ROWS_H
@@ -25,15 +24,23 @@ static inline size_t head_at(int b, int h, int n, const AttnDims *d)
     return (((size_t)b * d->H + h) * d->N + n) * d->Dh;
 }
 
-/* Tokens [0, tokens) of every (image, head) as they are: raw rows into
- * the head-major x. */
-static inline void copy_unrotated(float *x, const float *x_raw, int raw_stride, int tokens,
-                                  const AttnDims *d)
+/* The H Dh channels of every (image, token) row, from rows `from_stride`
+ * apart to rows `to_stride` apart. */
+static inline void copy_rows(float *to, int to_stride, const float *from, int from_stride,
+                             const AttnDims *d)
+{
+    for (size_t bn = 0; bn < (size_t)d->B * d->N; bn++)
+        memcpy(to + bn * to_stride, from + bn * from_stride,
+               (size_t)d->H * d->Dh * sizeof(float));
+}
+
+/* Raw rows into the head-major x. */
+static inline void rows_to_head_major(float *x, const float *rows, int stride, const AttnDims *d)
 {
     for (int b = 0; b < d->B; b++)
         for (int h = 0; h < d->H; h++)
-            for (int n = 0; n < tokens; n++)
-                memcpy(x + head_at(b, h, n, d), x_raw + raw_at(raw_stride, b, n, h, d),
+            for (int n = 0; n < d->N; n++)
+                memcpy(x + head_at(b, h, n, d), rows + raw_at(stride, b, n, h, d),
                        (size_t)d->Dh * sizeof(float));
 }
 
@@ -50,14 +57,13 @@ static inline void add_chunk_parts(float *sum, const float *parts, int chunks, i
     }
 }
 
-/* Their gradients back: head-major dx into the raw rows of dx_raw. */
-static inline void copy_unrotated_grads(float *dx_raw, const float *dx, int raw_stride,
-                                        int tokens, const AttnDims *d)
+/* And back: the head-major x into raw rows. */
+static inline void head_major_to_rows(float *rows, const float *x, int stride, const AttnDims *d)
 {
     for (int b = 0; b < d->B; b++)
         for (int h = 0; h < d->H; h++)
-            for (int n = 0; n < tokens; n++)
-                memcpy(dx_raw + raw_at(raw_stride, b, n, h, d), dx + head_at(b, h, n, d),
+            for (int n = 0; n < d->N; n++)
+                memcpy(rows + raw_at(stride, b, n, h, d), x + head_at(b, h, n, d),
                        (size_t)d->Dh * sizeof(float));
 }
 
