@@ -618,6 +618,35 @@ START_TEST(test_head_sgemm_sizes)
 }
 END_TEST
 
+/* head_sgemm_in_place's promise, at dense LieRE's products (B rows of 64
+ * channels, a row-block tail): C written over A gives the bits a
+ * separate C gets, and the columns of A's rows beyond C's stay. On AVX2,
+ * whose blocks are 16 columns, no product of 64 may go in place. */
+START_TEST(test_head_sgemm_in_place)
+{
+    const int M = 131, N = 64, K = 64, ld = 3 * 64;
+    const float *R = gc_randn((size_t)K * N, 1.0, 38);
+    for (int form = 0; form < 2; form++) {
+        const bool tb = form == 1;
+        const float *A = gc_randn((size_t)M * ld, 1.0, 39);
+        float *C = gc_zeros((size_t)M * N), *rows = gc_zeros((size_t)M * ld);
+        memcpy(rows, A, (size_t)M * ld * sizeof(float));
+        head_sgemm(false, tb, M, N, K, 1.0f, A, ld, R, N, C, N, NULL);
+        ck_assert(head_sgemm_in_place(M, N, K, tb) == (HEAD_BLOCK_COLS >= N));
+        if (!head_sgemm_in_place(M, N, K, tb))
+            continue;
+        head_sgemm(false, tb, M, N, K, 1.0f, rows, ld, R, N, rows, ld, NULL);
+        for (int i = 0; i < M; i++) {
+            ck_assert_msg(memcmp(rows + (size_t)i * ld, C + (size_t)i * N, N * sizeof(float)) == 0,
+                          "in place, form %d: row %d differs", form, i);
+            ck_assert_msg(memcmp(rows + (size_t)i * ld + N, A + (size_t)i * ld + N,
+                                 (size_t)(ld - N) * sizeof(float)) == 0,
+                          "in place, form %d: row %d changed beyond its columns", form, i);
+        }
+    }
+}
+END_TEST
+
 Suite *attention_suite(void)
 {
     Suite *s = suite_create("attention");
@@ -637,6 +666,7 @@ Suite *attention_suite(void)
     tcase_add_test(tc, test_head_gemm_fetching_ahead_changes_nothing);
     tcase_add_test(tc, test_head_gemm_nt_matches_reference);
     tcase_add_test(tc, test_head_sgemm_sizes);
+    tcase_add_test(tc, test_head_sgemm_in_place);
     suite_add_tcase(s, tc);
     return s;
 }

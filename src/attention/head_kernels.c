@@ -385,6 +385,11 @@ static void score_rows(float *out, const float *a, int lda, const float *b, int 
     }
 }
 
+bool head_sgemm_in_place(int M, int N, int K, bool trans_b)
+{
+    return head_kernels_take(M, N, K, trans_b) && N <= COLS;
+}
+
 void head_gemm(float *c, int ldc, const float *a, int a_row, int a_col, const float *b, int ldb,
                int M, int Nc, int K, float alpha, FetchQueue *ahead)
 {
@@ -433,6 +438,12 @@ void head_transpose(float *to, int ld_to, const float *from, int ld_from, int ro
 #else /* plain loops: correct everywhere, used by the tests only */
 
 bool head_kernels_take(int M, int N, int K, bool trans_b)
+{
+    (void)M, (void)N, (void)K, (void)trans_b;
+    return false;
+}
+
+bool head_sgemm_in_place(int M, int N, int K, bool trans_b)
 {
     (void)M, (void)N, (void)K, (void)trans_b;
     return false;

@@ -71,6 +71,12 @@ void head_sgemm(bool trans_a, bool trans_b, int M, int N, int K, float alpha, co
  * a transposed B within the tile. */
 bool head_kernels_take(int M, int N, int K, bool trans_b);
 
+/* Whether head_sgemm may write C over A (C == A, ldc == lda, A not
+ * transposed): where the kernels take the product and C's N columns fit
+ * one block (HEAD_BLOCK_COLS), every block of rows is stored after its
+ * last read of those rows, and no other block reads them. */
+bool head_sgemm_in_place(int M, int N, int K, bool trans_b);
+
 /*
  * C (M, Nc) = alpha A B, with C and B row-major (row strides ldc, ldb) and
  * element (i, k) of A at a[i * a_row + k * a_col]: a row-major matrix with

@@ -377,11 +377,18 @@ static void queue_rows(FetchQueue *ahead, const float *at, int ld, const AttnDim
     fetch_queue_rows(ahead, at, ld, d->B, d->Dh);
 }
 
-/* A product's B x b result, contiguous, into rows ld apart: the products
- * do not write over an operand (BLAS forbids it, and the head kernels
- * would overwrite columns they still read where b exceeds their block). */
-static void put_rows(float *rows, int ld, const float *product, int B, int b)
+/* rows (B x b, ld apart) <- rows R^T (trans) or rows R, in place where
+ * the head kernels can (head_sgemm_in_place: dense LieRE's b = 64 on
+ * AVX-512), else through `product` (B x b), which is then copied back:
+ * BLAS may not write over an operand. */
+static void turn_rows(float *rows, int ld, const float *R, bool trans, int B, int b,
+                      float *product, FetchQueue *ahead)
 {
+    if (head_sgemm_in_place(B, b, b, trans)) {
+        head_sgemm(false, trans, B, b, b, 1.0f, rows, ld, R, b, rows, ld, ahead);
+        return;
+    }
+    head_sgemm(false, trans, B, b, b, 1.0f, rows, ld, R, b, product, b, ahead);
     for (int i = 0; i < B; i++)
         memcpy(rows + (size_t)i * ld, product + (size_t)i * b, (size_t)b * sizeof(float));
 }
@@ -410,12 +417,9 @@ static void forward_products(const BlockRotary *br, int table, float *x, int str
                            x + raw_at(stride, 0, br->first_token + (hn + 1) % rotated,
                                       (hn + 1) / rotated, d),
                            ld, d);
-            for (int j = 0; j < br->blocks; j++) {
-                float *rows = x + raw_at(stride, 0, n, h, d) + (size_t)j * b;
-                head_sgemm(false, true, d->B, b, b, 1.0f, rows, ld,
-                           br->rot + br_at(br, table, th, n, j), b, product, b, &ahead);
-                put_rows(rows, ld, product, d->B, b);
-            }
+            for (int j = 0; j < br->blocks; j++)
+                turn_rows(x + raw_at(stride, 0, n, h, d) + (size_t)j * b, ld,
+                          br->rot + br_at(br, table, th, n, j), true, d->B, b, product, &ahead);
         }
         free(product);
     }
@@ -577,9 +581,8 @@ static void backward_products(BlockRotary *br, size_t at, int th, int group, int
             head_sgemm(true, false, b, b, d->B, 1.0f, dx + row, ld, y + row, ld, part, b, ahead);
             for (int e = 0; e < b * b; e++)
                 M[e] += part[e];
-            head_sgemm(false, false, d->B, b, b, 1.0f, dx + row, ld,
-                       br->rot + at + (size_t)j * b * b, b, product, b, ahead);
-            put_rows(dx + row, ld, product, d->B, b);
+            turn_rows(dx + row, ld, br->rot + at + (size_t)j * b * b, false, d->B, b, product,
+                      ahead);
         }
 }
 
