@@ -138,9 +138,15 @@ void br_backward(BlockRotary *br, int layer, float *dx, const float *y, int stri
                  const AttnDims *d);
 /* Turns grad from dL/dR into dL/dG: each ray's whole gradient lands on its
  * root's generator and its other tokens get zero (their rotations reach the
- * parameters only through the root's), so the encoding chains dG to its
- * parameters over all tokens as before. */
+ * parameters only through the root's), so the encoding may chain dG to its
+ * parameters over all tokens or over the roots alone (br_ray_root). */
 void br_finish(BlockRotary *br, const Pe *pe, const float *params, BrGenerator generator);
+
+/* The first token of ray r, its root (ascending with r). */
+static inline int br_ray_root(const BlockRotary *br, int ray)
+{
+    return br->ray_token[br->ray_start[ray]];
+}
 
 /* torch.linspace(start, end, count)[i] in double (from the nearer end, so
  * both ends are exact; count 1 gives start). */

@@ -212,7 +212,8 @@ static void liere_backward(Pe *pe, int layer, float *dx, const float *y, int str
 }
 
 /* d raw[axis] += (dA - dA^T) on the strict upper triangle, with
- * dA = sum_t p_axis(t) dG_t. */
+ * dA = sum_t p_axis(t) dG_t, over the rays' roots in token order: the
+ * other tokens' dG are zero (br_finish). */
 static void raw_grad(const Pe *pe, float *grads, int layer, int head, int block)
 {
     const Liere *st = pe->state;
@@ -220,7 +221,8 @@ static void raw_grad(const Pe *pe, float *grads, int layer, int head, int block)
     const int b = br->b;
     for (int axis = 0; axis < 2; axis++) {
         double dA[BR_MAX_BLOCK * BR_MAX_BLOCK] = {0};
-        for (int t = br->first_token; t < br->tokens; t++) {
+        for (int r = 0; r < br->rays; r++) {
+            const int t = br_ray_root(br, r);
             const double p = st->pos[2 * t + axis];
             const float *dG = br->grad + br_at(br, layer, head, t, block);
             for (int e = 0; e < b * b; e++)
