@@ -675,8 +675,9 @@ static void finish_ray(BlockRotary *br, const Item *it, BrScratch *s, const Pe *
  * orthogonal the adjoints along the ray fold into
  *   dL/dR = sum_(j>=0) (R^j)^T S_j R^j R,  S_j = sum_(k>j) M_k,
  * which runs from the last power down as T <- S_j + R^T T R and ends in
- * dL/dR = T R: two products per further token and one more, where
- * forming each dR_k first would take three per token. */
+ * dL/dR = T R: 2K - 1 products for a ray of K tokens, where forming each
+ * dR_k and folding those would take 3K - 2. T and R^T's partner T R use
+ * the scratch that the Frechet derivative's inputs take afterwards. */
 static void finish_ray_dense(BlockRotary *br, const Item *it, BrScratch *s, const Pe *pe,
                              const float *params, BrGenerator generator)
 {

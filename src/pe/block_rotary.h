@@ -57,8 +57,9 @@ typedef struct BrScratch {
     double *g, *root;            /* a ray's generator and R = exp(G) */
     double *cur, *next, *acc;    /* the ray's products and adjoints */
     double *prev;                /* R^(k-1), read back for the backward */
-    float *g32, *adj32;          /* the backward's float inputs */
-    float *sum32;                /* a dense ray's sum of adjoints (finish_ray_dense) */
+    float *g32, *adj32;          /* the backward's float inputs (before them, a dense
+                                    ray's fold: finish_ray_dense) */
+    float *sum32;                /* that fold's sum of adjoints */
 } BrScratch;
 
 typedef struct BlockRotary {
