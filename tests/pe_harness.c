@@ -11,6 +11,8 @@
 
 #include "gradcheck.h"
 
+#include "../src/pe/raw_rows.h"
+
 #include <check.h>
 #include <math.h>
 #include <stdio.h>
@@ -90,41 +92,11 @@ static size_t layer_size(const PeCase *c)
     return 2 * tensor_size(c);
 }
 
-static size_t head_major_at(int b, int h, int n, const AttnDims *d)
-{
-    return (((size_t)b * d->H + h) * d->N + n) * d->Dh;
-}
-
-static size_t row_at(int b, int n, int stride, const AttnDims *d)
-{
-    return ((size_t)b * d->N + n) * stride;
-}
-
-/* (B, N, stride) rows -> (B, H, N, Dh): raw rows into the head-major layout. */
-static void split(float *dst, const float *src, int stride, const AttnDims *d)
-{
-    for (int b = 0; b < d->B; b++)
-        for (int h = 0; h < d->H; h++)
-            for (int n = 0; n < d->N; n++)
-                memcpy(dst + head_major_at(b, h, n, d), src + row_at(b, n, stride, d) + h * d->Dh,
-                       (size_t)d->Dh * sizeof(float));
-}
-
-/* (B, H, N, Dh) -> (B, N, stride) rows: the inverse of split. */
-static void merge(float *dst, const float *src, int stride, const AttnDims *d)
-{
-    for (int b = 0; b < d->B; b++)
-        for (int h = 0; h < d->H; h++)
-            for (int n = 0; n < d->N; n++)
-                memcpy(dst + row_at(b, n, stride, d) + h * d->Dh, src + head_major_at(b, h, n, d),
-                       (size_t)d->Dh * sizeof(float));
-}
-
 void pe_forward_in_place(const Pe *pe, int layer, float *x, const AttnDims *d)
 {
     const size_t n = (size_t)d->B * d->N * d->H * d->Dh;
     float *raw = malloc(n * sizeof(float));
-    merge(raw, x, d->H * d->Dh, d);
+    head_major_to_rows(raw, x, d->H * d->Dh, d);
     memset(x, 0, n * sizeof(float)); /* every row must be written */
     pe_forward(pe, layer, x, raw, d->H * d->Dh, d);
     free(raw);
@@ -135,7 +107,7 @@ void pe_backward_in_place(Pe *pe, int layer, float *dx, const float *x_raw, cons
     const size_t n = (size_t)d->B * d->N * d->H * d->Dh;
     float *dx_raw = calloc(n, sizeof(float));
     pe_backward(pe, layer, dx_raw, dx, x_raw, d->H * d->Dh, d);
-    split(dx, dx_raw, d->H * d->Dh, d);
+    rows_to_head_major(dx, dx_raw, d->H * d->Dh, d);
     free(dx_raw);
 }
 
@@ -169,14 +141,14 @@ static void hook_forward(PeCase *c, int layer, float *out, const float *raw)
     float *k = out + tensor_size(c);
     if (!hook->forward_head) {
         rotate_in_place(c, layer, raw);
-        split(out, c->rotated_raw, 2 * D, d);
-        split(k, c->rotated_raw + D, 2 * D, d);
+        rows_to_head_major(out, c->rotated_raw, 2 * D, d);
+        rows_to_head_major(k, c->rotated_raw + D, 2 * D, d);
         return;
     }
     for (int b = 0; b < d->B; b++)
         for (int h = 0; h < d->H; h++)
-            hook->forward_head(hook, layer, b, h, out + head_major_at(b, h, 0, d),
-                               k + head_major_at(b, h, 0, d), raw, raw + D, 2 * D, d);
+            hook->forward_head(hook, layer, b, h, out + head_at(b, h, 0, d),
+                               k + head_at(b, h, 0, d), raw, raw + D, 2 * D, d);
 }
 
 /* Its backward: dout (2, B, H, N, Dh), overwritten, into the raw rows of
@@ -191,8 +163,8 @@ static void hook_backward(PeCase *c, int layer, float *draw, float *dout, const 
     float *dk = dout + tensor_size(c);
     if (!hook->backward_head) {
         rotate_in_place(c, layer, raw);
-        merge(draw, dout, 2 * D, d);
-        merge(draw + D, dk, 2 * D, d);
+        head_major_to_rows(draw, dout, 2 * D, d);
+        head_major_to_rows(draw + D, dk, 2 * D, d);
         hook->backward(hook, layer, draw, c->rotated_raw, 2 * D, d);
         hook->backward(hook, layer, draw + D, c->rotated_raw + D, 2 * D, d);
         return;
@@ -204,8 +176,8 @@ static void hook_backward(PeCase *c, int layer, float *draw, float *dout, const 
         int first, end;
         attention_grad_chunk(d->B, unit / d->H, &first, &end);
         for (int b = first; b < end; b++)
-            hook->backward_head(hook, layer, b, h, draw, draw + D, dout + head_major_at(b, h, 0, d),
-                                dk + head_major_at(b, h, 0, d), raw, raw + D, 2 * D,
+            hook->backward_head(hook, layer, b, h, draw, draw + D, dout + head_at(b, h, 0, d),
+                                dk + head_at(b, h, 0, d), raw, raw + D, 2 * D,
                                 parts ? parts + (size_t)unit * per_part : NULL, d);
     }
     if (hook->backward_reduce)
@@ -226,8 +198,8 @@ static void case_forward(void *ctx)
         if (pe_rotation(&c->pe)) {
             hook_forward(c, l, out, raw);
         } else {
-            split(out, raw, 2 * D, d);
-            split(out + tensor_size(c), raw + D, 2 * D, d);
+            rows_to_head_major(out, raw, 2 * D, d);
+            rows_to_head_major(out + tensor_size(c), raw + D, 2 * D, d);
         }
     }
 }
@@ -244,8 +216,8 @@ static void case_backward(void *ctx)
         if (pe_rotation(&c->pe)) {
             hook_backward(c, l, c->work_raw, c->work, c->raw + l * layer_size(c));
         } else {
-            merge(c->work_raw, c->work, 2 * D, d);
-            merge(c->work_raw + D, c->work + tensor_size(c), 2 * D, d);
+            head_major_to_rows(c->work_raw, c->work, 2 * D, d);
+            head_major_to_rows(c->work_raw + D, c->work + tensor_size(c), 2 * D, d);
         }
         float *draw = c->draw + l * layer_size(c);
         for (size_t i = 0; i < layer_size(c); i++)
@@ -339,8 +311,9 @@ double pe_norm_violation(const PeOptions *o, const PeGeometry *g, uint64_t seed)
     const size_t vectors = layer_size(&c) / g->head_dim;
     for (int l = 0; l < g->depth; l++) {
         float *split_raw = c.work; /* q, then k, as in out */
-        split(split_raw, c.raw + l * layer_size(&c), 2 * D, &c.dims);
-        split(split_raw + tensor_size(&c), c.raw + l * layer_size(&c) + D, 2 * D, &c.dims);
+        const float *raw = c.raw + l * layer_size(&c);
+        rows_to_head_major(split_raw, raw, 2 * D, &c.dims);
+        rows_to_head_major(split_raw + tensor_size(&c), raw + D, 2 * D, &c.dims);
         for (size_t v = 0; v < vectors; v++) {
             const float *x = split_raw + v * g->head_dim;
             const float *y = c.out + l * layer_size(&c) + v * g->head_dim;
