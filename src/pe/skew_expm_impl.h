@@ -443,14 +443,6 @@ static void NAME(pade_low)(NAME(Mats) *w, int m, int with_e, int n)
     NAME(matmul)(w->lu, w->e, w->w, n, 1);
 }
 
-/* y = c6 X6 + c4 X4 + c2 X2 (+ c0 I when with_identity), the blocks of
- * Higham's degree-13 scheme. */
-static void NAME(combine3)(REAL *y, const double *c, int first, REAL *const *x,
-                           int with_identity, int n)
-{
-    NAME(power_sum)(y, c, first, x, 3, with_identity, n);
-}
-
 /* Degree 13 (Higham 2005, eq. 2.3-2.4; Al-Mohy & Higham 2009, Alg. 6.4):
  * W = A6 (c13 A6 + c11 A4 + c9 A2) + (c7 A6 + c5 A4 + c3 A2 + c1 I), U = A W,
  * V = A6 (c12 A6 + c10 A4 + c8 A2) + (c6 A6 + c4 A4 + c2 A2 + c0 I),
@@ -461,25 +453,25 @@ static void NAME(pade13)(NAME(Mats) *w, int with_e, int n)
     pade_coefficients(c, 13);
     NAME(even_powers)(w, 3, with_e, n);
     REAL *w1 = w->pw[4], *z1 = w->t;
-    NAME(combine3)(w1, c, 7, w->pw, 0, n); /* c9 A2 + c11 A4 + c13 A6 */
-    NAME(combine3)(w->w, c, 1, w->pw, 1, n);
+    NAME(power_sum)(w1, c, 7, w->pw, 3, 0, n); /* c9 A2 + c11 A4 + c13 A6 */
+    NAME(power_sum)(w->w, c, 1, w->pw, 3, 1, n);
     NAME(matmul)(w->w, w->pw[3], w1, n, 1);
     NAME(matmul)(w->u, w->a, w->w, n, 0);
-    NAME(combine3)(z1, c, 6, w->pw, 0, n); /* c8 A2 + c10 A4 + c12 A6 */
-    NAME(combine3)(w->v, c, 0, w->pw, 1, n);
+    NAME(power_sum)(z1, c, 6, w->pw, 3, 0, n); /* c8 A2 + c10 A4 + c12 A6 */
+    NAME(power_sum)(w->v, c, 0, w->pw, 3, 1, n);
     NAME(matmul)(w->v, w->pw[3], z1, n, 1);
     if (!with_e)
         return;
     /* Lv = A6 Lz1 + M6 Z1 + Lz2, with Lz1, Lz2 the same sums over the M's. */
     REAL *lx = w->mw[4];
-    NAME(combine3)(w->lv, c, 0, w->mw, 0, n);
+    NAME(power_sum)(w->lv, c, 0, w->mw, 3, 0, n);
     NAME(matmul)(w->lv, w->mw[3], z1, n, 1);
-    NAME(combine3)(lx, c, 6, w->mw, 0, n);
+    NAME(power_sum)(lx, c, 6, w->mw, 3, 0, n);
     NAME(matmul)(w->lv, w->pw[3], lx, n, 1);
     /* Lw = A6 Lw1 + M6 W1 + Lw2 (into z1, free now); Lu = A Lw + E W. */
-    NAME(combine3)(z1, c, 1, w->mw, 0, n);
+    NAME(power_sum)(z1, c, 1, w->mw, 3, 0, n);
     NAME(matmul)(z1, w->mw[3], w1, n, 1);
-    NAME(combine3)(lx, c, 7, w->mw, 0, n);
+    NAME(power_sum)(lx, c, 7, w->mw, 3, 0, n);
     NAME(matmul)(z1, w->pw[3], lx, n, 1);
     NAME(matmul)(w->lu, w->a, z1, n, 0);
     NAME(matmul)(w->lu, w->e, w->w, n, 1);
