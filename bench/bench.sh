@@ -8,14 +8,18 @@
 # docs/PERFORMANCE.md (OUT overrides); the raw lines to RAW_OUT if set.
 #
 # Knobs (environment): THREADS ("1 2"), MODELS ("tiny small"), INPUTS
-# ("28x1 32x3": size x channels, patch 4), ENCODINGS ("absolute rope_mixed
+# ("28x1 32x3": size x channels, patch 4; every model at every input),
+# CONFIGS (model:input pairs instead of that cross product, e.g.
+# "tiny:28x1 small:32x3"), ENCODINGS ("absolute rope_mixed
 # spherical comrope_ld liere liere:dense"; ENC:recompute runs vitrain with
 # train.recompute_attention, less memory for a slower step), BATCH (128), STEPS (timed steps
-# per measurement, 3), REPS (3), OUT, RAW_OUT (a file for the raw lines,
-# from which `awk -f bench/report.awk` makes the tables again; not kept
-# by default). The full default run takes a few hours on 2 cores;
+# per measurement, 3), REPS (3), OUT, RAW_OUT (a file that keeps the raw
+# lines as they come, so an interrupted run keeps what it measured; not
+# kept by default), REPORT_FROM (a file of raw lines: measure nothing,
+# write OUT from it). The full default run takes a few hours on 2 cores;
 # QUICK=1 runs ViT-Tiny at 28 px with three encodings, once, in a few
-# minutes.
+# minutes. The analysis and the history of earlier runs are in
+# docs/PERFORMANCE_HISTORY.md, which this script leaves alone.
 set -eu
 
 cd "$(dirname "$0")/.."
@@ -28,6 +32,21 @@ fi
 THREADS=${THREADS:-"1 2"}
 MODELS=${MODELS:-"tiny small"}
 INPUTS=${INPUTS:-"28x1 32x3"}
+if [ -z "${CONFIGS:-}" ]; then
+    CONFIGS=
+    for m in $MODELS; do for i in $INPUTS; do
+        CONFIGS="${CONFIGS:+$CONFIGS }$m:$i"
+    done; done
+fi
+for c in $CONFIGS; do
+    case $c in
+    ?*:?*x?*) ;;
+    *)
+        echo "bench.sh: CONFIGS: '$c' is not MODEL:SIZExCHANNELS (e.g. tiny:28x1)" >&2
+        exit 2
+        ;;
+    esac
+done
 ENCODINGS=${ENCODINGS:-"absolute rope_mixed spherical comrope_ld liere liere:dense"}
 BATCH=${BATCH:-128}
 STEPS=${STEPS:-3}
@@ -40,8 +59,6 @@ if ! "$PYTHON" -c "import torch" 2>/dev/null; then
 fi
 WORK=$(mktemp -d /tmp/vitrain-bench-XXXXXX)
 trap 'rm -rf "$WORK"' EXIT
-RAW=$WORK/results.txt
-: >"$RAW"
 
 # measure THREADS MODEL SIZE CHANNELS ENCODING: one vitrain and one PyTorch
 # measurement, appended to $RAW as "key=value ..." lines.
@@ -60,27 +77,43 @@ measure() {
     echo "impl=pytorch $tag $line" >>"$RAW"
 }
 
-total=0
-for t in $THREADS; do for m in $MODELS; do for i in $INPUTS; do for e in $ENCODINGS; do
-    total=$((total + 1))
-done; done; done; done
-done_count=0
+# Every configuration REPS times, the two implementations taking turns.
 # sgemm 1024^3 runs before every measurement: the yardstick, and a gauge
 # of how much the machine's own speed moves during the run (report.awk
 # gives its spread).
-for rep in $(seq "$REPS"); do
-    for t in $THREADS; do
-        # The FMA limit: the ceiling of every GFLOP/s figure (a few seconds).
-        echo "impl=fma threads=$t $(OMP_NUM_THREADS=$t $BENCH fma "$t")" >>"$RAW"
-        for m in $MODELS; do for i in $INPUTS; do for e in $ENCODINGS; do
-            done_count=$((done_count + 1))
-            printf 'bench: round %s/%s, %s/%s: %s threads, %s, %s, %s\n' "$rep" "$REPS" \
-                "$done_count" "$((total * REPS))" "$t" "$m" "$i" "$e" >&2
-            echo "impl=sgemm threads=$t $(OMP_NUM_THREADS=$t $BENCH sgemm 1024 "$t")" >>"$RAW"
-            measure "$t" "$m" "${i%x*}" "${i#*x}" "$e"
-        done; done; done
+measure_all() {
+    : >"$RAW"
+    total=0
+    for t in $THREADS; do for c in $CONFIGS; do for e in $ENCODINGS; do
+        total=$((total + 1))
+    done; done; done
+    done_count=0
+    for rep in $(seq "$REPS"); do
+        for t in $THREADS; do
+            # The FMA limit: the ceiling of every GFLOP/s figure (a few seconds).
+            echo "impl=fma threads=$t $(OMP_NUM_THREADS=$t $BENCH fma "$t")" >>"$RAW"
+            for c in $CONFIGS; do for e in $ENCODINGS; do
+                m=${c%%:*} i=${c#*:}
+                done_count=$((done_count + 1))
+                printf 'bench: round %s/%s, %s/%s: %s threads, %s, %s, %s\n' "$rep" "$REPS" \
+                    "$done_count" "$((total * REPS))" "$t" "$m" "$i" "$e" >&2
+                echo "impl=sgemm threads=$t $(OMP_NUM_THREADS=$t $BENCH sgemm 1024 "$t")" >>"$RAW"
+                measure "$t" "$m" "${i%x*}" "${i#*x}" "$e"
+            done; done
+        done
     done
-done
+}
+
+if [ -n "${REPORT_FROM:-}" ]; then
+    RAW=$REPORT_FROM
+    if [ ! -s "$RAW" ]; then
+        echo "bench.sh: REPORT_FROM=$RAW: no such file, or it is empty" >&2
+        exit 2
+    fi
+else
+    RAW=${RAW_OUT:-$WORK/results.txt}
+    measure_all
+fi
 
 # ---- report ---------------------------------------------------------------
 # One awk program reads every line, takes medians per (impl, config, key)
@@ -97,14 +130,16 @@ cpu=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n 1)
     echo "implementations taking turns. GFLOP/s counts the matrix products only"
     echo "(3 forward passes per training step), those vitrain runs (its last block"
     echo "takes the CLS token alone past the attention); \"of sgemm\" compares it with"
-    echo "\`cblas_sgemm\` 1024^3 at the same thread count in the same run."
+    echo "\`cblas_sgemm\` 1024^3 at the same thread count in the same run. The"
+    echo "analysis of these numbers, what limits them and the history of earlier"
+    echo "runs are in [PERFORMANCE_HISTORY.md](PERFORMANCE_HISTORY.md)."
     echo
     awk -v steps="$STEPS" -f bench/report.awk "$RAW"
     echo
     echo "## How to reproduce"
     echo
     echo '```sh'
-    echo "THREADS=\"$THREADS\" MODELS=\"$MODELS\" INPUTS=\"$INPUTS\" \\"
+    echo "THREADS=\"$THREADS\" CONFIGS=\"$CONFIGS\" \\"
     echo "  ENCODINGS=\"$ENCODINGS\" BATCH=$BATCH STEPS=$STEPS REPS=$REPS make bench   # this file"
     echo "make bench                      # every configuration, batch 128; a few hours on 2 cores"
     echo "QUICK=1 make bench              # ViT-Tiny, 28 px, three encodings, once"
@@ -113,7 +148,6 @@ cpu=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n 1)
 } >"$OUT.tmp"
 mv "$OUT.tmp" "$OUT"
 echo "bench.sh: wrote $OUT" >&2
-if [ -n "${RAW_OUT:-}" ]; then
-    cp "$RAW" "$RAW_OUT"
+if [ -n "${RAW_OUT:-}" ] && [ -z "${REPORT_FROM:-}" ]; then
     echo "bench.sh: wrote $RAW_OUT" >&2
 fi
