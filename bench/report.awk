@@ -84,7 +84,106 @@ function load(c) {
     split(cfg, p, "|")
 }
 
+# The seconds vitrain's attention and encoding phases (2 and 3) take in cfg
+# beyond those of base (absolute at the same threads, model and input), in
+# percent of base's step; "" without phase times.
+function overhead_by_phase(cfg, base,    k, base_step, own_step, extra) {
+    base_step = 0; own_step = 0
+    for (k = 0; k <= 5; k++) {
+        base_step += get("vitrain", base, "phase_" k)
+        own_step += get("vitrain", cfg, "phase_" k)
+    }
+    if (base_step <= 0 || own_step <= 0)
+        return ""
+    extra = get("vitrain", cfg, "phase_2") + get("vitrain", cfg, "phase_3") - \
+            get("vitrain", base, "phase_2") - get("vitrain", base, "phase_3")
+    return 100 * extra / base_step
+}
+
+# ---- goals: every row of the run against performance goals ---------------
+# goal_row(g, value, limit, label): one row's value for goal g, which the
+# row meets where value >= limit (goal_higher[g]) or value <= limit. The
+# goal keeps the count of rows that meet it and the row furthest from
+# meeting it (or, when all do, the closest to missing it).
+function goal_row(g, value, limit, label,    margin) {
+    goal_rows[g]++
+    margin = goal_higher[g] ? value - limit : limit - value
+    if (margin >= 0)
+        goal_met[g]++
+    if (goal_rows[g] == 1 || margin < goal_margin[g]) {
+        goal_margin[g] = margin
+        goal_closest[g] = sprintf(goal_format[g], value, limit) " (" label ")"
+    }
+}
+
+function goal_define(g, name, higher, format) {
+    goal_name[g] = name; goal_higher[g] = higher; goal_format[g] = format
+}
+
+# The encoding without a ":recompute" suffix.
+function encoding_name(enc) {
+    sub(/:recompute$/, "", enc)
+    return enc
+}
+
+# The overhead goal (percent over absolute, by phase) of an encoding.
+function overhead_limit(enc) {
+    enc = encoding_name(enc)
+    if (enc ~ /^(rope_axial|rope_mixed|spherical)$/)
+        return 5
+    if (enc ~ /^(comrope_ap|comrope_ld|liere)$/)
+        return 10
+    if (enc == "liere:dense")
+        return 20
+    return ""
+}
+
+function goals(    c, label, vt, pt, sg, enc, base, by_phase, limit, g) {
+    goal_define(1, "training >= 1.5x PyTorch, absolute", 1, "%.2fx")
+    goal_define(2, "training >= 2x PyTorch, rotary encodings", 1, "%.2fx")
+    goal_define(3, "whole training step >= 70 % of sgemm 1024^3", 1, "%.0f %%")
+    goal_define(4, "attention forward + backward >= 50 % of sgemm 1024^3", 1, "%.0f %%")
+    goal_define(5, "overhead over absolute by phase: rope_axial, rope_mixed, spherical <= 5 %; ComRoPE and LieRE b = 8 <= 10 %; dense LieRE <= 20 %",
+                0, "%+.1f %% against %d %%")
+    goal_define(6, "peak RSS <= half of PyTorch's", 0, "%.2f of it")
+    for (c = 1; c <= configs; c++) {
+        load(c)
+        label = p[1] " thread" (p[1] == 1 ? "" : "s") ", " p[2] " " p[3] ", " p[4]
+        enc = encoding_name(p[4])
+        vt = get("vitrain", cfg, "train_img_s"); pt = get("pytorch", cfg, "train_img_s")
+        if (pt > 0)
+            goal_row(enc == "absolute" ? 1 : 2, vt / pt, enc == "absolute" ? 1.5 : 2, label)
+        sg = sgemm(p[1])
+        if (sg > 0) {
+            goal_row(3, 100 * get("vitrain", cfg, "gflops") / sg, 70, label)
+            goal_row(4, 100 * get("vitrain", cfg, "attn_gflops") / sg, 50, label)
+        }
+        base = p[1] "|" p[2] "|" p[3] "|absolute"
+        limit = overhead_limit(p[4])
+        by_phase = (base in seen) ? overhead_by_phase(cfg, base) : ""
+        if (limit != "" && by_phase != "")
+            goal_row(5, by_phase, limit, label)
+        if (get("pytorch", cfg, "rss_mib") > 0)
+            goal_row(6, get("vitrain", cfg, "rss_mib") / get("pytorch", cfg, "rss_mib"), 0.5, label)
+    }
+    print "## Goals"
+    print ""
+    print "Every row of this run against the goals. \"Closest row\": the row furthest"
+    print "from the goal or, where every row meets it, the one closest to missing it."
+    print "Rotary rows count the rotations done inside the attention's loop as"
+    print "attention (see the phase table). The data loader's goal, 5x the"
+    print "training throughput, is measured by `make bench-loader`."
+    print ""
+    print "| goal | rows that meet it | closest row |"
+    print "|---|---|---|"
+    for (g = 1; g <= 6; g++)
+        if (goal_rows[g] > 0)
+            printf "| %s | %d of %d | %s |\n", goal_name[g], goal_met[g], goal_rows[g], goal_closest[g]
+    print ""
+}
+
 END {
+    goals()
     print "## Training and inference throughput"
     print ""
     print "| threads | model | input | encoding | train img/s vitrain | PyTorch | ratio | infer img/s vitrain | PyTorch | ratio | GFLOP/s | of sgemm | peak RSS MiB vitrain | PyTorch |"
@@ -135,16 +234,10 @@ END {
         base = p[1] "|" p[2] "|" p[3] "|absolute"
         if (!(base in seen))
             continue
-        base_step = 0; own_step = 0
-        for (k = 0; k <= 5; k++) {
-            base_step += get("vitrain", base, "phase_" k)
-            own_step += get("vitrain", cfg, "phase_" k)
-        }
-        extra = get("vitrain", cfg, "phase_2") + get("vitrain", cfg, "phase_3") - \
-                get("vitrain", base, "phase_2") - get("vitrain", base, "phase_3")
+        by_phase = overhead_by_phase(cfg, base)
         printf "| %s | %s | %s | %s | %+.1f %% | %s | %+.1f %% |\n", p[1], p[2], p[3], p[4],
                100 * (get("vitrain", base, "train_img_s") / get("vitrain", cfg, "train_img_s") - 1),
-               (base_step > 0 && own_step > 0 ? sprintf("%+.1f %%", 100 * extra / base_step) : "-"),
+               (by_phase != "" ? sprintf("%+.1f %%", by_phase) : "-"),
                100 * (get("pytorch", base, "train_img_s") / get("pytorch", cfg, "train_img_s") - 1)
     }
     print ""

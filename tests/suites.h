@@ -31,6 +31,7 @@ Suite *pe_block_suite(void);
 Suite *bad_inputs_suite(void);
 Suite *arrows_suite(void);
 Suite *study_suite(void);
+Suite *bench_report_suite(void);
 
 /* Creates a test case with a timeout in seconds and optional tags. */
 TCase *tcase_with_timeout(const char *name, double seconds, const char *tags);

@@ -34,6 +34,7 @@ int main(void)
     srunner_add_suite(runner, bad_inputs_suite());
     srunner_add_suite(runner, arrows_suite());
     srunner_add_suite(runner, study_suite());
+    srunner_add_suite(runner, bench_report_suite());
     srunner_run_all(runner, CK_NORMAL);
     int failed = srunner_ntests_failed(runner);
     srunner_free(runner);
