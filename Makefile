@@ -15,6 +15,7 @@
 #   make bench-rotation  the phases of LieRE b = 8 (prepare, rotations, finish), ms per step
 #   make bench-attention  the attention core alone, from memory and from L2, against sgemm
 #   make bench      vitrain vs the PyTorch peer; writes docs/PERFORMANCE.md
+#                   (the analysis and earlier runs: docs/PERFORMANCE_HISTORY.md)
 #   make MPI=1      ./vitrain with MPI data parallelism (mpicc; objects in build/mpi)
 #   make test-mpi   1 process against mpirun -np 2: losses, parameters, resume, failures
 #   make bench-mpi  images/s of 1 and 2 ranks, and the communication share of a step
