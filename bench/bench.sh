@@ -77,6 +77,16 @@ measure() {
     echo "impl=pytorch $tag $line" >>"$RAW"
 }
 
+# ", about N min left" once a round has been measured (the rounds are
+# alike; within the first, configurations differ too much to tell).
+time_left() {
+    if [ "$done_count" -gt "$total" ]; then
+        elapsed=$(($(date +%s) - started))
+        left=$((elapsed * (total * REPS - done_count + 1) / (done_count - 1)))
+        echo ", about $(((left + 59) / 60)) min left"
+    fi
+}
+
 # Every configuration REPS times, the two implementations taking turns.
 # sgemm 1024^3 runs before every measurement: the yardstick, and a gauge
 # of how much the machine's own speed moves during the run (report.awk
@@ -88,6 +98,7 @@ measure_all() {
         total=$((total + 1))
     done; done; done
     done_count=0
+    started=$(date +%s)
     for rep in $(seq "$REPS"); do
         for t in $THREADS; do
             # The FMA limit: the ceiling of every GFLOP/s figure (a few seconds).
@@ -95,8 +106,8 @@ measure_all() {
             for c in $CONFIGS; do for e in $ENCODINGS; do
                 m=${c%%:*} i=${c#*:}
                 done_count=$((done_count + 1))
-                printf 'bench: round %s/%s, %s/%s: %s threads, %s, %s, %s\n' "$rep" "$REPS" \
-                    "$done_count" "$((total * REPS))" "$t" "$m" "$i" "$e" >&2
+                printf 'bench: round %s/%s, %s/%s: %s threads, %s, %s, %s%s\n' "$rep" "$REPS" \
+                    "$done_count" "$((total * REPS))" "$t" "$m" "$i" "$e" "$(time_left)" >&2
                 echo "impl=sgemm threads=$t $(OMP_NUM_THREADS=$t $BENCH sgemm 1024 "$t")" >>"$RAW"
                 measure "$t" "$m" "${i%x*}" "${i#*x}" "$e"
             done; done
