@@ -393,6 +393,13 @@ static void turn_rows(float *rows, int ld, const float *R, bool trans, int B, in
         memcpy(rows + (size_t)i * ld, product + (size_t)i * b, (size_t)b * sizeof(float));
 }
 
+/* The `product` scratch of turn_rows for B rows of b, or NULL where it
+ * turns them in place and needs none. */
+static float *turn_scratch(int B, int b, bool trans)
+{
+    return head_sgemm_in_place(B, b, b, trans) ? NULL : vt_xmalloc((size_t)B * b * sizeof(float));
+}
+
 /* br_forward by products: one (head, token) per iteration, each block of
  * the whole batch as one product, X R^T, the B rows of an image N stride
  * apart; on the head kernels where they take it, while the next
@@ -406,7 +413,7 @@ static void forward_products(const BlockRotary *br, int table, float *x, int str
     {
         const char *lines[FETCH_CHUNKS];
         FetchQueue ahead = {lines, 0, 0, FETCH_CHUNKS};
-        float *product = vt_xmalloc((size_t)d->B * b * sizeof(float));
+        float *product = turn_scratch(d->B, b, true);
 #pragma omp for schedule(static)
         for (int hn = 0; hn < items; hn++) {
             const int h = hn / rotated, n = br->first_token + hn % rotated;
@@ -601,7 +608,7 @@ void br_backward(BlockRotary *br, int layer, float *dx, const float *y, int stri
     {
         const char *lines[2 * FETCH_CHUNKS];
         FetchQueue ahead = {lines, 0, 0, 2 * FETCH_CHUNKS};
-        float *product = vt_xmalloc((size_t)d->B * br->b * sizeof(float));
+        float *product = turn_scratch(d->B, br->b, false);
 #pragma omp for schedule(static)
         for (int hn = 0; hn < items; hn++) {
             const int th = hn / rotated, n = br->first_token + hn % rotated;
