@@ -92,7 +92,12 @@ time_left() {
 # of how much the machine's own speed moves during the run (report.awk
 # gives its spread).
 measure_all() {
-    : >"$RAW"
+    # The version measured (a "+" marks uncommitted changes), for the report.
+    version=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
+    if [ -n "$(git status --porcelain --untracked-files=no 2>/dev/null)" ]; then
+        version="$version+"
+    fi
+    echo "impl=meta version=$version" >"$RAW"
     total=0
     for t in $THREADS; do for c in $CONFIGS; do for e in $ENCODINGS; do
         total=$((total + 1))
@@ -130,10 +135,11 @@ fi
 # One awk program reads every line, takes medians per (impl, config, key)
 # and prints the markdown.
 cpu=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n 1)
+version=$(sed -n 's/^impl=meta version=\([^ ]*\).*/\1/p' "$RAW" | head -n 1)
 {
     echo "# Performance"
     echo
-    echo "Written by \`make bench\` (bench/bench.sh) on $(date -u +%Y-%m-%d): $cpu,"
+    echo "Written by \`make bench\` (bench/bench.sh) on $(date -u +%Y-%m-%d), of version ${version:-unknown}: $cpu,"
     echo "$(nproc) cores; Debian's OpenBLAS (OpenMP build) for both sides, PyTorch"
     echo "$("$PYTHON" -c 'import torch; print(torch.__version__)') as the peer (bench/torch_peer.py). Batch $BATCH, AdamW,"
     echo "label smoothing 0.1, patch 4; every number is the median of $REPS repetitions"

@@ -21,6 +21,8 @@ function add(key, value) {
         split($i, kv, "=")
         f[kv[1]] = kv[2]
     }
+    if (f["impl"] == "meta")
+        next
     if (f["impl"] == "fma") {
         add("fma|" f["threads"], f["fma_gflops"])
         next

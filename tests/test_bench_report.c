@@ -18,6 +18,7 @@
  * liere:dense: 45 / 20 = 2.25x, 75 %, 55 %, RSS 0.42, encoding 0.5 s:
  *   +25 % (misses 20 %). */
 static const char *const RAW_LINES =
+    "impl=meta version=abc1234\n"
     "impl=fma threads=1 fma_gflops=120\n"
     "impl=sgemm threads=1 gflops=100\n"
     "impl=vitrain threads=1 model=tiny size=28 channels=1 encoding=absolute train_img_s=60 "
@@ -65,6 +66,8 @@ START_TEST(test_goal_table_counts_every_row_against_its_goal)
     for (size_t i = 0; i < sizeof expected / sizeof expected[0]; i++)
         ck_assert_msg(strstr(report, expected[i]) != NULL, "missing: %s\nin:\n%s", expected[i],
                       report);
+    /* the version line makes no row of its own (one with empty fields) */
+    ck_assert_msg(strstr(report, "|  |") == NULL, "a row without a configuration:\n%s", report);
     fixture_remove_tree(root);
 }
 END_TEST
