@@ -98,7 +98,7 @@ BENCH_BINS := $(patsubst bench/%.c,$(BUILD)/bench/%,$(sort $(wildcard bench/*.c)
 TEST_ENV := CK_EXCLUDE_TAGS=slow
 
 .PHONY: all test test-all test-torch sanitize test-avx2 debug valgrind deps data data-arrows study-smoke \
-        bench bench-loader bench-pe bench-rotation bench-attention docs clean fuzz fuzz-build fuzz-regress test-mpi bench-mpi \
+        bench bench-scaling bench-loader bench-pe bench-rotation bench-attention docs clean fuzz fuzz-build fuzz-regress test-mpi bench-mpi \
         mpi-tools FORCE
 
 all: vitrain
@@ -214,6 +214,11 @@ bench-loader: $(BUILD)/bench/loader_bench
 # vitrain against the PyTorch peer, every configuration of bench/bench.sh.
 bench: $(BUILD)/bench/vit_bench
 	./bench/bench.sh
+
+# Thread scaling: ViT-S at 32 px, 1, 2, 4, ... threads up to the cores,
+# vitrain alone (bench/bench.sh, SCALING=1), into docs/SCALING.md.
+bench-scaling: $(BUILD)/bench/vit_bench
+	SCALING=1 ./bench/bench.sh
 
 # The phases of a rotary encoding (LieRE b = 8 on ViT-Tiny by default), ms per step.
 bench-rotation: $(BUILD)/bench/rotation_bench

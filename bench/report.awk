@@ -2,12 +2,18 @@
 # ("impl=... threads=... model=... size=... channels=... encoding=...
 # key=value ..."): medians over the repetitions of every number.
 
-function median(list,    n, v, i, j, t) {
+# Splits a space-separated list of numbers into v[1..n], ascending; returns n.
+function sort_numbers(list, v,    n, i, j, t) {
     n = split(list, v, " ")
     for (i = 2; i <= n; i++)
         for (j = i; j > 1 && v[j - 1] + 0 > v[j] + 0; j--) {
             t = v[j]; v[j] = v[j - 1]; v[j - 1] = t
         }
+    return n
+}
+
+function median(list,    n, v) {
+    n = sort_numbers(list, v)
     return n ? v[int((n + 1) / 2)] : ""
 }
 
@@ -21,8 +27,11 @@ function add(key, value) {
         split($i, kv, "=")
         f[kv[1]] = kv[2]
     }
-    if (f["impl"] == "meta")
+    if (f["impl"] == "meta") {
+        if ("cores" in f)
+            cores = f["cores"] + 0
         next
+    }
     if (f["impl"] == "fma") {
         add("fma|" f["threads"], f["fma_gflops"])
         next
@@ -44,6 +53,22 @@ function add(key, value) {
 
 function get(impl, cfg, key) {
     return median(values[impl "|" cfg "|" key])
+}
+
+# value in format, or "-" where the run has none (PEER=0 measures no PyTorch).
+function cell(value, format) {
+    return value == "" ? "-" : sprintf(format, value)
+}
+
+# The step time of an encoding at own img/s over that at base img/s,
+# "+12.3 %", or "-" without both.
+function overhead(base, own) {
+    return (base > 0 && own > 0) ? sprintf("%+.1f %%", 100 * (base / own - 1)) : "-"
+}
+
+# a / b as a ratio "1.23x", or "-" without both.
+function ratio(a, b) {
+    return (a > 0 && b > 0) ? sprintf("%.2fx", a / b) : "-"
 }
 
 function sgemm(threads) {
@@ -140,7 +165,7 @@ function overhead_limit(enc) {
     return ""
 }
 
-function goals(    c, label, vt, pt, sg, enc, base, by_phase, limit, g) {
+function goals(    c, label, vt, pt, sg, enc, base, by_phase, limit, g, one, counts) {
     goal_define(1, "training >= 1.5x PyTorch, absolute", 1, "%.2fx")
     goal_define(2, "training >= 2x PyTorch, rotary encodings", 1, "%.2fx")
     goal_define(3, "whole training step >= 70 % of sgemm 1024^3", 1, "%.0f %%")
@@ -148,6 +173,7 @@ function goals(    c, label, vt, pt, sg, enc, base, by_phase, limit, g) {
     goal_define(5, "overhead over absolute by phase: rope_axial, rope_mixed, spherical <= 5 %; ComRoPE and LieRE b = 8 <= 10 %; dense LieRE <= 20 %",
                 0, "%+.1f %% against %d %%")
     goal_define(6, "peak RSS <= half of PyTorch's", 0, "%.2f of it")
+    goal_define(7, "ViT-S training at 16 threads >= 10x its img/s at 1 thread", 1, "%.1fx")
     for (c = 1; c <= configs; c++) {
         load(c)
         label = p[1] " thread" (p[1] == 1 ? "" : "s") ", " p[2] " " p[3] ", " p[4]
@@ -167,6 +193,9 @@ function goals(    c, label, vt, pt, sg, enc, base, by_phase, limit, g) {
             goal_row(5, by_phase, limit, label)
         if (get("pytorch", cfg, "rss_mib") > 0)
             goal_row(6, get("vitrain", cfg, "rss_mib") / get("pytorch", cfg, "rss_mib"), 0.5, label)
+        one = "1|" p[2] "|" p[3] "|" p[4]
+        if (p[1] == 16 && p[2] == "small" && (one in seen))
+            goal_row(7, vt / get("vitrain", one, "train_img_s"), 10, label)
     }
     print "## Goals"
     print ""
@@ -178,14 +207,100 @@ function goals(    c, label, vt, pt, sg, enc, base, by_phase, limit, g) {
     print ""
     print "| goal | rows that meet it | closest row |"
     print "|---|---|---|"
-    for (g = 1; g <= 6; g++)
+    for (g = 1; g <= 7; g++)
         if (goal_rows[g] > 0)
             printf "| %s | %d of %d | %s |\n", goal_name[g], goal_met[g], goal_rows[g], goal_closest[g]
     print ""
+    if (!goal_rows[7]) {
+        counts = thread_counts()
+        gsub(/ /, ", ", counts)
+        printf "Thread scaling (%s): not measured in this run, whose thread counts are %s%s; `make bench-scaling` measures it on a machine with 16 cores.\n",
+               goal_name[7], counts, (cores ? " on " cores " cores" : "")
+        print ""
+    }
 }
 
-END {
-    goals()
+# The run's thread counts, ascending, separated by spaces.
+function thread_counts(    t, list, v, n, i, out) {
+    for (t in threads_seen)
+        list = list " " t
+    n = sort_numbers(list, v)
+    for (i = 1; i <= n; i++)
+        out = out (i > 1 ? " " : "") v[i]
+    return out
+}
+
+# ---- thread scaling -------------------------------------------------------
+# The speedup of phase k (phase_k, see the phase table) from base to cfg,
+# or "-" where it takes under half a percent of base's step (its ratio
+# would be noise) or the run has no phase times.
+function phase_speedup(base, cfg, k,    i, step, b, own) {
+    step = 0
+    for (i = 0; i <= 5; i++)
+        step += get("vitrain", base, "phase_" i)
+    b = get("vitrain", base, "phase_" k); own = get("vitrain", cfg, "phase_" k)
+    return (step > 0 && b >= 0.005 * step && own > 0) ? sprintf("%.1fx", b / own) : "-"
+}
+
+# Every (model, input, encoding) measured at more than one thread count,
+# each count against the smallest: training img/s, speedup, speedup per
+# thread added, and each phase's own speedup, which shows what holds the
+# whole back.
+function scaling(    c, key, series, n, i, s, v, base, cfg, vt, speedup, starred, pt) {
+    for (c = 1; c <= configs; c++) {
+        load(c)
+        key = p[2] "|" p[3] "|" p[4]
+        if (!(key in series_threads))
+            series_key[++series] = key
+        series_threads[key] = series_threads[key] " " p[1]
+    }
+    for (s = 1; s <= series; s++)
+        if (split(series_threads[series_key[s]], v, " ") > 1)
+            break
+    if (s > series)
+        return
+    print ""
+    print "## Thread scaling"
+    print ""
+    print "Training img/s of each configuration measured at more than one thread"
+    print "count, against its smallest: the speedup, the speedup per thread"
+    print "(efficiency: 100 % is linear), and the speedup of each phase of the step"
+    print "(\"-\" where a phase takes under half a percent of the step)."
+    print ""
+    print "| model | input | encoding | threads | train img/s | speedup | efficiency | GEMMs | attention | encoding | norms/elementwise | optimizer | PyTorch img/s | PyTorch speedup |"
+    print "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+    for (s = 1; s <= series; s++) {
+        key = series_key[s]
+        n = sort_numbers(series_threads[key], v)
+        if (n < 2)
+            continue
+        split(key, p, "|")
+        base = v[1] "|" key
+        for (i = 1; i <= n; i++) {
+            cfg = v[i] "|" key
+            vt = get("vitrain", cfg, "train_img_s")
+            speedup = vt / get("vitrain", base, "train_img_s")
+            pt = get("pytorch", cfg, "train_img_s")
+            if (cores && v[i] > cores)
+                starred = 1
+            printf "| %s | %s | %s | %s%s | %.1f | %.2fx | %.0f %% | %s | %s | %s | %s | %s | %s | %s |\n",
+                   p[1], p[2], p[3], v[i], (cores && v[i] > cores ? " *" : ""), vt, speedup,
+                   100 * speedup * v[1] / v[i], phase_speedup(base, cfg, 1),
+                   phase_speedup(base, cfg, 2), phase_speedup(base, cfg, 3),
+                   phase_speedup(base, cfg, 0), phase_speedup(base, cfg, 4), cell(pt, "%.1f"),
+                   ratio(pt, get("pytorch", base, "train_img_s"))
+        }
+    }
+    if (starred) {
+        print ""
+        print "\\* More threads than the machine's " cores " cores: these rows measure"
+        print "oversubscription, not scaling."
+    }
+}
+
+# Training and inference img/s of every row, both implementations, and
+# the run's yardsticks: sgemm 1024^3 and the FMA limit.
+function throughput_table(    c, vt, pt, vi, pi, gf, sg, n, v, i, t, lo, hi, noisy) {
     print "## Training and inference throughput"
     print ""
     print "| threads | model | input | encoding | train img/s vitrain | PyTorch | ratio | infer img/s vitrain | PyTorch | ratio | GFLOP/s | of sgemm | peak RSS MiB vitrain | PyTorch |"
@@ -196,15 +311,17 @@ END {
         vi = get("vitrain", cfg, "infer_img_s"); pi = get("pytorch", cfg, "infer_img_s")
         gf = get("vitrain", cfg, "gflops")
         sg = sgemm(p[1])
-        printf "| %s | %s | %s | %s | %.1f | %.1f | %.2fx | %.1f | %.1f | %.2fx | %.1f | %.0f %% | %.0f | %.0f |\n",
-               p[1], p[2], p[3], p[4], vt, pt, (pt > 0 ? vt / pt : 0), vi, pi, (pi > 0 ? vi / pi : 0),
-               gf, (sg > 0 ? 100 * gf / sg : 0), get("vitrain", cfg, "rss_mib"),
-               get("pytorch", cfg, "rss_mib")
+        printf "| %s | %s | %s | %s | %.1f | %s | %s | %.1f | %s | %s | %.1f | %.0f %% | %.0f | %s |\n",
+               p[1], p[2], p[3], p[4], vt, cell(pt, "%.1f"), ratio(vt, pt), vi, cell(pi, "%.1f"),
+               ratio(vi, pi), gf, (sg > 0 ? 100 * gf / sg : 0), get("vitrain", cfg, "rss_mib"),
+               cell(get("pytorch", cfg, "rss_mib"), "%.0f")
     }
     print ""
     printf "cblas_sgemm 1024^3 (median, and range over the run):"
     noisy = 0
-    for (t in threads_seen) {
+    n = sort_numbers(thread_counts(), v)
+    for (i = 1; i <= n; i++) {
+        t = v[i]
         lo = extreme(values["sgemm|" t], -1); hi = extreme(values["sgemm|" t], 1)
         printf " %s thread%s %.1f GFLOP/s (%.1f-%.1f);", t, (t == 1 ? "" : "s"), sgemm(t), lo, hi
         if (lo > 0 && hi > 1.25 * lo)
@@ -218,6 +335,18 @@ END {
         print "range above): medians of a few turns do not remove swings of that size, so"
         print "read ratios of rows measured far apart with care."
     }
+}
+
+# Each encoding's step time beyond absolute's at the same threads, model
+# and input, where the run has absolute's row.
+function overhead_table(    c, base, by_phase, rows) {
+    for (c = 1; c <= configs; c++) {
+        load(c)
+        if (p[4] != "absolute" && ((p[1] "|" p[2] "|" p[3] "|absolute") in seen))
+            rows++
+    }
+    if (!rows)
+        return
     print ""
     print "## Encoding overhead over absolute (training step time)"
     print ""
@@ -237,11 +366,15 @@ END {
         if (!(base in seen))
             continue
         by_phase = overhead_by_phase(cfg, base)
-        printf "| %s | %s | %s | %s | %+.1f %% | %s | %+.1f %% |\n", p[1], p[2], p[3], p[4],
-               100 * (get("vitrain", base, "train_img_s") / get("vitrain", cfg, "train_img_s") - 1),
-               (by_phase != "" ? sprintf("%+.1f %%", by_phase) : "-"),
-               100 * (get("pytorch", base, "train_img_s") / get("pytorch", cfg, "train_img_s") - 1)
+        printf "| %s | %s | %s | %s | %s | %s | %s |\n", p[1], p[2], p[3], p[4],
+               overhead(get("vitrain", base, "train_img_s"), get("vitrain", cfg, "train_img_s")),
+               cell(by_phase, "%+.1f %%"),
+               overhead(get("pytorch", base, "train_img_s"), get("pytorch", cfg, "train_img_s"))
     }
+}
+
+# Seconds per step by phase, and the attention's GFLOP/s.
+function phase_table(    c, k, ph, total, ag, sg) {
     print ""
     print "## Where vitrain's training step goes"
     print ""
@@ -272,4 +405,12 @@ END {
                100 * ph[3] / total, 100 * ph[0] / total, 100 * ph[4] / total, ag,
                (sg > 0 ? 100 * ag / sg : 0)
     }
+}
+
+END {
+    goals()
+    throughput_table()
+    overhead_table()
+    phase_table()
+    scaling()
 }
