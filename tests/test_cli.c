@@ -272,6 +272,47 @@ START_TEST(test_export_matches_the_checkpoint)
 }
 END_TEST
 
+/* A resumed run keeps what makes its epochs: the steps so far were
+ * counted in batches of a size over a split of a size, and the loader
+ * finds its place from them. (24 images, batches of 8: 3 steps an epoch.) */
+START_TEST(test_resume_keeps_the_epochs)
+{
+    train_fixture_run(); /* 2 epochs: step 6 */
+    char run_dir[400];
+    snprintf(run_dir, sizeof run_dir, "%s/runs/cli", root);
+    const char *batch[] = {"--resume", run_dir, "--set", "train.batch_size=4", NULL};
+    ck_assert_int_eq(run(cli_train, batch), EXIT_USAGE);
+    ck_assert_msg(strstr(captured_stderr(), "train.batch_size cannot change on --resume (8, "
+                                            "the run's, against 4)") != NULL,
+                  "%s", captured_stderr());
+    const char *fraction[] = {"--resume", run_dir, "--set", "data.train_fraction=0.5", NULL};
+    ck_assert_int_eq(run(cli_train, fraction), EXIT_USAGE);
+    ck_assert_msg(strstr(captured_stderr(), "data.train_fraction cannot change on --resume") !=
+                      NULL,
+                  "%s", captured_stderr());
+    /* The same value is no change: a third epoch, to step 9. */
+    const char *same[] = {"--resume", run_dir, "--set", "train.batch_size=8", "--set",
+                          "train.epochs=3", NULL};
+    ck_assert_msg(run(cli_train, same) == EXIT_OK, "%s", captured_stderr());
+    /* 32 images now: 4 steps an epoch would put step 9 in epoch 2, not 3. */
+    for (int i = 0; i < 4; i++) {
+        char cmd[1200];
+        snprintf(cmd, sizeof cmd,
+                 "cp '%s/data/train/dark/%02d.png' '%s/data/train/dark/more%d.png' && "
+                 "cp '%s/data/train/light/%02d.png' '%s/data/train/light/more%d.png'",
+                 root, i, root, i, root, i, root, i);
+        ck_assert_int_eq(system(cmd), 0);
+    }
+    const char *more[] = {"--resume", run_dir, "--set", "train.epochs=4", NULL};
+    ck_assert_int_eq(run(cli_train, more), EXIT_DATA);
+    ck_assert_msg(strstr(captured_stderr(), "it stopped in epoch 3 at step 9, but the train split") !=
+                      NULL,
+                  "%s", captured_stderr());
+    ck_assert_msg(strstr(captured_stderr(), "4 steps per epoch (32 images, batch 8)") != NULL,
+                  "%s", captured_stderr());
+}
+END_TEST
+
 START_TEST(test_bad_invocations)
 {
     /* Each: arguments, expected status, a fragment of the message. */
@@ -423,6 +464,7 @@ Suite *cli_suite(void)
     tcase_add_test(tc, test_eval_at_two_resolutions_with_logits);
     tcase_add_test(tc, test_export_matches_the_checkpoint);
     tcase_add_test(tc, test_bad_invocations);
+    tcase_add_test(tc, test_resume_keeps_the_epochs);
     tcase_add_test(tc, test_unknown_options_are_named);
     tcase_add_test(tc, test_eval_refuses_other_classes);
     tcase_add_test(tc, test_eval_threads_zero_is_automatic);

@@ -21,7 +21,8 @@ static const char TRAIN_HELP[] =
     "  --set S.K=V          override one key after the file (repeatable)\n"
     "  --resume PATH        continue the run in PATH (its checkpoint-last) or from a\n"
     "                       checkpoint file, with the config saved in it; --set may\n"
-    "                       change keys such as train.epochs\n"
+    "                       change keys such as train.epochs (not train.batch_size\n"
+    "                       or data.train_fraction: the run's epochs follow them)\n"
     "  --threads N          same as --set train.threads=N\n"
     "\n"
     "A run is reproducible for a given seed and thread count: resuming continues\n"
@@ -85,6 +86,27 @@ static int parse_args(TrainArgs *a, int argc, char **argv)
     return 0;
 }
 
+/* A resumed run keeps the keys that make its epochs: its steps so far
+ * count batches of that size over a split of that size, and the loader
+ * finds its place in the data from them. */
+static VtCode check_epochs_kept(const RunConfig *cfg, int saved_batch, float saved_fraction,
+                                VtError *err)
+{
+    if (cfg->train.batch_size != saved_batch)
+        return vt_fail(err, VT_ERR_ARGUMENT,
+                       "train.batch_size cannot change on --resume (%d, the run's, against %d): "
+                       "its steps and epochs are counted in batches of %d; start a new run with "
+                       "--config to train with another",
+                       saved_batch, cfg->train.batch_size, saved_batch);
+    if (cfg->data.train_fraction != saved_fraction)
+        return vt_fail(err, VT_ERR_ARGUMENT,
+                       "data.train_fraction cannot change on --resume (%g, the run's, against "
+                       "%g): its epochs are passes over that share of the train split; start a "
+                       "new run with --config to train on another",
+                       (double)saved_fraction, (double)cfg->data.train_fraction);
+    return VT_OK;
+}
+
 int cli_train(int argc, char **argv)
 {
     TrainArgs a = {0};
@@ -107,8 +129,12 @@ int cli_train(int argc, char **argv)
         config_defaults(&cfg);
         code = config_load(&cfg, a.config, &err);
     }
+    const int saved_batch = cfg.train.batch_size;
+    const float saved_fraction = cfg.data.train_fraction;
     for (int i = 0; i < a.set_count && !code; i++)
         code = config_set(&cfg, a.sets[i], &err);
+    if (!code && a.resume)
+        code = check_epochs_kept(&cfg, saved_batch, saved_fraction, &err);
     if (!code)
         code = config_validate(&cfg, &err);
     /* Under mpirun: one message for a config every rank rejects, and no rank

@@ -365,6 +365,17 @@ static VtCode resume_from(Run *run, const char *checkpoint, VtError *err)
     if (code)
         return code;
     free((char *)st.config);
+    /* The loader finds its place from the step and the steps per epoch; a
+     * train split of another size would put it in another epoch than the
+     * checkpoint's and skip or repeat epochs without a word. */
+    if (st.epoch != st.step / run->steps_per_epoch)
+        return vt_fail(err, VT_ERR_DATA,
+                       "cannot resume %s: it stopped in epoch %lld at step %lld, but the train "
+                       "split of %s now gives %lld steps per epoch (%lld images, batch %d), "
+                       "which would put that step in epoch %lld: its images changed since",
+                       checkpoint, (long long)st.epoch, (long long)st.step, run->cfg.data.root,
+                       (long long)run->steps_per_epoch, (long long)run->train.count,
+                       run->cfg.train.batch_size, (long long)(st.step / run->steps_per_epoch));
     run->step = st.step;
     run->opt.t = st.optim_t;
     run->best_top1 = st.best_top1;
