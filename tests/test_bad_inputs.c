@@ -465,6 +465,33 @@ START_TEST(test_disk_full_mid_run_keeps_the_checkpoint)
 }
 END_TEST
 
+/* `vitrain arrows` on a disk that fills up (a file-size limit below one
+ * PNG of 64 x 64 cells, about 6 KB, and above the messages captured): it
+ * stops with the file it could not write, not with a set of empty images
+ * and status 0. */
+START_TEST(test_arrows_on_a_full_disk)
+{
+    char out[400];
+    snprintf(out, sizeof out, "%s/arrows", root);
+    file_limit_fails_writes(); /* as main does */
+    struct rlimit unlimited, capped;
+    ck_assert_int_eq(getrlimit(RLIMIT_FSIZE, &unlimited), 0);
+    capped = (struct rlimit){.rlim_cur = 3000, .rlim_max = unlimited.rlim_max};
+    ck_assert_int_eq(setrlimit(RLIMIT_FSIZE, &capped), 0);
+    const char *args[] = {"--out", out, "--grid", "64", "--train", "4", "--val", "2", NULL};
+    int status = run(cli_arrows, args);
+    ck_assert_int_eq(setrlimit(RLIMIT_FSIZE, &unlimited), 0);
+    char fragment[600];
+    snprintf(fragment, sizeof fragment, ".png: %s", strerror(EFBIG));
+    expect_failure(status, EXIT_IO, fragment);
+    char train[500], partial[500];
+    snprintf(train, sizeof train, "%s/train", out);
+    ck_assert_msg(access(train, F_OK) != 0, "an unfinished split was published as %s", train);
+    snprintf(partial, sizeof partial, "%s/.train.partial", out);
+    ck_assert_msg(access(partial, F_OK) != 0, "the images written so far fill the disk still");
+}
+END_TEST
+
 /* A full disk when the run folder is prepared: /dev/full stands in for
  * config.ini, the first file written. */
 START_TEST(test_full_disk_at_the_start)
@@ -549,6 +576,7 @@ Suite *bad_inputs_suite(void)
     tcase_add_test(storage, test_output_folder_not_writable);
     tcase_add_test(storage, test_disk_full_mid_run_keeps_the_checkpoint);
     tcase_add_test(storage, test_full_disk_at_the_start);
+    tcase_add_test(storage, test_arrows_on_a_full_disk);
     tcase_add_test(storage, test_data_vanishing_mid_run);
     suite_add_tcase(s, storage);
     return s;

@@ -175,14 +175,50 @@ static int remove_entry(const char *path, const struct stat *st, int flag, struc
     return remove(path);
 }
 
+/* Removes the folder at path and everything in it; 0, or -1 with errno. */
+static int remove_tree(const char *path)
+{
+    struct stat st;
+    return stat(path, &st) == 0 ? nftw(path, remove_entry, 16, FTW_DEPTH | FTW_PHYS) : 0;
+}
+
 /* A partial folder left by an interrupted run is removed and written anew. */
 static VtCode fresh_dir(const char *path, VtError *err)
 {
-    struct stat st;
-    if (stat(path, &st) == 0 && nftw(path, remove_entry, 16, FTW_DEPTH | FTW_PHYS) != 0)
+    if (remove_tree(path) != 0)
         return vt_fail(err, VT_ERR_IO, "cannot remove the partial folder %s: %s", path,
                        strerror(errno));
     return make_dir(path, err);
+}
+
+/* stbi_write_png does not tell a failed write (a full disk) from a good
+ * one: the PNG goes through this sink instead, which keeps the first
+ * write's error, and fclose's verdict counts too. */
+typedef struct PngSink {
+    FILE *file;
+    int error; /* errno of the first failed write, 0 if none */
+} PngSink;
+
+static void png_sink_write(void *context, void *data, int size)
+{
+    PngSink *sink = context;
+    if (!sink->error && fwrite(data, 1, (size_t)size, sink->file) != (size_t)size)
+        sink->error = errno ? errno : EIO;
+}
+
+static VtCode write_png(const char *path, const uint8_t *pixels, int side, VtError *err)
+{
+    PngSink sink = {fopen(path, "wb"), 0};
+    if (!sink.file)
+        return vt_fail(err, VT_ERR_IO, "cannot create %s: %s", path, strerror(errno));
+    const bool encoded = stbi_write_png_to_func(png_sink_write, &sink, side, side, 1, pixels, side);
+    if (fclose(sink.file) != 0 && !sink.error)
+        sink.error = errno;
+    if (!encoded)
+        return vt_fail(err, VT_ERR_NOMEM, "cannot encode %s: out of memory", path);
+    if (sink.error)
+        return vt_fail(err, VT_ERR_IO, "cannot write %s: %s", path, strerror(sink.error));
+    return VT_OK;
 }
 
 static VtCode write_images(const char *dir, ArrowSplit split, int grid, int count,
@@ -201,8 +237,7 @@ static VtCode write_images(const char *dir, ArrowSplit split, int grid, int coun
         arrows_scene(&scene, grid, seed, split, i);
         arrows_render(pixels, &scene);
         snprintf(path, sizeof path, "%s/%s/%06d.png", dir, arrows_class_name(scene.label), i);
-        if (!stbi_write_png(path, S, S, 1, pixels, S))
-            code = vt_fail(err, VT_ERR_IO, "cannot write %s", path);
+        code = write_png(path, pixels, S, err);
     }
     free(pixels);
     return code;
@@ -226,8 +261,11 @@ VtCode arrows_write_split(const char *root, ArrowSplit split, int grid, int coun
     VtCode code = make_dir(root, err);
     if (!code)
         code = fresh_dir(partial, err);
-    if (!code)
+    if (!code) {
         code = write_images(partial, split, grid, count, seed, err);
+        if (code)
+            remove_tree(partial); /* gives the space back; the error says why */
+    }
     if (!code && rename(partial, final) != 0)
         code = vt_fail(err, VT_ERR_IO, "cannot rename %s to %s: %s", partial, final,
                        strerror(errno));
