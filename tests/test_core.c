@@ -198,24 +198,35 @@ START_TEST(test_rng_normal)
 }
 END_TEST
 
+/* Variance of N(0, std^2) truncated to [-2, 2] (absolute bounds, c = 2 /
+ * std of them): std^2 (1 - 2 c phi(c) / (Phi(c) - Phi(-c))). */
+static double trunc_normal_variance(double std)
+{
+    const double c = 2.0 / std, phi = exp(-0.5 * c * c) / sqrt(2.0 * acos(-1.0));
+    return std * std * (1.0 - 2.0 * c * phi / erf(c / sqrt(2.0)));
+}
+
 START_TEST(test_rng_trunc_normal)
 {
+    /* timm's std 0.02, where the bounds never bind (bounds of 2 std would
+     * give 0.774 of the variance), and std 1.5, where they cut at 1.33 std
+     * (0.465 of it; clamping instead of rejecting would give 0.706). The
+     * standard error of the variance is at most sqrt(2 / N) of it, 4.5e-3;
+     * 0.025 of it is 5.6 of them. */
     enum { N = 100000 };
-    Rng rng = rng_stream(13, RNG_TEST, 0, 0);
-    double sum_sq = 0.0;
-    for (int i = 0; i < N; i++) {
-        double z = rng_trunc_normal(&rng);
-        ck_assert_msg(z >= -2.0 && z <= 2.0, "trunc normal gave %.17g", z);
-        sum_sq += z * z;
+    const double stds[] = {0.02, 1.5};
+    for (int k = 0; k < 2; k++) {
+        Rng rng = rng_stream(13, RNG_TEST, (uint64_t)k, 0);
+        double sum_sq = 0.0;
+        for (int i = 0; i < N; i++) {
+            double x = rng_trunc_normal(&rng, stds[k]);
+            ck_assert_msg(x >= -2.0 && x <= 2.0, "trunc normal gave %.17g", x);
+            sum_sq += x * x;
+        }
+        const double var = sum_sq / N, want = trunc_normal_variance(stds[k]);
+        ck_assert_msg(fabs(var / want - 1.0) < 0.025, "std %g: variance %.6g, want %.6g",
+                      stds[k], var, want);
     }
-    /* Variance of N(0,1) truncated to [-2,2]: 1 - 2*2*phi(2) / (Phi(2) - Phi(-2)),
-     * 0.774. Clamping instead of rejecting would give 0.920. The standard
-     * error is about sqrt(1.1/N) = 3.3e-3; 0.02 is 6 of them. */
-    double phi2 = exp(-2.0) / sqrt(2.0 * acos(-1.0));
-    double mass = erf(2.0 / sqrt(2.0));
-    double want = 1.0 - 4.0 * phi2 / mass;
-    double var = sum_sq / N;
-    ck_assert_msg(fabs(var - want) < 0.02, "trunc normal variance %.6f, want %.6f", var, want);
 }
 END_TEST
 

@@ -41,8 +41,11 @@ double rng_uniform_double(Rng *rng);
 uint32_t rng_below(Rng *rng, uint32_t n);
 /* Standard normal (Box-Muller, one value per call). */
 double rng_normal(Rng *rng);
-/* Standard normal truncated to [-2, 2] by rejection, as timm's trunc_normal_. */
-double rng_trunc_normal(Rng *rng);
+/* N(0, std^2) truncated to [-2, 2] by rejection, as timm's and torch's
+ * trunc_normal_(std=std) with their default bounds: the bounds are
+ * absolute, so at std 0.02 they never bind and the values keep std 0.02
+ * (bounds of 2 std would leave 0.88 of it). */
+double rng_trunc_normal(Rng *rng, double std);
 /* Fisher-Yates shuffle of an int array. */
 void rng_shuffle(Rng *rng, int *values, int count);
 

@@ -65,12 +65,12 @@ double rng_normal(Rng *rng)
     return sqrt(-2.0 * log(u1)) * cos(2.0 * M_PI * u2);
 }
 
-double rng_trunc_normal(Rng *rng)
+double rng_trunc_normal(Rng *rng, double std)
 {
     for (;;) {
-        double z = rng_normal(rng);
-        if (z >= -2.0 && z <= 2.0)
-            return z;
+        const double x = std * rng_normal(rng);
+        if (x >= -2.0 && x <= 2.0)
+            return x;
     }
 }
 

@@ -160,7 +160,7 @@ static void init_tensor(float *x, const TensorSpec *s, Rng *rng)
         case INIT_ZEROS: x[i] = 0.0f; break;
         case INIT_ONES: x[i] = 1.0f; break;
         case INIT_CONST: x[i] = s->init_value; break;
-        case INIT_TRUNC_NORMAL: x[i] = (float)(s->init_value * rng_trunc_normal(rng)); break;
+        case INIT_TRUNC_NORMAL: x[i] = (float)rng_trunc_normal(rng, s->init_value); break;
         case INIT_NORMAL: x[i] = (float)(s->init_value * rng_normal(rng)); break;
         case INIT_UNIFORM_FAN:
             x[i] = (float)((2.0 * rng_uniform_double(rng) - 1.0) / sqrt(fan_in));
