@@ -26,6 +26,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -876,6 +877,47 @@ START_TEST(test_all_skipped)
 }
 END_TEST
 
+/* Running out of memory while decoding is the machine's fault, not the
+ * image's: the open fails with VT_ERR_NOMEM (exit 5) even where bad images
+ * are skipped, not with "corrupt" nor with the image left out. The test
+ * caps its own address space a little above what it maps (Check runs each
+ * test in a child process, and the cap is lifted again at the end); ASan
+ * reserves far more address space than any such cap. */
+START_TEST(test_decode_out_of_memory_is_not_a_bad_image)
+{
+#if defined(__SANITIZE_ADDRESS__)
+    return;
+#endif
+    char *root = make_root();
+    make_dirs(root, "train/a");
+    write_flat(P(root, "train/a/big.png"), 4096, 4096, 7); /* 16 MiB decoded */
+    ck_assert_ptr_nonnull(freopen(P(root, "stderr.txt"), "w", stderr));
+    const int threads = omp_get_max_threads();
+    omp_set_num_threads(1); /* no thread stacks to map under the cap */
+    long pages = 0;
+    FILE *statm = fopen("/proc/self/statm", "r");
+    ck_assert_ptr_nonnull(statm);
+    ck_assert_int_eq(fscanf(statm, "%ld", &pages), 1);
+    fclose(statm);
+    struct rlimit unlimited, capped;
+    ck_assert_int_eq(getrlimit(RLIMIT_AS, &unlimited), 0);
+    capped = (struct rlimit){.rlim_cur = (rlim_t)pages * (rlim_t)sysconf(_SC_PAGESIZE) + (8 << 20),
+                             .rlim_max = unlimited.rlim_max};
+    ck_assert_int_eq(setrlimit(RLIMIT_AS, &capped), 0);
+    Dataset ds;
+    DatasetOptions o = dopts(1, 8);
+    o.on_bad_image = BAD_IMAGE_SKIP;
+    VtError err = {0};
+    const VtCode code = dataset_open(&ds, root, "train", &o, NULL, &err);
+    ck_assert_int_eq(setrlimit(RLIMIT_AS, &unlimited), 0);
+    omp_set_num_threads(threads);
+    ck_assert_msg(code == VT_ERR_NOMEM, "code %d: %s", (int)code, err.message);
+    ck_assert_msg(strstr(err.message, "out of memory decoding a 4096 x 4096 image") != NULL, "%s",
+                  err.message);
+    remove_root(root);
+}
+END_TEST
+
 /* ---- augmentation geometry ------------------------------------------------- */
 
 /* A data set of one (h, w) gray image with pixel (y, x) = 1 + 16 y + x. */
@@ -1460,6 +1502,7 @@ Suite *data_suite(void)
     tcase_add_loop_test(bad, test_bad_image_skip, 0, NBAD);
     tcase_add_test(bad, test_bad_image_first_and_compaction);
     tcase_add_test(bad, test_all_skipped);
+    tcase_add_test(bad, test_decode_out_of_memory_is_not_a_bad_image);
     suite_add_tcase(s, bad);
     TCase *aug = tcase_with_timeout("augment", 30, NULL);
     tcase_add_test(aug, test_eval_center_crop);

@@ -492,6 +492,22 @@ static uint8_t *item_read_all(Item *it, size_t *size)
     return bytes;
 }
 
+/* Whether a failed decode of it ran out of memory: the machine's fault,
+ * not the image's, so never a reason to skip it. stb_image says
+ * "outofmem" for some of its allocations but nothing for others (its
+ * zlib buffers), so a trial allocation of what a decode of this size holds
+ * at once decides too: the inflated rows and the pixels, up to 8 bytes a
+ * pixel each (16-bit RGBA). */
+static bool decode_lacked_memory(const Item *it)
+{
+    const char *reason = stbi_reason();
+    if (reason && strcmp(reason, "outofmem") == 0)
+        return true;
+    void *trial = malloc((size_t)it->src_w * (size_t)it->src_h * 16);
+    free(trial);
+    return trial == NULL;
+}
+
 /* Decoded pixels (stbi_image_free them), or NULL with it marked bad. */
 static uint8_t *item_decode(Item *it, int *w, int *h, int *n)
 {
@@ -503,7 +519,11 @@ static uint8_t *item_decode(Item *it, int *w, int *h, int *n)
     uint8_t *px = NULL;
     if (image_damaged(bytes, size, why, sizeof why))
         item_bad(it, VT_ERR_DATA, "%s", why);
-    else if (!(px = stbi_load_from_memory(bytes, (int)size, w, h, n, 0)))
+    else if (!(px = stbi_load_from_memory(bytes, (int)size, w, h, n, 0)) &&
+             decode_lacked_memory(it))
+        item_bad(it, VT_ERR_NOMEM, "out of memory decoding a %d x %d image", it->src_w,
+                 it->src_h);
+    else if (!px)
         item_bad(it, VT_ERR_DATA, "cannot decode, truncated or corrupt (stb_image: %s)",
                  stbi_reason());
     free(bytes);
