@@ -93,6 +93,18 @@ static void write_bytes(const char *path, const void *data, size_t n)
     ck_assert_int_eq(fclose(f), 0);
 }
 
+static void put_be32(uint8_t *p, uint32_t v)
+{
+    p[0] = (uint8_t)(v >> 24), p[1] = (uint8_t)(v >> 16), p[2] = (uint8_t)(v >> 8);
+    p[3] = (uint8_t)v;
+}
+
+static void put_le32(uint8_t *p, uint32_t v)
+{
+    p[0] = (uint8_t)v, p[1] = (uint8_t)(v >> 8), p[2] = (uint8_t)(v >> 16);
+    p[3] = (uint8_t)(v >> 24);
+}
+
 /* Writes an (h, w, n) image; fmt: 'p' PNG, 'b' BMP, 't' TGA, 'j' JPEG. */
 static void write_image(const char *path, char fmt, int w, int h, int n, const uint8_t *px)
 {
@@ -320,6 +332,29 @@ static const uint8_t TINY_GIF[] = {
     0x00, 0x00, 0xff, 0x00, 0x00, 0x00, 0xff, 0xff, 0xff, 0xff, 0x2c, 0x00, 0x00, 0x00, 0x00,
     0x03, 0x00, 0x02, 0x00, 0x00, 0x02, 0x04, 0x44, 0xa8, 0x51, 0x29, 0x00, 0x3b};
 
+/* A 24-bit BMP of (h, w) RGB pixels stored top-down, which BMP marks with
+ * a negative height (stbi_write_bmp writes bottom-up ones only). */
+static void write_top_down_bmp(const char *path, const uint8_t *px, int w, int h)
+{
+    const int row = (w * 3 + 3) & ~3, header = 14 + 40;
+    const size_t size = (size_t)header + (size_t)row * h;
+    uint8_t *bmp = calloc(size, 1);
+    bmp[0] = 'B', bmp[1] = 'M';
+    put_le32(bmp + 2, (uint32_t)size);
+    put_le32(bmp + 10, (uint32_t)header);
+    put_le32(bmp + 14, 40);
+    put_le32(bmp + 18, (uint32_t)w);
+    put_le32(bmp + 22, (uint32_t)-h);
+    bmp[26] = 1;  /* planes */
+    bmp[28] = 24; /* bits per pixel, uncompressed */
+    for (int y = 0; y < h; y++)
+        for (int x = 0; x < w; x++)
+            for (int c = 0; c < 3; c++) /* BGR */
+                bmp[header + y * row + x * 3 + c] = px[(y * w + x) * 3 + 2 - c];
+    write_bytes(path, bmp, size);
+    free(bmp);
+}
+
 static void check_rgb(const Dataset *ds, int i, const uint8_t *expect, int n, int tol)
 {
     const uint8_t *got = image_at(ds, i);
@@ -345,11 +380,12 @@ START_TEST(test_formats_rgb)
     write_bytes(P(root, "train/x/e.ppm"), ppm, 11 + sizeof px);
     /* Extensions lie: content decides. */
     write_image(P(root, "train/x/f.jpg"), 'p', W, H, 3, px);
+    write_top_down_bmp(P(root, "train/x/g.bmp"), px, W, H);
     Dataset ds;
     DatasetOptions o = dopts(3, H);
     open_ok(&ds, root, "train", &o);
-    ck_assert_int_eq(ds.count, 6);
-    for (int i = 0; i < 6; i++) {
+    ck_assert_int_eq(ds.count, 7);
+    for (int i = 0; i < 7; i++) {
         ck_assert_int_eq(ds.height[i], H);
         ck_assert_int_eq(ds.width[i], W);
         check_rgb(&ds, i, px, H * W * 3, i == 3 ? 6 : 0);
@@ -653,18 +689,6 @@ static void make_unreadable(const char *path)
 {
     write_flat(path, 2, 2, 1);
     ck_assert_int_eq(chmod(path, 0), 0);
-}
-
-static void put_be32(uint8_t *p, uint32_t v)
-{
-    p[0] = (uint8_t)(v >> 24), p[1] = (uint8_t)(v >> 16), p[2] = (uint8_t)(v >> 8);
-    p[3] = (uint8_t)v;
-}
-
-static void put_le32(uint8_t *p, uint32_t v)
-{
-    p[0] = (uint8_t)v, p[1] = (uint8_t)(v >> 8), p[2] = (uint8_t)(v >> 16);
-    p[3] = (uint8_t)(v >> 24);
 }
 
 /* A PNG signature and IHDR claiming 100000 x 100000 RGB; no pixel data. */

@@ -417,6 +417,8 @@ static void probe(Item *it, int side)
     int w = 0, h = 0, n = 0;
     int ok = stbi_info_from_file(f, &w, &h, &n);
     fclose(f);
+    if (ok && h < 0 && h > INT_MIN)
+        h = -h; /* a BMP stored top-down, which stb_image decodes upright */
     if (!ok || w <= 0 || h <= 0)
         item_bad(it, VT_ERR_DATA, "not an image in a supported format (stb_image: %s)",
                  ok ? "no pixels" : stbi_reason());
