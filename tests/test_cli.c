@@ -376,6 +376,17 @@ START_TEST(test_unknown_options_are_named)
     ck_assert_msg(strstr(captured_stderr(), "--img-size 13 is not a multiple"), "%s",
                   captured_stderr());
     ck_assert_str_eq(captured_stdout(), "");
+    /* At crop_pct 0.4, a size of 8192 is resized to 20480 pixels a side. */
+    train_named("crop", "data.crop_pct=0.4", "train.seed=1");
+    snprintf(run_dir, sizeof run_dir, "%s/runs/crop", root);
+    const char *huge_size[] = {"--checkpoint", run_dir, "--img-size", "12", "--img-size",
+                               "8192", NULL};
+    ck_assert_int_eq(run(cli_eval, huge_size), EXIT_USAGE);
+    ck_assert_msg(strstr(captured_stderr(), "--img-size 8192 with the run's data.crop_pct 0.4 "
+                                            "resizes images to 20480 pixels a side, over the "
+                                            "16384"),
+                  "%s", captured_stderr());
+    ck_assert_str_eq(captured_stdout(), "");
 }
 END_TEST
 

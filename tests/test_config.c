@@ -750,6 +750,21 @@ START_TEST(test_validate_relations)
     parse_ok(&c, "[data]\npad = 29\n");
     EXPECT_INVALID(&c, "data.pad 29 is larger than data.img_size 28");
 
+    /* Evaluation resizes to img_size / crop_pct: 28 / 0.001 = 28000 is
+     * over the 16384 pixels a side may have, 28 / 0.002 = 14000 is not;
+     * 1e-9 would not even fit an int. */
+    config_defaults(&c);
+    parse_ok(&c, "[data]\ncrop_pct = 0.001\n");
+    EXPECT_INVALID(&c, "data.crop_pct 0.001 is too small for data.img_size 28: evaluation "
+                       "resizes images to img_size / crop_pct = 28000 pixels a side, over the "
+                       "16384 an image may have");
+    parse_ok(&c, "[data]\ncrop_pct = 1e-9\n");
+    EXPECT_INVALID(&c, "data.crop_pct 1e-09 is too small for data.img_size 28: evaluation "
+                       "resizes images to img_size / crop_pct = 2.8e+10 pixels a side, "
+                       "over the 16384 an image may have");
+    parse_ok(&c, "[data]\ncrop_pct = 0.002\n");
+    expect_valid(&c);
+
     /* The preset's sizes are checked, not the fields it overrides. */
     config_defaults(&c);
     c.model.dim = 100;

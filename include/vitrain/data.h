@@ -25,6 +25,9 @@
 #include "vitrain/common.h"
 #include "vitrain/config.h"
 
+/* The largest image side decoded or cached, in pixels. */
+enum { DATA_MAX_SIDE = 16384 };
+
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -142,7 +145,8 @@ void loader_destroy(Loader *ld);
 
 /* timm's eval resize floor(S / crop_pct), exact for float crop_pct values
  * such as 0.8f: the cache side that makes evaluation at S crop without
- * resampling. */
+ * resampling. INT_MAX where that exceeds an int; a side above
+ * DATA_MAX_SIDE is refused by dataset_open. */
 int loader_eval_side(int img_size, float crop_pct);
 
 /* ---- patch shuffle (LieRE Table 5) --------------------------------------- */

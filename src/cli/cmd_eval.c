@@ -219,10 +219,16 @@ int cli_eval(int argc, char **argv)
     if (a.size_count == 0)
         a.sizes[a.size_count++] = cfg.data.img_size;
     /* Every size checked before the CSV header goes out. */
-    for (int i = 0; i < a.size_count; i++)
+    for (int i = 0; i < a.size_count; i++) {
         if (a.sizes[i] % cfg.model.patch_size != 0)
             return cli_usage_error("--img-size %d is not a multiple of the model's patch size %d",
                                    a.sizes[i], cfg.model.patch_size);
+        if (loader_eval_side(a.sizes[i], cfg.data.crop_pct) > DATA_MAX_SIDE)
+            return cli_usage_error("--img-size %d with the run's data.crop_pct %g resizes images "
+                                   "to %.6g pixels a side, over the %d an image may have",
+                                   a.sizes[i], (double)cfg.data.crop_pct,
+                                   (double)a.sizes[i] / cfg.data.crop_pct, DATA_MAX_SIDE);
+    }
     threads_setup(a.threads >= 0 ? a.threads : cfg.train.threads);
     printf("img_size,images,eval_loss,eval_top1,eval_top5\n");
     for (int i = 0; i < a.size_count && !code; i++)

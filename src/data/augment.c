@@ -16,6 +16,7 @@
 
 #include "vitrain/common.h"
 
+#include <limits.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -42,7 +43,8 @@ int augment_eval_side(int S, float crop_pct)
 {
     /* 1e-6 relative is far above float's 6e-8 representation error and far
      * below the distance to the next integer for any sane S. */
-    return (int)floor((double)S / (double)crop_pct * (1.0 + 1e-6));
+    const double side = floor((double)S / (double)crop_pct * (1.0 + 1e-6));
+    return side < (double)INT_MAX ? (int)side : INT_MAX; /* larger: undefined as an int */
 }
 
 bool augment_resized_dims(int *rh, int *rw, int h, int w, int side)

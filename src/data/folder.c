@@ -60,7 +60,7 @@
 #include <stb_image.h>
 
 enum {
-    MAX_SIDE = 16384,             /* larger declared sides are rejected unread */
+    MAX_SIDE = DATA_MAX_SIDE,     /* larger declared sides are rejected unread */
     SKIP_SUMMARY_PATHS = 3,       /* bad files named in the skip summary */
     REASON_MAX = 256
 };

@@ -14,6 +14,7 @@
  * so the C locale is assumed (vitrain never calls setlocale).
  */
 #include "vitrain/config.h"
+#include "vitrain/data.h"
 #include "vitrain/utf8.h"
 #include "vitrain/vit.h"
 
@@ -1308,6 +1309,13 @@ static VtCode validate_data(const RunConfig *cfg, VtError *err)
     if (!code && d->pad > d->img_size)
         code = vt_fail(err, VT_ERR_ARGUMENT, "data.pad %d is larger than data.img_size %d",
                        d->pad, d->img_size);
+    if (!code && loader_eval_side(d->img_size, d->crop_pct) > DATA_MAX_SIDE)
+        code = vt_fail(err, VT_ERR_ARGUMENT,
+                       "data.crop_pct %g is too small for data.img_size %d: evaluation resizes "
+                       "images to img_size / crop_pct = %.6g pixels a side, over the %d an "
+                       "image may have",
+                       (double)d->crop_pct, d->img_size, (double)d->img_size / d->crop_pct,
+                       DATA_MAX_SIDE);
     return code;
 }
 
