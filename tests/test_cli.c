@@ -390,6 +390,32 @@ START_TEST(test_unknown_options_are_named)
 }
 END_TEST
 
+/* vitrain synthetic refuses what the INI config refuses too: a preset
+ * with explicit sizes (in either order), a learning rate that is not
+ * finite; --threads 0 means automatic, as its help says. */
+START_TEST(test_synthetic_options)
+{
+    const struct {
+        const char *args[8];
+        const char *message;
+    } cases[] = {
+        {{"--dim", "32", "--preset", "tiny", NULL}, "--preset tiny cannot be combined with --dim"},
+        {{"--preset", "tiny", "--heads", "4", NULL},
+         "--preset tiny cannot be combined with --heads"},
+        {{"--lr", "inf", NULL}, "bad value for option: --lr"},
+        {{"--weight-decay", "nan", NULL}, "bad value for option: --weight-decay"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        ck_assert_int_eq(run(cli_synthetic, cases[i].args), EXIT_USAGE);
+        ck_assert_msg(strstr(captured_stderr(), cases[i].message), "case %zu: %s", i,
+                      captured_stderr());
+    }
+    const char *automatic[] = {"--threads", "0",       "--steps", "1", "--samples",
+                               "8",         "--batch", "8",       NULL};
+    ck_assert_msg(run(cli_synthetic, automatic) == EXIT_OK, "%s", captured_stderr());
+}
+END_TEST
+
 /* An option the chosen encoding does not read is named in a warning; one
  * it reads, or a default, is not. */
 START_TEST(test_ignored_encoding_options_are_named)
@@ -476,6 +502,7 @@ Suite *cli_suite(void)
     tcase_add_test(tc, test_export_matches_the_checkpoint);
     tcase_add_test(tc, test_bad_invocations);
     tcase_add_test(tc, test_resume_keeps_the_epochs);
+    tcase_add_test(tc, test_synthetic_options);
     tcase_add_test(tc, test_unknown_options_are_named);
     tcase_add_test(tc, test_eval_refuses_other_classes);
     tcase_add_test(tc, test_eval_threads_zero_is_automatic);

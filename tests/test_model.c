@@ -15,6 +15,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <unistd.h>
 
 /* A 2-block ViT with every optional part switched on. */
 static VitConfig small_config(const char *pe, PoolMode pool)
@@ -415,6 +417,40 @@ START_TEST(test_model_too_big_for_memory_is_refused)
 }
 END_TEST
 
+/* An address-space limit (ulimit -v) binds before the machine's memory
+ * does: a model of about 450 MB under a cap 64 MB above what the process
+ * maps is refused with the numbers, not aborted when its arenas fail.
+ * (Check runs each test in a child process, and the cap is lifted again;
+ * ASan reserves far more address space than any such cap.) */
+START_TEST(test_model_over_an_address_space_limit_is_refused)
+{
+#if defined(__SANITIZE_ADDRESS__)
+    return;
+#endif
+    VitConfig cfg = small_config("absolute", POOL_CLS);
+    cfg.dim = 512;
+    cfg.heads = 8;
+    cfg.mlp_dim = 2048;
+    cfg.depth = 8; /* 8 x 12 x 512^2 = 25M parameters, 4 copies in training */
+    long pages = 0;
+    FILE *statm = fopen("/proc/self/statm", "r");
+    ck_assert_ptr_nonnull(statm);
+    ck_assert_int_eq(fscanf(statm, "%ld", &pages), 1);
+    fclose(statm);
+    struct rlimit unlimited, capped;
+    ck_assert_int_eq(getrlimit(RLIMIT_AS, &unlimited), 0);
+    capped = (struct rlimit){.rlim_cur = (rlim_t)pages * (rlim_t)sysconf(_SC_PAGESIZE) + (64 << 20),
+                             .rlim_max = unlimited.rlim_max};
+    ck_assert_int_eq(setrlimit(RLIMIT_AS, &capped), 0);
+    Vit m;
+    VtError err;
+    const VtCode code = vit_create(&m, &cfg, 8, &err);
+    ck_assert_int_eq(setrlimit(RLIMIT_AS, &unlimited), 0);
+    ck_assert_msg(code == VT_ERR_NOMEM, "code %d", (int)code);
+    ck_assert_msg(strstr(err.message, "GiB of memory is available"), "%s", err.message);
+}
+END_TEST
+
 /* ---- invariances ------------------------------------------------------------ */
 
 /* Moves patch (gy, gx) of every image to patch perm[gy * g + gx]. */
@@ -561,6 +597,7 @@ Suite *model_suite(void)
     tcase_add_test(tc, test_pos_embed_resample_properties);
     tcase_add_test(tc, test_transfer_params_to_another_resolution);
     tcase_add_test(tc, test_inference_model_matches_the_training_model);
+    tcase_add_test(tc, test_model_over_an_address_space_limit_is_refused);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -64,8 +64,10 @@ _Noreturn void vt_assert_fail(const char *expr, const char *file, int line);
 void *vt_xmalloc(size_t bytes);
 void *vt_xcalloc(size_t count, size_t size);
 
-/* Bytes of memory available to this process now (MemAvailable of
- * /proc/meminfo, else free physical pages); 0 when unknown. */
+/* Bytes of memory available to this process now: MemAvailable of
+ * /proc/meminfo (else free physical pages), or less where an address-space
+ * limit (ulimit -v) or the cgroup's memory.max leaves less; 0 when
+ * unknown. */
 uint64_t vt_memory_available(void);
 
 #define VT_MIN(a, b) ((a) < (b) ? (a) : (b))

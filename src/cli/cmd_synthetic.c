@@ -10,6 +10,7 @@
 
 #include <errno.h>
 #include <limits.h>
+#include <math.h>
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,14 +30,14 @@ static const char SYNTHETIC_HELP[] =
     "  --pe TYPE               positional encoding (see configs/) [absolute]\n"
     "  --samples N [1024]  --batch N [64]  --steps N [200]\n"
     "  --lr X [0.001]  --weight-decay X [0.05]  --warmup N [10]\n"
-    "  --seed N [0]  --threads N [OMP_NUM_THREADS or all cores]\n";
+    "  --seed N [0]  --threads N [0: OMP_NUM_THREADS or all cores]\n";
 
 static bool parse_float(const char *text, float *out)
 {
     char *end;
     errno = 0;
     float v = strtof(text, &end);
-    if (errno || end == text || *end || !(v == v))
+    if (errno || end == text || *end || !isfinite(v))
         return false;
     *out = v;
     return true;
@@ -44,6 +45,8 @@ static bool parse_float(const char *text, float *out)
 
 typedef struct SyntheticArgs {
     VitConfig model;
+    const char *preset;    /* --preset, or NULL */
+    const char *size_set;  /* the first of --dim, --depth, --heads, --mlp-dim given, or NULL */
     const char *task;
     int samples, batch, threads;
     long steps, warmup;
@@ -68,7 +71,7 @@ static int parse_option(SyntheticArgs *a, const char *name, const char *value)
         {"--channels", offsetof(SyntheticArgs, model.channels), 1, 4},
         {"--samples", offsetof(SyntheticArgs, samples), 1, 1 << 24},
         {"--batch", offsetof(SyntheticArgs, batch), 1, 1 << 16},
-        {"--threads", offsetof(SyntheticArgs, threads), 1, 1024},
+        {"--threads", offsetof(SyntheticArgs, threads), 0, 1024},
     };
     long v;
     for (size_t i = 0; i < sizeof ints / sizeof ints[0]; i++) {
@@ -76,6 +79,8 @@ static int parse_option(SyntheticArgs *a, const char *name, const char *value)
             if (!cli_parse_int(value, ints[i].min, ints[i].max, &v))
                 return cli_usage_error("bad value for option: %s", name);
             *(int *)((char *)a + ints[i].offset) = (int)v;
+            if (i < 4 && !a->size_set) /* the model sizes a preset sets */
+                a->size_set = ints[i].name;
             return 0;
         }
     }
@@ -83,6 +88,7 @@ static int parse_option(SyntheticArgs *a, const char *name, const char *value)
     if (strcmp(name, "--preset") == 0) {
         if (vit_config_preset(&a->model, value, &err))
             return cli_usage_error("%s", err.message);
+        a->preset = value;
     } else if (strcmp(name, "--pe") == 0) {
         if (!pe_find(value))
             return cli_usage_error("unknown encoding '%s' (expected one of %s)", value,
@@ -147,8 +153,20 @@ static int run_synthetic(SyntheticArgs *a)
            c->pe.type, threads, vit_memory_bytes(&model) / 1048576.0);
 
     const size_t image_len = (size_t)c->channels * c->img_size * c->img_size;
-    float *images = vt_xmalloc((size_t)a->samples * image_len * sizeof(float));
-    int *labels = vt_xmalloc((size_t)a->samples * sizeof(int));
+    const size_t bytes = (size_t)a->samples * image_len * sizeof(float);
+    float *images = malloc(bytes);
+    int *labels = malloc((size_t)a->samples * sizeof(int));
+    if (!images || !labels) {
+        free(images);
+        free(labels);
+        vit_free(&model);
+        char message[200];
+        snprintf(message, sizeof message,
+                 "not enough memory for %d generated images of %d x %d x %d (%.1f MiB); ask for "
+                 "fewer --samples",
+                 a->samples, c->channels, c->img_size, c->img_size, (double)bytes / 1048576.0);
+        return cli_report(VT_ERR_NOMEM, message);
+    }
     generate(images, labels, a, a->samples, a->seed);
 
     TrainOptions opts = {.batch_size = a->batch, .steps = a->steps, .seed = a->seed,
@@ -200,6 +218,10 @@ int cli_synthetic(int argc, char **argv)
     }
     if (a.batch > a.samples)
         return cli_usage_error("%s", "--batch must not exceed --samples");
+    if (a.preset && a.size_set)
+        return cli_usage_error("--preset %s cannot be combined with %s (a preset sets --dim, "
+                               "--depth, --heads and --mlp-dim)",
+                               a.preset, a.size_set);
     return run_synthetic(&a);
 }
 

@@ -5,8 +5,10 @@
 #include "vitrain/common.h"
 
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 VtCode vt_fail(VtError *err, VtCode code, const char *fmt, ...)
@@ -47,7 +49,8 @@ _Noreturn void vt_assert_fail(const char *expr, const char *file, int line)
     abort();
 }
 
-uint64_t vt_memory_available(void)
+/* MemAvailable of /proc/meminfo, else free physical pages; 0 if unknown. */
+static uint64_t system_available(void)
 {
     FILE *f = fopen("/proc/meminfo", "r");
     if (f) {
@@ -62,6 +65,45 @@ uint64_t vt_memory_available(void)
     }
     long pages = sysconf(_SC_AVPHYS_PAGES), size = sysconf(_SC_PAGESIZE);
     return pages > 0 && size > 0 ? (uint64_t)pages * (uint64_t)size : 0;
+}
+
+/* The first unsigned number in a file (a cgroup's memory.max reads "max"
+ * when unlimited); false if there is none. */
+static bool read_number(const char *path, uint64_t *value)
+{
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return false;
+    unsigned long long v;
+    const bool ok = fscanf(f, "%llu", &v) == 1;
+    fclose(f);
+    *value = v;
+    return ok;
+}
+
+/* a, or b where it is known (nonzero) and smaller. */
+static uint64_t smaller_known(uint64_t a, uint64_t b)
+{
+    return b && (!a || b < a) ? b : a;
+}
+
+uint64_t vt_memory_available(void)
+{
+    uint64_t available = system_available();
+    /* An address-space limit (ulimit -v) binds before the machine does. */
+    struct rlimit as;
+    uint64_t mapped_pages;
+    if (getrlimit(RLIMIT_AS, &as) == 0 && as.rlim_cur != RLIM_INFINITY &&
+        read_number("/proc/self/statm", &mapped_pages)) {
+        const uint64_t mapped = mapped_pages * (uint64_t)sysconf(_SC_PAGESIZE);
+        available = smaller_known(available, as.rlim_cur > mapped ? as.rlim_cur - mapped : 1);
+    }
+    /* So does the memory limit of the cgroup (v2) the process runs in. */
+    uint64_t limit, used;
+    if (read_number("/sys/fs/cgroup/memory.max", &limit) &&
+        read_number("/sys/fs/cgroup/memory.current", &used))
+        available = smaller_known(available, limit > used ? limit - used : 1);
+    return available;
 }
 
 void *vt_xmalloc(size_t bytes)
