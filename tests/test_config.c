@@ -496,6 +496,11 @@ START_TEST(test_error_lists)
                        "t.ini:2: data.mean: expected 1 to 4 comma-separated numbers, got 5");
     EXPECT_PARSE_ERROR("[data]\nscale = 0.5,\n", "t.ini:2: data.scale: empty element 2 in the list");
     EXPECT_PARSE_ERROR("[data]\nmean = ,0.5\n", "t.ini:2: data.mean: empty element 1 in the list");
+    /* An element too long to hold is not read as its first characters. */
+    EXPECT_PARSE_ERROR("[data]\nmean = 0.5                                                    "
+                       "         junk\n",
+                       "t.ini:2: data.mean: element 1 of the list is over 63 characters: not a "
+                       "number");
     EXPECT_PARSE_ERROR("[data]\nmean = 0.5,abc\n", "t.ini:2: data.mean: 'abc' is not a number");
     EXPECT_PARSE_ERROR("[data]\nmean = 0.5,nan\n",
                        "t.ini:2: data.mean: 'nan' is not a finite number");

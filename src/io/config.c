@@ -588,11 +588,12 @@ static VtCode set_string(RunConfig *cfg, const KeySpec *k, const char *text, cha
 }
 
 /* Copies list element `text` (up to a ',' or the end) trimmed into out. */
-static const char *next_element(const char *text, char *out, size_t size)
+static const char *next_element(const char *text, char *out, size_t size, bool *too_long)
 {
     const char *comma = strchr(text, ',');
     size_t n = comma ? (size_t)(comma - text) : strlen(text);
-    size_t kept = VT_MIN(n, size - 1); /* a longer element is no number anyway */
+    *too_long = n > size - 1; /* cut, it could read as a number it is not */
+    size_t kept = VT_MIN(n, size - 1);
     memcpy(out, text, kept);
     out[kept] = '\0';
     char *t = trim(out);
@@ -627,7 +628,13 @@ static VtCode set_floats(RunConfig *cfg, const KeySpec *k, const char *text, cha
     char elem[64];
     const char *rest = text;
     for (int i = 0; i < n; i++) {
-        rest = next_element(rest, elem, sizeof elem);
+        bool too_long;
+        rest = next_element(rest, elem, sizeof elem, &too_long);
+        if (too_long) {
+            snprintf(why, WHY_MAX, "element %d of the list is over %zu characters: not a number",
+                     i + 1, sizeof elem - 1);
+            return VT_ERR_ARGUMENT;
+        }
         if (elem[0] == '\0') {
             snprintf(why, WHY_MAX, "empty element %d in the list", i + 1);
             return VT_ERR_ARGUMENT;
