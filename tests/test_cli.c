@@ -269,6 +269,16 @@ START_TEST(test_export_matches_the_checkpoint)
     ck_assert(n1 == n2 && memcmp(first, second, n1) == 0);
     free(first);
     free(second);
+    /* A FIFO (like a device) is not replaced by a file. */
+    char fifo[400];
+    snprintf(fifo, sizeof fifo, "%s/pipe", root);
+    ck_assert_int_eq(mkfifo(fifo, 0600), 0);
+    const char *to_fifo[] = {"--checkpoint", out, "--out", fifo, NULL};
+    ck_assert_int_eq(run(cli_export, to_fifo), EXIT_IO);
+    ck_assert_msg(strstr(captured_stderr(), "it is a device, FIFO or socket, not a regular file"),
+                  "%s", captured_stderr());
+    struct stat fifo_st;
+    ck_assert(stat(fifo, &fifo_st) == 0 && S_ISFIFO(fifo_st.st_mode));
 }
 END_TEST
 

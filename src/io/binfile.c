@@ -8,6 +8,7 @@
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 /* ---- little-endian encoding -------------------------------------------- */
@@ -146,6 +147,13 @@ static VtCode sync_folder(const char *path, VtError *err)
 VtCode atomic_write_file(const char *path, WriteFn write, void *ctx, bool checksum,
                          VtError *err)
 {
+    /* The rename below would put a file in place of a device, a FIFO or a
+     * socket (as root, of /dev/null too): those are refused. */
+    struct stat st;
+    if (stat(path, &st) == 0 && !S_ISREG(st.st_mode))
+        return vt_fail(err, VT_ERR_IO,
+                       "cannot write %s: it is %s, not a regular file, and is left as it is",
+                       path, S_ISDIR(st.st_mode) ? "a folder" : "a device, FIFO or socket");
     char tmp[4096 + 32];
     int len = snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid());
     if (len < 0 || (size_t)len >= sizeof tmp)
