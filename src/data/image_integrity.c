@@ -187,14 +187,46 @@ static bool pnm_truncated(const uint8_t *b, size_t size, char *why, size_t why_s
 
 /* ---- GIF ---------------------------------------------------------------- */
 
-/* The LZW data carries no total length; a whole GIF ends with the
- * trailer byte 0x3B. */
+/* Offset past the data sub-blocks at `at` (each a length byte and that
+ * many bytes, ended by a zero length), or 0 if they run past size. */
+static size_t gif_skip_sub_blocks(const uint8_t *b, size_t size, size_t at)
+{
+    while (at < size) {
+        if (b[at] == 0)
+            return at + 1;
+        at += 1 + (size_t)b[at];
+    }
+    return 0;
+}
+
+/* The LZW data carries no total length: the blocks are walked (colour
+ * tables, extensions, images as sub-blocks) up to the trailer byte 0x3B.
+ * A file that ends first is cut; bytes after the trailer do no harm. */
 static bool gif_truncated(const uint8_t *b, size_t size, char *why, size_t why_size)
 {
-    if (b[size - 1] == 0x3B)
-        return false;
-    snprintf(why, why_size, "truncated GIF: the file (%zu bytes) does not end with the trailer "
-             "byte 0x3B", size);
+    const size_t screen = 6 + 7;
+    size_t at = screen;
+    if (size >= screen && (b[10] & 0x80))
+        at += 3u << ((b[10] & 7) + 1); /* the global colour table */
+    while (at < size) {
+        if (b[at] == 0x3B)
+            return false;
+        if (b[at] == 0x21 && at + 2 <= size) { /* extension: label, sub-blocks */
+            at = gif_skip_sub_blocks(b, size, at + 2);
+        } else if (b[at] == 0x2C && at + 10 <= size) { /* image descriptor */
+            const uint8_t flags = b[at + 9];
+            at += 10;
+            if (flags & 0x80)
+                at += 3u << ((flags & 7) + 1); /* its local colour table */
+            at = at < size ? gif_skip_sub_blocks(b, size, at + 1) : 0; /* LZW code size, data */
+        } else {
+            break; /* an unknown block or one cut short */
+        }
+        if (at == 0)
+            break;
+    }
+    snprintf(why, why_size, "truncated GIF: the file (%zu bytes) ends before the trailer byte "
+             "0x3B", size);
     return true;
 }
 
