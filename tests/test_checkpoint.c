@@ -206,7 +206,8 @@ static void save_base(Saved *s, const char *name, unsigned salt)
     fill(s->params.data, &s->list, salt);
     fill(s->m.data, &s->list, salt + 1);
     fill(s->v.data, &s->list, salt + 2);
-    s->state = (CheckpointState){.step = 123456789012345LL + salt, .epoch = 77, .optim_t = -5,
+    s->state = (CheckpointState){.step = 123456789012345LL + salt, .epoch = 77,
+                                 .optim_t = 98765432101LL,
                                  .best_top1 = 0.1 + 0.2, .epoch_loss_sum = 1.0 / 3.0 + salt,
                                  .epoch_loss_steps = 41, .config = CONFIG};
     tmp_path(s->path, sizeof s->path, name);
@@ -286,6 +287,38 @@ START_TEST(test_ckpt_roundtrip)
     arena_free(&m);
     arena_free(&v);
     saved_free(&s);
+}
+END_TEST
+
+/* Counters no run writes are refused even under a good checksum (a file
+ * made some other way): a negative step, more epochs than steps, a
+ * negative AdamW step, a best top-1 outside [0, 1] and not -1. */
+START_TEST(test_ckpt_counters_out_of_range)
+{
+    const struct {
+        CheckpointState state;
+        const char *what;
+    } cases[] = {
+        {{.step = -5, .best_top1 = -1.0}, "step -5, epoch 0, AdamW step 0"},
+        {{.step = 3, .epoch = 4, .best_top1 = -1.0}, "more epochs than steps"},
+        {{.step = 3, .optim_t = -1, .best_top1 = -1.0}, "AdamW step -1"},
+        {{.step = 3, .best_top1 = 1.5}, "best top-1 1.5: out of range"},
+        {{.step = 3, .best_top1 = -1.0, .epoch_loss_sum = NAN}, "loss sum nan"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        Saved s;
+        save_base(&s, "odd", 3);
+        CheckpointState st = cases[i].state;
+        st.config = CONFIG;
+        VtError err;
+        ck_assert_int_eq(checkpoint_save(s.path, &st, &s.list, s.params.data, s.m.data, s.v.data,
+                                         &err),
+                         VT_OK);
+        ck_assert_int_eq(try_load(s.path, MODEL_BASE, &err), VT_ERR_DATA);
+        ck_assert_msg(strstr(err.message, "is corrupt") && strstr(err.message, cases[i].what),
+                      "case %zu: %s", i, err.message);
+        saved_free(&s);
+    }
 }
 END_TEST
 
@@ -1327,6 +1360,7 @@ Suite *checkpoint_suite(void)
     tcase_add_checked_fixture(ck, make_tmpdir, remove_tmpdir);
     tcase_add_test(ck, test_crc32_reference);
     tcase_add_test(ck, test_ckpt_roundtrip);
+    tcase_add_test(ck, test_ckpt_counters_out_of_range);
     tcase_add_test(ck, test_ckpt_overwrite_and_skip_moments);
     tcase_add_test(ck, test_ckpt_layout);
     tcase_add_test(ck, test_ckpt_version_1_loads);

@@ -41,6 +41,7 @@
 #include "binfile.h"
 
 #include <errno.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -237,6 +238,28 @@ static VtCode check_crc(Ckpt *c, VtError *err)
     return le_get_u32(buf) == crc ? VT_OK : corrupt(err, c->path, "checksum mismatch");
 }
 
+/* The run's counters hold what a run can write (a file made some other
+ * way can carry any bits under a good checksum). */
+static VtCode check_state(const Ckpt *c, VtError *err)
+{
+    const CheckpointState *st = &c->state;
+    char what[160];
+    if (st->step < 0 || st->epoch < 0 || st->epoch > st->step || st->optim_t < 0 ||
+        st->epoch_loss_steps < 0)
+        snprintf(what, sizeof what,
+                 "step %lld, epoch %lld, AdamW step %lld, %lld losses this epoch: a count is "
+                 "negative, or more epochs than steps",
+                 (long long)st->step, (long long)st->epoch, (long long)st->optim_t,
+                 (long long)st->epoch_loss_steps);
+    else if (!isfinite(st->epoch_loss_sum) ||
+             !(st->best_top1 == -1.0 || (st->best_top1 >= 0.0 && st->best_top1 <= 1.0)))
+        snprintf(what, sizeof what, "loss sum %g, best top-1 %g: out of range",
+                 st->epoch_loss_sum, st->best_top1);
+    else
+        return VT_OK;
+    return corrupt(err, c->path, what);
+}
+
 static VtCode ckpt_open(Ckpt *c, const char *path, VtError *err)
 {
     memset(c, 0, sizeof *c);
@@ -255,6 +278,8 @@ static VtCode ckpt_open(Ckpt *c, const char *path, VtError *err)
     VtCode code = check_header(c, h, got, err);
     if (!code)
         code = check_crc(c, err);
+    if (!code)
+        code = check_state(c, err);
     if (code)
         fclose(c->file);
     return code;
