@@ -292,7 +292,8 @@ END_TEST
 
 /* Counters no run writes are refused even under a good checksum (a file
  * made some other way): a negative step, more epochs than steps, a
- * negative AdamW step, a best top-1 outside [0, 1] and not -1. */
+ * negative AdamW step, a best top-1 (in percent) outside [0, 100] and not
+ * -1. */
 START_TEST(test_ckpt_counters_out_of_range)
 {
     const struct {
@@ -302,7 +303,7 @@ START_TEST(test_ckpt_counters_out_of_range)
         {{.step = -5, .best_top1 = -1.0}, "step -5, epoch 0, AdamW step 0"},
         {{.step = 3, .epoch = 4, .best_top1 = -1.0}, "more epochs than steps"},
         {{.step = 3, .optim_t = -1, .best_top1 = -1.0}, "AdamW step -1"},
-        {{.step = 3, .best_top1 = 1.5}, "best top-1 1.5: out of range"},
+        {{.step = 3, .best_top1 = 100.5}, "best top-1 100.5: out of range"},
         {{.step = 3, .best_top1 = -1.0, .epoch_loss_sum = NAN}, "loss sum nan"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {

@@ -252,7 +252,7 @@ static VtCode check_state(const Ckpt *c, VtError *err)
                  (long long)st->step, (long long)st->epoch, (long long)st->optim_t,
                  (long long)st->epoch_loss_steps);
     else if (!isfinite(st->epoch_loss_sum) ||
-             !(st->best_top1 == -1.0 || (st->best_top1 >= 0.0 && st->best_top1 <= 1.0)))
+             !(st->best_top1 == -1.0 || (st->best_top1 >= 0.0 && st->best_top1 <= 100.0)))
         snprintf(what, sizeof what, "loss sum %g, best top-1 %g: out of range",
                  st->epoch_loss_sum, st->best_top1);
     else
