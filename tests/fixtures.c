@@ -9,7 +9,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 void fixture_temp_dir(char *root, size_t size)
 {
@@ -125,4 +127,25 @@ void fixture_write_bytes(const char *path, const void *bytes, size_t size)
     ck_assert_msg(f != NULL, "cannot create %s", path);
     ck_assert_uint_eq(fwrite(bytes, 1, size, f), size);
     ck_assert_int_eq(fclose(f), 0);
+}
+
+static struct rlimit uncapped_address_space;
+
+void fixture_cap_address_space(size_t headroom)
+{
+    long pages = 0;
+    FILE *statm = fopen("/proc/self/statm", "r");
+    ck_assert_ptr_nonnull(statm);
+    ck_assert_int_eq(fscanf(statm, "%ld", &pages), 1);
+    fclose(statm);
+    ck_assert_int_eq(getrlimit(RLIMIT_AS, &uncapped_address_space), 0);
+    const struct rlimit capped = {
+        .rlim_cur = (rlim_t)pages * (rlim_t)sysconf(_SC_PAGESIZE) + (rlim_t)headroom,
+        .rlim_max = uncapped_address_space.rlim_max};
+    ck_assert_int_eq(setrlimit(RLIMIT_AS, &capped), 0);
+}
+
+void fixture_lift_address_space_cap(void)
+{
+    ck_assert_int_eq(setrlimit(RLIMIT_AS, &uncapped_address_space), 0);
 }

@@ -29,6 +29,13 @@ unsigned char *fixture_read_bytes(const char *path, size_t *size);
 /* Writes size bytes to path. */
 void fixture_write_bytes(const char *path, const void *bytes, size_t size);
 
+/* Caps this process's address space (RLIMIT_AS) at what it maps now plus
+ * headroom bytes, so that a larger allocation fails; lift the cap with
+ * fixture_lift_address_space_cap. ASan builds cannot take such a cap (it
+ * reserves terabytes of address space): tests skip there. */
+void fixture_cap_address_space(size_t headroom);
+void fixture_lift_address_space_cap(void);
+
 /* Lines in a string. */
 int fixture_count_lines(const char *text);
 

@@ -12,6 +12,7 @@
  * under test. Error messages are checked for the path and the reason.
  */
 #define _XOPEN_SOURCE 700 /* nftw */
+#include "fixtures.h"
 #include "suites.h"
 
 #include "vitrain/data.h"
@@ -26,7 +27,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -923,22 +923,13 @@ START_TEST(test_decode_out_of_memory_is_not_a_bad_image)
     ck_assert_ptr_nonnull(freopen(P(root, "stderr.txt"), "w", stderr));
     const int threads = omp_get_max_threads();
     omp_set_num_threads(1); /* no thread stacks to map under the cap */
-    long pages = 0;
-    FILE *statm = fopen("/proc/self/statm", "r");
-    ck_assert_ptr_nonnull(statm);
-    ck_assert_int_eq(fscanf(statm, "%ld", &pages), 1);
-    fclose(statm);
-    struct rlimit unlimited, capped;
-    ck_assert_int_eq(getrlimit(RLIMIT_AS, &unlimited), 0);
-    capped = (struct rlimit){.rlim_cur = (rlim_t)pages * (rlim_t)sysconf(_SC_PAGESIZE) + (8 << 20),
-                             .rlim_max = unlimited.rlim_max};
-    ck_assert_int_eq(setrlimit(RLIMIT_AS, &capped), 0);
+    fixture_cap_address_space(8 << 20);
     Dataset ds;
     DatasetOptions o = dopts(1, 8);
     o.on_bad_image = BAD_IMAGE_SKIP;
     VtError err = {0};
     const VtCode code = dataset_open(&ds, root, "train", &o, NULL, &err);
-    ck_assert_int_eq(setrlimit(RLIMIT_AS, &unlimited), 0);
+    fixture_lift_address_space_cap();
     omp_set_num_threads(threads);
     ck_assert_msg(code == VT_ERR_NOMEM, "code %d: %s", (int)code, err.message);
     ck_assert_msg(strstr(err.message, "out of memory decoding a 4096 x 4096 image") != NULL, "%s",

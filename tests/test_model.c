@@ -3,6 +3,7 @@
  * tensor, timm names and sizes, and the invariances the architecture
  * promises.
  */
+#include "fixtures.h"
 #include "gradcheck.h"
 #include "suites.h"
 
@@ -15,8 +16,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
-#include <unistd.h>
 
 /* A 2-block ViT with every optional part switched on. */
 static VitConfig small_config(const char *pe, PoolMode pool)
@@ -432,20 +431,11 @@ START_TEST(test_model_over_an_address_space_limit_is_refused)
     cfg.heads = 8;
     cfg.mlp_dim = 2048;
     cfg.depth = 8; /* 8 x 12 x 512^2 = 25M parameters, 4 copies in training */
-    long pages = 0;
-    FILE *statm = fopen("/proc/self/statm", "r");
-    ck_assert_ptr_nonnull(statm);
-    ck_assert_int_eq(fscanf(statm, "%ld", &pages), 1);
-    fclose(statm);
-    struct rlimit unlimited, capped;
-    ck_assert_int_eq(getrlimit(RLIMIT_AS, &unlimited), 0);
-    capped = (struct rlimit){.rlim_cur = (rlim_t)pages * (rlim_t)sysconf(_SC_PAGESIZE) + (64 << 20),
-                             .rlim_max = unlimited.rlim_max};
-    ck_assert_int_eq(setrlimit(RLIMIT_AS, &capped), 0);
+    fixture_cap_address_space(64 << 20);
     Vit m;
     VtError err;
     const VtCode code = vit_create(&m, &cfg, 8, &err);
-    ck_assert_int_eq(setrlimit(RLIMIT_AS, &unlimited), 0);
+    fixture_lift_address_space_cap();
     ck_assert_msg(code == VT_ERR_NOMEM, "code %d", (int)code);
     ck_assert_msg(strstr(err.message, "GiB of memory is available"), "%s", err.message);
 }
