@@ -28,6 +28,7 @@ Suite *skew_expm_suite(void);
 Suite *pe_rope_suite(void);
 Suite *pe_spherical_suite(void);
 Suite *pe_block_suite(void);
+Suite *pe_conventions_suite(void);
 Suite *bad_inputs_suite(void);
 Suite *arrows_suite(void);
 Suite *study_suite(void);

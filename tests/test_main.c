@@ -31,6 +31,7 @@ int main(void)
     srunner_add_suite(runner, pe_rope_suite());
     srunner_add_suite(runner, pe_spherical_suite());
     srunner_add_suite(runner, pe_block_suite());
+    srunner_add_suite(runner, pe_conventions_suite());
     srunner_add_suite(runner, bad_inputs_suite());
     srunner_add_suite(runner, arrows_suite());
     srunner_add_suite(runner, study_suite());
