@@ -25,11 +25,11 @@
 #include "vitrain/common.h"
 #include "vitrain/config.h"
 
-/* The largest image side decoded or cached, in pixels. */
-enum { DATA_MAX_SIDE = 16384 };
-
 #include <stdbool.h>
 #include <stdint.h>
+
+/* The largest image side decoded or cached, in pixels. */
+enum { DATA_MAX_SIDE = 16384 };
 
 /* One split of an image folder, decoded into the cache. */
 typedef struct Dataset {

@@ -77,7 +77,8 @@ static bool read_number(const char *path, uint64_t *value)
     unsigned long long v;
     const bool ok = fscanf(f, "%llu", &v) == 1;
     fclose(f);
-    *value = v;
+    if (ok)
+        *value = v;
     return ok;
 }
 
