@@ -164,6 +164,28 @@ START_TEST(test_every_encoding_learns_quadrant_task)
 }
 END_TEST
 
+/* A tie at the top is one hit (argmax's first index), not one for every
+ * class tied: all-zero logits, as from a dead head, would otherwise score
+ * 100 % top-1. */
+START_TEST(test_label_rank_breaks_ties_by_index)
+{
+    const float zeros[6] = {0};
+    ck_assert_int_eq(label_rank(zeros, 0, 6), 0);
+    ck_assert_int_eq(label_rank(zeros, 3, 6), 3);
+    ck_assert_int_eq(label_rank(zeros, 5, 6), 5);
+    const float z[4] = {1.0f, 3.0f, 3.0f, 2.0f};
+    ck_assert_int_eq(label_rank(z, 1, 4), 0);
+    ck_assert_int_eq(label_rank(z, 2, 4), 1); /* behind its tie at index 1 */
+    ck_assert_int_eq(label_rank(z, 3, 4), 2);
+    ck_assert_int_eq(label_rank(z, 0, 4), 3);
+    const float with_nan[3] = {0.5f, NAN, -1.0f};
+    ck_assert_int_eq(label_rank(with_nan, 1, 3), 3); /* a NaN logit is no hit */
+    const int labels[2] = {2, 4};
+    const float two[12] = {0};
+    ck_assert_int_eq(count_correct(two, labels, 2, 6), 0);
+}
+END_TEST
+
 /* 20 steps of a small model with drop path on, at a given thread count. */
 static void run_20_steps(int threads, LossLog *log, float *final_params, size_t *n_params)
 {
@@ -260,6 +282,7 @@ Suite *train_suite(void)
     tcase_add_test(tc, test_every_encoding_learns_quadrant_task);
     tcase_add_test(tc, test_same_seed_same_threads_is_bit_identical);
     tcase_add_test(tc, test_thread_counts_agree);
+    tcase_add_test(tc, test_label_rank_breaks_ties_by_index);
     tcase_add_test(tc, test_non_finite_loss_stops_training);
     suite_add_tcase(s, tc);
     return s;

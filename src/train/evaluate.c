@@ -4,6 +4,7 @@
 #include "vitrain/trainer.h"
 
 #include "vitrain/ops.h"
+#include "vitrain/train.h"
 
 #include <errno.h>
 #include <math.h>
@@ -50,15 +51,6 @@ LoaderOptions loader_options_from_run(const RunConfig *cfg, int img_size, bool t
     memcpy(o.mean, d->mean, sizeof o.mean);
     memcpy(o.std, d->std, sizeof o.std);
     return o;
-}
-
-/* Rank of the label's logit: how many classes score strictly higher. */
-static int label_rank(const float *logits, int label, int K)
-{
-    int rank = 0;
-    for (int k = 0; k < K; k++)
-        rank += logits[k] > logits[label];
-    return rank;
 }
 
 /* Adds the images whose label ranks first, and among the first min(5, K). */

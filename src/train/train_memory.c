@@ -9,17 +9,22 @@
 #include <stdlib.h>
 #include <string.h>
 
+int label_rank(const float *logits, int label, int K)
+{
+    const float own = logits[label];
+    if (isnan(own))
+        return K;
+    int rank = 0;
+    for (int k = 0; k < K; k++)
+        rank += logits[k] > own || (logits[k] == own && k < label);
+    return rank;
+}
+
 int count_correct(const float *logits, const int *labels, int B, int K)
 {
     int correct = 0;
-    for (int b = 0; b < B; b++) {
-        const float *z = logits + (int64_t)b * K;
-        int best = 0;
-        for (int k = 1; k < K; k++)
-            if (z[k] > z[best])
-                best = k;
-        correct += best == labels[b];
-    }
+    for (int b = 0; b < B; b++)
+        correct += label_rank(logits + (int64_t)b * K, labels[b], K) == 0;
     return correct;
 }
 
