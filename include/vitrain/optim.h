@@ -11,8 +11,11 @@
 #include "vitrain/tensor.h"
 
 /* Linear warmup from warmup_lr to lr over warmup_steps, then cosine from lr
- * to min_lr at total_steps, min_lr after (timm's CosineLRScheduler with
- * warmup_prefix=True, stepped per iteration). Steps count from 0. */
+ * to min_lr over the steps from warmup_steps to total_steps, min_lr after,
+ * stepped per iteration; steps count from 0. (timm's CosineLRScheduler by
+ * default runs its cosine over the whole run, the warmup overriding its
+ * first steps; with warmup_prefix=True it runs it after the warmup, as
+ * here, but its factory then adds the warmup epochs to the run.) */
 typedef struct LrSchedule {
     float lr, min_lr, warmup_lr;
     int64_t warmup_steps, total_steps;
