@@ -463,7 +463,8 @@ START_TEST(test_error_values)
                        "t.ini:2: model.preset: 'huge' is not one of \"\", tiny, small or base");
     EXPECT_PARSE_ERROR("[model]\npool = max\n",
                        "t.ini:2: model.pool: 'max' is not one of token or avg");
-    EXPECT_PARSE_ERROR("[optim]\nopt = sgd\n", "t.ini:2: optim.opt: 'sgd' is not one of adamw");
+    EXPECT_PARSE_ERROR("[optim]\nopt = sgd\n",
+                       "t.ini:2: optim.opt: 'sgd' is not one of adamw or lamb");
     EXPECT_PARSE_ERROR("[pe]\ntype = Rope\n",
                        "t.ini:2: pe.type: 'Rope' is not a name of [a-z0-9_]");
     EXPECT_PARSE_ERROR("[pe]\ntype = rope-axial\n",

@@ -433,6 +433,35 @@ static void ref_step(RefAdamW *r, const AdamWConfig *c, const float *g, double s
     }
 }
 
+/* LAMB's step (timm's Lamb), tensor by tensor: a decayed tensor's update
+ * u = m_hat / (sqrt(v_hat) + eps) + wd p is scaled by ||p|| / ||u||; the
+ * others take the AdamW step (their wd is 0). */
+static void ref_lamb_step(RefAdamW *r, const TensorList *list, const AdamWConfig *c,
+                          const float *g, double scale, double lr)
+{
+    const double b1 = c->beta1, b2 = c->beta2, eps = c->eps;
+    r->t++;
+    const double bias1 = 1.0 - pow(b1, (double)r->t), bias2 = 1.0 - pow(b2, (double)r->t);
+    for (int k = 0; k < list->count; k++) {
+        const TensorSpec *s = &list->specs[k];
+        double *p = r->p + s->offset, *m = r->m + s->offset, *v = r->v + s->offset;
+        const double wd = r->wd[s->offset];
+        double *u = calloc(s->numel, sizeof(double)), pp = 0.0, uu = 0.0;
+        for (size_t i = 0; i < s->numel; i++) {
+            const double gi = g[s->offset + i] * scale;
+            m[i] = b1 * m[i] + (1.0 - b1) * gi;
+            v[i] = b2 * v[i] + (1.0 - b2) * gi * gi;
+            u[i] = m[i] / bias1 / (sqrt(v[i]) / sqrt(bias2) + eps) + wd * p[i];
+            pp += p[i] * p[i];
+            uu += u[i] * u[i];
+        }
+        const double ratio = wd > 0.0 && pp > 0.0 && uu > 0.0 ? sqrt(pp / uu) : 1.0;
+        for (size_t i = 0; i < s->numel; i++)
+            p[i] -= lr * ratio * u[i];
+        free(u);
+    }
+}
+
 /* Parameters of either sign with magnitude in [0.5, 1.5), so that a relative
  * tolerance is never measured against a value near zero. */
 static void fill_params(Arena *params)
@@ -509,7 +538,10 @@ static int run_against_reference(const AdamWConfig *cfg, const double *grad_std)
             scale = cfg->clip_grad / (norm + 1e-6);
             clipped++;
         }
-        ref_step(&ref, cfg, grads.data, scale, lr);
+        if (cfg->lamb)
+            ref_lamb_step(&ref, &list, cfg, grads.data, scale, lr);
+        else
+            ref_step(&ref, cfg, grads.data, scale, lr);
         compare_params(&params, &ref, step);
     }
     ck_assert_int_eq(opt.t, OPT_STEPS);
@@ -546,6 +578,55 @@ START_TEST(test_adamw_clipping)
 }
 END_TEST
 
+START_TEST(test_lamb_reference)
+{
+    AdamWConfig cfg = adamw_defaults();
+    cfg.lamb = true;
+    cfg.clip_grad = 0.5f;
+    const double std[OPT_STEPS] = {1.0, 0.01, 2.0, 0.02, 0.5};
+    ck_assert_int_gt(run_against_reference(&cfg, std), 0);
+}
+END_TEST
+
+/* LAMB moves each decayed tensor by lr times its own norm, whatever the
+ * gradient's scale (the point of the trust ratio); a tensor without decay
+ * takes the AdamW step. Gradients a million times apart give the same
+ * relative move. */
+START_TEST(test_lamb_moves_each_tensor_by_lr_of_its_norm)
+{
+    const double scales[2] = {1e-3, 1e3};
+    for (int k = 0; k < 2; k++) {
+        TensorList list = opt_list();
+        Arena params, grads;
+        arena_create(&params, &list);
+        arena_create(&grads, &list);
+        fill_params(&params);
+        fill_grads(&grads, scales[k], 0);
+        AdamWConfig cfg = adamw_defaults();
+        cfg.lamb = true;
+        AdamW opt;
+        adamw_create(&opt, &list, &cfg);
+        const float *w = arena_tensor(&params, 0); /* "w", decayed */
+        const size_t n = list.specs[0].numel;
+        float before[16];
+        memcpy(before, w, n * sizeof(float));
+        const float lr = 1e-2f;
+        adamw_step(&opt, &params, &grads, lr);
+        double moved = 0.0;
+        for (size_t i = 0; i < n; i++)
+            moved += ((double)w[i] - before[i]) * ((double)w[i] - before[i]);
+        const double want = lr * l2_norm(before, n);
+        ck_assert_msg(fabs(sqrt(moved) / want - 1.0) < 1e-5,
+                      "gradient scale %g: ||dw|| %.9g, lr ||w|| %.9g", scales[k], sqrt(moved),
+                      want);
+        adamw_free(&opt);
+        arena_free(&grads);
+        arena_free(&params);
+        tensor_list_free(&list);
+    }
+}
+END_TEST
+
 /* ---- thread-count independence -------------------------------------- */
 
 START_TEST(test_grad_norm_threads)
@@ -577,6 +658,28 @@ START_TEST(test_grad_norm_threads)
                   two);
     double want = l2_norm(grads.data, list.total);
     ck_assert_msg(fabs(one - want) <= 1e-12 * want, "norm %.17g, want %.17g", one, want);
+    /* LAMB's per-tensor norms too: one step from the same state at 1 and
+     * 2 threads gives the same parameters bit for bit. */
+    float *after[2];
+    for (int t = 0; t < 2; t++) {
+        ck_assert_int_eq(threads_setup(t + 1), t + 1);
+        AdamWConfig lamb_cfg = adamw_defaults();
+        lamb_cfg.lamb = true;
+        AdamW lamb;
+        adamw_create(&lamb, &list, &lamb_cfg);
+        Arena params;
+        arena_create(&params, &list);
+        fill_params(&params);
+        adamw_step(&lamb, &params, &grads, 1e-2f);
+        after[t] = malloc(list.total * sizeof(float));
+        memcpy(after[t], params.data, list.total * sizeof(float));
+        arena_free(&params);
+        adamw_free(&lamb);
+    }
+    ck_assert_msg(memcmp(after[0], after[1], list.total * sizeof(float)) == 0,
+                  "LAMB differs between 1 and 2 threads");
+    free(after[0]);
+    free(after[1]);
     adamw_free(&opt);
     arena_free(&grads);
     tensor_list_free(&list);
@@ -669,6 +772,8 @@ Suite *core_suite(void)
     TCase *adamw = tcase_with_timeout("adamw", 30, NULL);
     tcase_add_test(adamw, test_adamw_reference);
     tcase_add_test(adamw, test_adamw_clipping);
+    tcase_add_test(adamw, test_lamb_reference);
+    tcase_add_test(adamw, test_lamb_moves_each_tensor_by_lr_of_its_norm);
     tcase_add_test(adamw, test_grad_norm_threads);
     suite_add_tcase(s, adamw);
 

@@ -120,6 +120,31 @@ static double train_on_quadrants(const VitConfig *cfg, const QuadrantTask *q, in
     return accuracy;
 }
 
+/* LAMB, its trust ratio on (weight decay), learns the quadrant task as
+ * AdamW does: the optimizer as a whole, not only its step (test_core.c). */
+START_TEST(test_lamb_learns_quadrant_task)
+{
+    QuadrantTask q;
+    quadrant_task(&q, 1024, 512, 21);
+    VitConfig cfg = tiny_config(SYNTHETIC_QUADRANT_CLASSES);
+    Vit m;
+    VtError err;
+    ck_assert_msg(vit_create(&m, &cfg, 64, &err) == VT_OK, "%s", err.message);
+    vit_init_params(&m, 2);
+    TrainOptions o = options(64, 400, 2e-3f);
+    o.optim.lamb = true;
+    o.optim.weight_decay = 0.05f;
+    LossLog log = {0};
+    train_ok(&m, &q.train, &o, &log);
+    double loss, accuracy;
+    evaluate_in_memory(&m, &q.held_out, &loss, &accuracy);
+    vit_free(&m);
+    quadrant_task_free(&q);
+    printf("quadrant with LAMB: held-out %.1f%%\n", 100 * accuracy);
+    ck_assert_msg(accuracy > 0.8, "LAMB reached only %.1f%%", 100 * accuracy);
+}
+END_TEST
+
 START_TEST(test_learns_quadrant_task)
 {
     /* The label is where a square sits: only learnable with the position
@@ -283,6 +308,7 @@ Suite *train_suite(void)
     tcase_add_test(tc, test_same_seed_same_threads_is_bit_identical);
     tcase_add_test(tc, test_thread_counts_agree);
     tcase_add_test(tc, test_label_rank_breaks_ties_by_index);
+    tcase_add_test(tc, test_lamb_learns_quadrant_task);
     tcase_add_test(tc, test_non_finite_loss_stops_training);
     suite_add_tcase(s, tc);
     return s;

@@ -94,7 +94,7 @@ typedef struct PeSection {
 } PeSection;
 
 typedef struct OptimSection {
-    char opt[16];                  /* opt: adamw */
+    char opt[16];                  /* opt: adamw or lamb */
     float lr, min_lr, warmup_lr;   /* lr, min_lr, warmup_lr */
     float warmup_epochs;           /* warmup_epochs: may be fractional */
     float weight_decay;

@@ -10,6 +10,8 @@
 
 #include "vitrain/tensor.h"
 
+#include <stdbool.h>
+
 /* Linear warmup from warmup_lr to lr over warmup_steps, then cosine from lr
  * to min_lr over the steps from warmup_steps to total_steps, min_lr after,
  * stepped per iteration; steps count from 0. (timm's CosineLRScheduler by
@@ -27,6 +29,7 @@ typedef struct AdamWConfig {
     float beta1, beta2, eps;
     float weight_decay;  /* decoupled; skipped for VT_TENSOR_NO_DECAY tensors */
     float clip_grad;     /* max global L2 norm of the gradient; 0 = no clipping */
+    bool lamb;           /* LAMB's layer-wise trust ratio on top (adamw.c) */
 } AdamWConfig;
 
 /* timm's defaults: betas (0.9, 0.999), eps 1e-8, weight decay 0.05. */

@@ -88,7 +88,7 @@ static const char *const nan_names[] = {"stop", "skip_step", NULL};        /* Na
 static const char *const cache_names[] = {"memory", "file", "auto", NULL}; /* CacheMode */
 static const char *const preset_names[] = {"", "tiny", "small", "base", NULL};
 static const char *const pool_names[] = {"token", "avg", NULL};
-static const char *const opt_names[] = {"adamw", NULL};
+static const char *const opt_names[] = {"adamw", "lamb", NULL};
 
 static const char *const sections[] = {"data", "model", "pe", "optim", "train", "log"};
 enum { SECTION_COUNT = sizeof sections / sizeof sections[0] };
@@ -171,7 +171,8 @@ static const KeySpec keys[] = {
      .help = "LieRE: one set of generators for all heads"},
 
     {FIELD("optim", "opt", optim.opt), CHOICE(opt_names), .def = "adamw",
-     .help = "optimizer"},
+     .help = "optimizer: adamw, or lamb (AdamW's moments, each decayed tensor's step scaled by "
+             "its trust ratio, the norm of the tensor over that of its update, as timm's Lamb)"},
     {FIELD("optim", "lr", optim.lr), FLOAT(0.0, INFINITY, OPEN_HI), .def = "5e-4",
      .help = "peak learning rate, reached after warmup"},
     {FIELD("optim", "min_lr", optim.min_lr), FLOAT(0.0, INFINITY, OPEN_HI), .def = "1e-5",

@@ -1,6 +1,13 @@
 /*
  * adamw.c - AdamW (Loshchilov & Hutter) with decoupled weight decay, as
  * torch.optim.AdamW: p -= lr*wd*p, then the Adam update with bias correction.
+ *
+ * LAMB (You et al. 2020, as timm's Lamb) keeps the same moments: the
+ * update u = m_hat / (sqrt(v_hat) + eps) + wd p of a tensor is scaled by
+ * its trust ratio ||p|| / ||u|| (1 where either norm is 0), p -= lr r u, so
+ * that each tensor moves by lr times its own norm. Like timm, tensors
+ * without weight decay (biases, norms, positional parameters) skip the
+ * ratio and take the plain Adam step.
  */
 #include "vitrain/optim.h"
 #include "vitrain/profile.h"
@@ -24,7 +31,8 @@ void adamw_create(AdamW *opt, const TensorList *params, const AdamWConfig *cfg)
     arena_create(&opt->m, params);
     arena_create(&opt->v, params);
     opt->chunks = ((int64_t)params->total + NORM_CHUNK - 1) / NORM_CHUNK;
-    opt->partials = vt_xcalloc((size_t)VT_MAX(opt->chunks, 1), sizeof(double));
+    /* Two sums per chunk: LAMB's ||p|| and ||u|| of a tensor. */
+    opt->partials = vt_xcalloc(2 * (size_t)VT_MAX(opt->chunks, 1), sizeof(double));
 }
 
 void adamw_free(AdamW *opt)
@@ -71,6 +79,46 @@ static void adamw_update_tensor(float *p, const float *g, float *m, float *v, si
     }
 }
 
+/* The constants of one step that every element shares. */
+typedef struct StepScale {
+    float lr, wd, grad_scale, bias1, inv_sqrt_bias2;
+} StepScale;
+
+/* LAMB's step of one tensor: the moments, then ||p|| and ||u|| summed in
+ * fixed chunks combined in order (the same for any thread count), then p
+ * -= lr r u with u formed again from the new moments. */
+static void lamb_update_tensor(float *p, const float *g, float *m, float *v, int64_t n,
+                               const StepScale *k, const AdamWConfig *c, double *partials)
+{
+    const int64_t chunks = (n + NORM_CHUNK - 1) / NORM_CHUNK;
+#pragma omp parallel for schedule(static)
+    for (int64_t ch = 0; ch < chunks; ch++) {
+        double pp = 0.0, uu = 0.0;
+        for (int64_t i = ch * NORM_CHUNK; i < VT_MIN(n, (ch + 1) * NORM_CHUNK); i++) {
+            const float gi = g[i] * k->grad_scale;
+            m[i] = c->beta1 * m[i] + (1.0f - c->beta1) * gi;
+            v[i] = c->beta2 * v[i] + (1.0f - c->beta2) * gi * gi;
+            const float u = m[i] / k->bias1 / (sqrtf(v[i]) * k->inv_sqrt_bias2 + c->eps) +
+                            k->wd * p[i];
+            pp += (double)p[i] * p[i];
+            uu += (double)u * u;
+        }
+        partials[2 * ch] = pp;
+        partials[2 * ch + 1] = uu;
+    }
+    double pp = 0.0, uu = 0.0;
+    for (int64_t ch = 0; ch < chunks; ch++) {
+        pp += partials[2 * ch];
+        uu += partials[2 * ch + 1];
+    }
+    const float ratio = pp > 0.0 && uu > 0.0 ? (float)sqrt(pp / uu) : 1.0f;
+    const float step = k->lr * ratio;
+#pragma omp parallel for schedule(static)
+    for (int64_t i = 0; i < n; i++)
+        p[i] -= step * (m[i] / k->bias1 / (sqrtf(v[i]) * k->inv_sqrt_bias2 + c->eps) +
+                        k->wd * p[i]);
+}
+
 double adamw_step(AdamW *opt, Arena *params, Arena *grads, float lr)
 {
     double norm = grad_global_norm(opt, grads);
@@ -107,9 +155,17 @@ void adamw_apply(AdamW *opt, Arena *params, Arena *grads, float lr, double norm)
     for (int i = 0; i < list->count; i++) {
         const TensorSpec *s = &list->specs[i];
         float wd = (s->flags & VT_TENSOR_NO_DECAY) ? 0.0f : c->weight_decay;
-        adamw_update_tensor(params->data + s->offset, grads->data + s->offset,
-                            opt->m.data + s->offset, opt->v.data + s->offset, s->numel, lr, wd,
-                            grad_scale, c, step, inv_sqrt_bias2);
+        float *p = params->data + s->offset, *m = opt->m.data + s->offset,
+              *v = opt->v.data + s->offset;
+        const float *g = grads->data + s->offset;
+        if (c->lamb && wd > 0.0f) {
+            const StepScale k = {.lr = lr, .wd = wd, .grad_scale = grad_scale,
+                                 .bias1 = (float)bias1, .inv_sqrt_bias2 = inv_sqrt_bias2};
+            lamb_update_tensor(p, g, m, v, (int64_t)s->numel, &k, c, opt->partials);
+        } else {
+            adamw_update_tensor(p, g, m, v, s->numel, lr, wd, grad_scale, c, step,
+                                inv_sqrt_bias2);
+        }
     }
     prof_pop();
 }

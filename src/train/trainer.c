@@ -342,7 +342,8 @@ static VtCode build_model(Run *run, VtError *err)
 
     AdamWConfig ac = {.beta1 = cfg->optim.betas[0], .beta2 = cfg->optim.betas[1],
                       .eps = cfg->optim.eps, .weight_decay = cfg->optim.weight_decay,
-                      .clip_grad = cfg->optim.clip_grad};
+                      .clip_grad = cfg->optim.clip_grad,
+                      .lamb = strcmp(cfg->optim.opt, "lamb") == 0};
     adamw_create(&run->opt, &run->model.param_list, &ac);
 
     run->steps_per_epoch = run->train.count / cfg->train.batch_size;
