@@ -413,8 +413,7 @@ END_TEST
 
 typedef struct {
     int B, K;
-    float smoothing;
-    int labels[5];
+    XentTargets t;
     float *logits, *probs, *losses, *dlogits;
     float loss, dloss;
 } XentCase;
@@ -422,30 +421,36 @@ typedef struct {
 static void xent_fwd(void *c)
 {
     XentCase *x = c;
-    x->loss = (float)softmax_xent_forward(x->probs, x->losses, x->logits, x->labels, x->smoothing,
-                                          x->B, x->K);
+    x->loss = (float)softmax_xent_forward(x->probs, x->losses, x->logits, &x->t, x->B, x->K);
 }
 
 static void xent_bwd(void *c)
 {
     XentCase *x = c;
-    softmax_xent_backward(x->dlogits, x->probs, x->labels, x->smoothing, x->dloss, x->B, x->K);
+    softmax_xent_backward(x->dlogits, x->probs, &x->t, x->dloss, x->B, x->K);
 }
 
-static void check_xent(float smoothing)
+/* mix_labels: mixup partners' labels (NULL: none), lambda the labels' share. */
+static void check_xent(const char *name, float smoothing, const int *mix_labels, float lambda)
 {
-    XentCase x = {.B = 5, .K = 7, .smoothing = smoothing, .labels = {0, 6, 3, 3, 1}};
+    static const int labels[5] = {0, 6, 3, 3, 1};
+    XentCase x = {.B = 5, .K = 7,
+                  .t = {.labels = labels, .mix_labels = mix_labels, .lambda = lambda,
+                        .smoothing = smoothing}};
     x.logits = gc_randn(35, 3, 8), x.probs = gc_zeros(35), x.losses = gc_zeros(5), x.dlogits = gc_zeros(35);
     GcProblem p = {.ctx = &x, .forward = xent_fwd, .backward = xent_bwd, .out = &x.loss,
                    .dout = &x.dloss, .out_n = 1};
     gc_add(&p, "logits", x.logits, x.dlogits, 35);
-    check(smoothing > 0 ? "softmax_xent (smoothing 0.1)" : "softmax_xent", &p, 1);
+    check(name, &p, 1);
 }
 
 START_TEST(test_softmax_xent)
 {
-    check_xent(0.0f);
-    check_xent(0.1f);
+    check_xent("softmax_xent", 0.0f, NULL, 1.0f);
+    check_xent("softmax_xent (smoothing 0.1)", 0.1f, NULL, 1.0f);
+    /* Mixed targets, one sample with its own label as partner. */
+    static const int partners[5] = {1, 3, 6, 3, 0};
+    check_xent("softmax_xent (mixup 0.7, smoothing 0.1)", 0.1f, partners, 0.7f);
 }
 END_TEST
 
@@ -456,10 +461,19 @@ START_TEST(test_softmax_xent_value)
      * -(1 - s/2) log(1/4) - (s/2) log(3/4). */
     float logits[2] = {0.0f, logf(3.0f)}, probs[2], losses[1];
     int label = 0;
-    double loss = softmax_xent_forward(probs, losses, logits, &label, 0.2f, 1, 2);
+    XentTargets t = {.labels = &label, .lambda = 1.0f, .smoothing = 0.2f};
+    double loss = softmax_xent_forward(probs, losses, logits, &t, 1, 2);
     double expected = -0.9 * log(0.25) - 0.1 * log(0.75);
     ck_assert_double_eq_tol(loss, expected, 1e-6);
     ck_assert_float_eq_tol(probs[1], 0.75f, 1e-6f);
+    /* Mixed with label 1 at lambda 0.6: before smoothing the target is
+     * (0.6, 0.4), after it (0.8 * 0.6 + 0.1, 0.8 * 0.4 + 0.1) = (0.58, 0.42). */
+    int partner = 1;
+    t.mix_labels = &partner;
+    t.lambda = 0.6f;
+    loss = softmax_xent_forward(probs, losses, logits, &t, 1, 2);
+    expected = -0.58 * log(0.25) - 0.42 * log(0.75);
+    ck_assert_double_eq_tol(loss, expected, 1e-6);
 }
 END_TEST
 

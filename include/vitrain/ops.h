@@ -89,16 +89,24 @@ void gelu_linear_backward(float *x /* (T, I) */, float *dw /* (O, I) */, float *
                           int O, float *scratch);
 
 /* ---- softmax cross-entropy with label smoothing -------------------------
- * Target t = (1 - s) onehot(label) + s / K; loss = mean_b -sum_k t_k log p_k,
- * which equals timm's LabelSmoothingCrossEntropy. Returns the mean loss;
- * losses[b] holds each sample's. */
+ * Target t = (1 - s) y + s / K with y = onehot(label), or under mixup and
+ * CutMix y = lambda onehot(label) + (1 - lambda) onehot(mix_label);
+ * loss = mean_b -sum_k t_k log p_k, which equals timm's
+ * LabelSmoothingCrossEntropy, and with mixing its SoftTargetCrossEntropy of
+ * mixup_target. */
+typedef struct XentTargets {
+    const int *labels;     /* (B) */
+    const int *mix_labels; /* (B) each sample's mixing partner's label, or NULL */
+    float lambda;          /* the labels' share; 1 without mixing */
+    float smoothing;
+} XentTargets;
+
+/* Returns the mean loss; losses[b] holds each sample's. */
 double softmax_xent_forward(float *probs /* (B, K) */, float *losses /* (B) */,
-                            const float *logits /* (B, K) */, const int *labels /* (B) */,
-                            float smoothing, int B, int K);
+                            const float *logits /* (B, K) */, const XentTargets *t, int B, int K);
 /* dlogits = dloss / B * (p - t) */
 void softmax_xent_backward(float *dlogits /* (B, K) */, const float *probs /* (B, K) */,
-                           const int *labels /* (B) */, float smoothing, float dloss,
-                           int B, int K);
+                           const XentTargets *t, float dloss, int B, int K);
 
 /* ---- patch embedding: a stride-P convolution as im2col + linear ----------
  * Image (B, C, Hi, Wi), patches in row-major grid order, each flattened in

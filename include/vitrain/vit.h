@@ -154,6 +154,8 @@ typedef struct VitPass {
                          * batch (a data-parallel shard), for the masks */
     uint64_t seed;
     float smoothing;    /* label smoothing of the loss */
+    const int *mix_labels; /* mixup/CutMix: each sample's partner's label, or NULL */
+    float mix_lambda;      /* the sample's own share of its target (1: unmixed) */
 } VitPass;
 
 VtCode vit_create(Vit *m, const VitConfig *cfg, int batch_cap, VtError *err);

@@ -479,12 +479,20 @@ const float *vit_forward(Vit *m, const float *images, int B, const VitPass *pass
     return m->logits;
 }
 
+/* The loss's targets for a pass: its labels, mixed where the pass says. */
+static XentTargets targets_of(const int *labels, const VitPass *pass)
+{
+    return (XentTargets){.labels = labels, .mix_labels = pass->mix_labels,
+                         .lambda = pass->mix_labels ? pass->mix_lambda : 1.0f,
+                         .smoothing = pass->smoothing};
+}
+
 double vit_forward_loss(Vit *m, const float *images, const int *labels, int B,
                         const VitPass *pass)
 {
     vit_forward(m, images, B, pass);
-    return softmax_xent_forward(m->probs, m->losses, m->logits, labels, pass->smoothing, B,
-                                m->cfg.num_classes);
+    const XentTargets t = targets_of(labels, pass);
+    return softmax_xent_forward(m->probs, m->losses, m->logits, &t, B, m->cfg.num_classes);
 }
 
 /* ---- backward ------------------------------------------------------------ */
@@ -588,7 +596,8 @@ void vit_backward(Vit *m, const int *labels, const VitPass *pass)
     const int B = m->last_batch, D = c->dim, N = m->tokens, T = B * N, K = c->num_classes;
     VT_ASSERT(!m->inference); /* its activations were not kept */
 
-    softmax_xent_backward(g->logits, m->probs, labels, pass->smoothing, 1.0f, B, K);
+    const XentTargets t = targets_of(labels, pass);
+    softmax_xent_backward(g->logits, m->probs, &t, 1.0f, B, K);
     linear_backward(g->pooled, grad(m, m->head_w), grad(m, m->head_b), g->logits, m->pooled,
                     param(m, m->head_w), B, D, K);
     /* The stream gradient starts here; every LayerNorm adds into it. */

@@ -4,10 +4,22 @@
 #include "vitrain/ops.h"
 
 #include <math.h>
+#include <stdbool.h>
 
-double softmax_xent_forward(float *probs, float *losses, const float *logits, const int *labels,
-                            float smoothing, int B, int K)
+/* The label's share of the one-hot part of sample b's target, and its
+ * partner's (0 without mixing, or where the partner shares the label). */
+static void shares(const XentTargets *t, int b, int *partner, float *own, float *other)
 {
+    const bool mixed = t->mix_labels && t->lambda < 1.0f;
+    *partner = mixed ? t->mix_labels[b] : t->labels[b];
+    *own = mixed ? t->lambda : 1.0f;
+    *other = mixed ? 1.0f - t->lambda : 0.0f;
+}
+
+double softmax_xent_forward(float *probs, float *losses, const float *logits,
+                            const XentTargets *t, int B, int K)
+{
+    const double smoothing = t->smoothing;
 #pragma omp parallel for schedule(static)
     for (int b = 0; b < B; b++) {
         const float *z = logits + (int64_t)b * K;
@@ -26,7 +38,11 @@ double softmax_xent_forward(float *probs, float *losses, const float *logits, co
             p[k] = (float)(p[k] / sum);
             logp_sum += (double)(z[k] - zmax) - log_sum;
         }
-        double logp_label = (double)(z[labels[b]] - zmax) - log_sum;
+        int partner;
+        float own, other;
+        shares(t, b, &partner, &own, &other);
+        const double logp_label = own * ((double)(z[t->labels[b]] - zmax) - log_sum) +
+                                  other * ((double)(z[partner] - zmax) - log_sum);
         losses[b] = (float)(-(1.0 - smoothing) * logp_label - smoothing * logp_sum / K);
     }
     /* Summed in sample order by one thread: the loss is bit-reproducible. */
@@ -36,19 +52,23 @@ double softmax_xent_forward(float *probs, float *losses, const float *logits, co
     return total / B;
 }
 
-void softmax_xent_backward(float *dlogits, const float *probs, const int *labels,
-                           float smoothing, float dloss, int B, int K)
+void softmax_xent_backward(float *dlogits, const float *probs, const XentTargets *t, float dloss,
+                           int B, int K)
 {
     /* loss = mean_b -sum_k t_k log p_k with sum_k t_k = 1, so
      * dloss/dz_k = (p_k - t_k) / B. */
     const float scale = dloss / (float)B;
-    const float off_target = smoothing / (float)K;
+    const float smoothing = t->smoothing, off_target = smoothing / (float)K;
 #pragma omp parallel for schedule(static)
     for (int b = 0; b < B; b++) {
         const float *p = probs + (int64_t)b * K;
         float *dz = dlogits + (int64_t)b * K;
+        int partner;
+        float own, other;
+        shares(t, b, &partner, &own, &other);
         for (int k = 0; k < K; k++) {
-            float target = off_target + (k == labels[b] ? 1.0f - smoothing : 0.0f);
+            const float target = off_target + (k == t->labels[b] ? (1.0f - smoothing) * own : 0.0f) +
+                                 (k == partner ? (1.0f - smoothing) * other : 0.0f);
             dz[k] = scale * (p[k] - target);
         }
     }
