@@ -196,7 +196,9 @@ ARROWS_VAL ?= 2000
 ARROWS_SEED ?= 0
 data-arrows: vitrain
 	@test -d data/arrows/train || ./vitrain arrows --out data/arrows --grid 9 \
-	    --train $(ARROWS_TRAIN) --val $(ARROWS_VAL) --seed $(ARROWS_SEED)
+	    --train $(ARROWS_TRAIN) --val 0 --seed $(ARROWS_SEED)
+	@test -d data/arrows/val || ./vitrain arrows --out data/arrows --grid 9 \
+	    --train 0 --val $(ARROWS_VAL) --seed $(ARROWS_SEED)
 	@test -d data/arrows-168/val || ./vitrain arrows --out data/arrows-168 --grid 14 \
 	    --train 0 --val $(ARROWS_VAL) --seed $(ARROWS_SEED)
 	@test -d data/arrows-276/val || ./vitrain arrows --out data/arrows-276 --grid 23 \

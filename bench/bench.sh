@@ -20,12 +20,26 @@
 # not installed). The raw lines of a finished run are kept beside OUT
 # (docs/PERFORMANCE.raw), so that REPORT_FROM can write it again. The full
 # default run takes a few hours on 2 cores; QUICK=1 runs ViT-Tiny at 28 px
-# with three encodings, once, in a few minutes; SCALING=1 (make
+# with three encodings, once, in a few minutes, into
+# runs/bench-quick/PERFORMANCE.md; SCALING=1 (make
 # bench-scaling) measures ViT-S at 32 px with the absolute encoding at 1,
 # 2, 4, ... threads up to the machine's cores, vitrain alone, into
 # docs/SCALING.md. The analysis and the history of earlier runs are in
 # docs/PERFORMANCE_HISTORY.md, which this script leaves alone.
 set -eu
+
+# Knobs come from the environment: --help prints the header above.
+case ${1:-} in
+'') ;;
+-h | --help)
+    sed -n '2,/^set -eu/p' "$0" | sed '$d; s/^# \{0,1\}//'
+    exit 0
+    ;;
+*)
+    echo "bench.sh: takes no arguments (knobs are environment variables; see --help)" >&2
+    exit 2
+    ;;
+esac
 
 cd "$(dirname "$0")/.."
 BENCH=build/release/bench/vit_bench
@@ -33,6 +47,7 @@ PYTHON=${TORCH_PYTHON:-/usr/bin/python3}
 if [ "${QUICK:-0}" = 1 ]; then
     : "${THREADS:=1 2}" "${MODELS:=tiny}" "${INPUTS:=28x1}" "${REPS:=1}"
     : "${ENCODINGS:=absolute rope_mixed liere}"
+    : "${OUT:=runs/bench-quick/PERFORMANCE.md}" # a quick look leaves docs/ alone
 fi
 if [ "${SCALING:-0}" = 1 ]; then
     if [ -z "${THREADS:-}" ]; then
@@ -95,6 +110,8 @@ if [ "$PEER" = 1 ] && ! "$PYTHON" -c "import torch" 2>/dev/null; then
 fi
 WORK=$(mktemp -d /tmp/vitrain-bench-XXXXXX)
 trap 'rm -rf "$WORK"' EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
 
 # measure THREADS MODEL SIZE CHANNELS ENCODING: one vitrain and (PEER=1)
 # one PyTorch measurement, appended to $RAW as "key=value ..." lines.
@@ -207,6 +224,7 @@ else
     turns=", the two implementations taking turns" peer_flag=1
 fi
 title=$(meta title)
+mkdir -p "$(dirname "$OUT")"
 {
     echo "# ${title:-Performance}"
     echo
@@ -235,7 +253,7 @@ title=$(meta title)
     echo "  ENCODINGS=\"$encodings\" BATCH=$batch STEPS=$steps REPS=$reps PEER=$peer_flag \\"
     echo "  OUT=$OUT make bench   # this file"
     echo "make bench                      # every configuration, batch 128; a few hours on 2 cores"
-    echo "QUICK=1 make bench              # ViT-Tiny, 28 px, three encodings, once"
+    echo "QUICK=1 make bench              # ViT-Tiny, 28 px, three encodings, once (runs/bench-quick/)"
     echo "make bench-scaling              # ViT-S, 1, 2, 4, ... threads up to the cores, vitrain alone"
     echo '```'
 } >"$OUT.tmp"

@@ -27,6 +27,8 @@ fi
 
 WORK=$(mktemp -d /tmp/vitrain-mpi-bench-XXXXXX)
 trap 'rm -rf "$WORK"' EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
 "$BUILD/tests/mpi/mpi_check" folder "$WORK/data" 160
 CONFIG=$WORK/bench.ini
 cat > "$CONFIG" <<EOF

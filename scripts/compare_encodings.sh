@@ -8,10 +8,22 @@
 set -eu
 cd "$(dirname "$0")/.."
 
-if [ $# -lt 1 ]; then
-    echo "usage: $0 TAG [--set section.key=value]..." >&2
+usage() {
+    echo "usage: $0 TAG [--set section.key=value]..."
+    echo "Trains every encoding's configs/study/fmnist_<type>.ini into runs/compare-TAG/<type>"
+    echo "and prints their eval top-1 and throughput; finished runs are kept."
+}
+case ${1:-} in
+-h | --help)
+    usage
+    exit 0
+    ;;
+'' | -*)
+    usage >&2
+    [ -z "${1:-}" ] || echo "compare_encodings: the TAG comes first, not '$1'" >&2
     exit 2
-fi
+    ;;
+esac
 TAG=$1
 shift
 TYPES="absolute rope_axial rope_mixed spherical comrope_ap comrope_ld liere"

@@ -24,7 +24,9 @@ command -v gnuplot >/dev/null 2>&1 || {
 T=$STUDY/tables
 mkdir -p "$OUT"
 TMP=$(mktemp -d)
-trap 'rm -rf "$TMP"' EXIT INT TERM
+trap 'rm -rf "$TMP"' EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
 
 # noenhanced: encoding names such as rope_mixed are text, not subscripts.
 TERMINAL="set terminal pngcairo noenhanced size 900,560 font 'sans,11'"

@@ -169,7 +169,7 @@ if [ "$PROTOCOL" = smoke ]; then FM_TRAIN=$((FM_TRAIN_PER_CLASS * 10)) FM_VAL=$(
 TOTAL=0
 plan_line() { # COMPARISON RUNS SECONDS
     TOTAL=$((TOTAL + $3))
-    printf '  %-34s %4d runs  %6.1f min\n' "$1" "$2" "$(echo "$3 / 60" | bc -l)"
+    printf '  %-34s %4d runs  %6.1f min\n' "$1" "$2" "$(awk -v s="$3" 'BEGIN { print s / 60 }')"
 }
 
 plan() {
@@ -214,7 +214,7 @@ plan() {
         done
     done
     plan_line "8 data fractions" $r $s
-    printf '  %-34s            %6.1f min\n' "total" "$(echo "$TOTAL / 60" | bc -l)"
+    printf '  %-34s            %6.1f min\n' "total" "$(awk -v s="$TOTAL" 'BEGIN { print s / 60 }')"
 }
 
 if [ "$PLAN" = 1 ]; then
@@ -244,7 +244,9 @@ subset_fmnist() { # DEST PER_CLASS_TRAIN PER_CLASS_VAL
 }
 
 arrows_sets() { # ROOT TRAIN VAL
-    [ -d "$1/train" ] || ./vitrain arrows --out "$1" --grid 9 --train "$2" --val "$3"
+    # Each split by itself: an interrupted run may have finished train alone.
+    [ -d "$1/train" ] || ./vitrain arrows --out "$1" --grid 9 --train "$2" --val 0
+    [ -d "$1/val" ] || ./vitrain arrows --out "$1" --grid 9 --train 0 --val "$3"
     [ -d "$1-168/val" ] || ./vitrain arrows --out "$1-168" --grid 14 --train 0 --val "$3"
     [ -d "$1-276/val" ] || ./vitrain arrows --out "$1-276" --grid 23 --train 0 --val "$3"
 }
@@ -366,7 +368,8 @@ for f in "$T"/*.md; do sed -i '1s/_/ /g' "$f"; done
 
 # ---- results and plots ---------------------------------------------------------
 
-if [ "$PROTOCOL" = smoke ] && [ ! -f "$RESULTS" ]; then cp docs/RESULTS.md "$RESULTS"; fi
+# The template, where the results go elsewhere than docs/ (smoke, --no-docs).
+if [ ! -f "$RESULTS" ]; then cp docs/RESULTS.md "$RESULTS"; fi
 # Each "<!-- study:NAME -->" ... "<!-- /study:NAME -->" block gets tables/NAME.md.
 awk -v dir="$T" '
     match($0, /^<!-- study:[a-z_]+ -->$/) { print; name = substr($0, 12, length($0) - 15)

@@ -62,7 +62,9 @@ no_runs() {
 GROUPS_=${GROUPS_:-pe.type}
 
 TMP=$(mktemp -d)
-trap 'rm -rf "$TMP"' EXIT INT TERM
+trap 'rm -rf "$TMP"' EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
 
 # The value of section.key in a config.ini.
 config_value() { # FILE KEY

@@ -49,7 +49,9 @@ TMP=$(mktemp -d "${TMPDIR:-/tmp}/vitrain-torch.XXXXXX")
 if [ "${KEEP:-0}" = 1 ]; then
     echo "test_torch: keeping $TMP"
 else
-    trap 'rm -rf "$TMP"' EXIT INT TERM
+    trap 'rm -rf "$TMP"' EXIT
+    trap 'exit 130' INT
+    trap 'exit 143' TERM
 fi
 
 TORCH_DIR="$ROOT/tests/torch"

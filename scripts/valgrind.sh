@@ -13,6 +13,8 @@ fi
 BIN=build/valgrind/vitrain
 WORK=$(mktemp -d /tmp/vitrain-valgrind-XXXXXX)
 trap 'rm -rf "$WORK"' EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
 
 # pgm FILE GRAY: a flat 12x12 gray image.
 pgm() {

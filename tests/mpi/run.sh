@@ -47,6 +47,8 @@ export OMP_NUM_THREADS=1
 
 WORK=$(mktemp -d /tmp/vitrain-mpi-XXXXXX)
 trap '[ -n "${KEEP:-}" ] || rm -rf "$WORK"' EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
 FAILED=0
 
 fail() {
