@@ -113,6 +113,7 @@ static const char *const all_keys[] = {
     "optim.weight_decay", "optim.opt_betas", "optim.opt_eps", "optim.clip_grad",
     "train.epochs", "train.batch_size", "train.seed", "train.max_steps", "train.smoothing",
     "train.eval_every", "train.recompute_attention", "train.threads", "train.on_nan",
+    "train.mixup", "train.cutmix", "train.mixup_prob", "train.mixup_switch_prob",
     "log.name", "log.dir", "log.every",
 };
 enum { ALL_KEYS = sizeof all_keys / sizeof all_keys[0] };
@@ -176,6 +177,8 @@ START_TEST(test_defaults)
     ck_assert_int_eq(c.train.batch_size, 128);
     ck_assert(c.train.seed == 0 && c.train.max_steps == 0);
     ck_assert(c.train.smoothing == 0.1f);
+    ck_assert(c.train.mixup == 0.0f && c.train.cutmix == 0.0f); /* off unless asked for */
+    ck_assert(c.train.mixup_prob == 1.0f && c.train.mixup_switch_prob == 0.5f);
     ck_assert_int_eq(c.train.eval_every, 1);
     ck_assert_int_eq(c.train.threads, 0);
 

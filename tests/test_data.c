@@ -1350,6 +1350,142 @@ START_TEST(test_loader_determinism)
 }
 END_TEST
 
+/* Beta(a, a) has mean 1/2 and variance 1 / (4 (2a + 1)): 0.179 at a =
+ * 0.2 (timm's usual mixup alpha), 1/12 at a = 1 (uniform). 20000 draws:
+ * the mean's standard error is under 3e-3, the variance's under 2e-3;
+ * the tolerances are about 5 of them. */
+START_TEST(test_beta_draws)
+{
+    const double alphas[2] = {0.2, 1.0};
+    for (int k = 0; k < 2; k++) {
+        Rng rng = rng_stream(41, RNG_TEST, (uint64_t)k, 0);
+        double sum = 0.0, sum2 = 0.0;
+        enum { N = 20000 };
+        for (int i = 0; i < N; i++) {
+            const double x = rng_beta_symmetric(&rng, alphas[k]);
+            ck_assert(x >= 0.0 && x <= 1.0);
+            sum += x;
+            sum2 += x * x;
+        }
+        const double mean = sum / N, var = sum2 / N - mean * mean;
+        const double want = 1.0 / (4.0 * (2.0 * alphas[k] + 1.0));
+        ck_assert_msg(fabs(mean - 0.5) < 0.015, "alpha %g: mean %.4f", alphas[k], mean);
+        ck_assert_msg(fabs(var - want) < 0.01, "alpha %g: variance %.4f, want %.4f", alphas[k],
+                      var, want);
+    }
+}
+END_TEST
+
+/* The draws: off without an alpha or at probability 0; mixup only or
+ * CutMix only where one alpha is set; with both, CutMix in about
+ * switch_prob of the batches; a CutMix box inside the image, lambda the
+ * share it leaves; the same step draws the same. */
+START_TEST(test_mixup_draws)
+{
+    enum { S = 12, STEPS = 2000 };
+    const MixupOptions off = {.prob = 1.0f, .switch_prob = 0.5f};
+    ck_assert(mixup_draw(&off, 1, 0, S).lambda == 1.0f);
+    const MixupOptions never = {.mixup_alpha = 1.0f, .prob = 0.0f};
+    ck_assert(mixup_draw(&never, 1, 0, S).lambda == 1.0f);
+    const MixupOptions both = {.mixup_alpha = 0.8f, .cutmix_alpha = 1.0f, .prob = 1.0f,
+                               .switch_prob = 0.3f};
+    int cutmixes = 0;
+    for (int64_t step = 0; step < STEPS; step++) {
+        const MixDraw d = mixup_draw(&both, 7, step, S);
+        const MixDraw again = mixup_draw(&both, 7, step, S);
+        ck_assert(d.lambda == again.lambda && d.cutmix == again.cutmix && d.y0 == again.y0 &&
+                  d.y1 == again.y1 && d.x0 == again.x0 && d.x1 == again.x1);
+        ck_assert(d.lambda >= 0.0f && d.lambda <= 1.0f);
+        if (!d.cutmix)
+            continue;
+        cutmixes++;
+        ck_assert(0 <= d.y0 && d.y0 <= d.y1 && d.y1 <= S && 0 <= d.x0 && d.x0 <= d.x1 &&
+                  d.x1 <= S);
+        const float left = 1.0f - (float)((d.y1 - d.y0) * (d.x1 - d.x0)) / (S * S);
+        ck_assert_float_eq(d.lambda, left);
+    }
+    /* 30 % of 2000: standard error 20 draws; 100 is 5 of them. */
+    ck_assert_msg(abs(cutmixes - 600) < 100, "%d CutMix batches of %d", cutmixes, STEPS);
+    const MixupOptions cut_only = {.cutmix_alpha = 1.0f, .prob = 1.0f, .switch_prob = 0.0f};
+    const MixupOptions mix_only = {.mixup_alpha = 1.0f, .prob = 1.0f, .switch_prob = 1.0f};
+    for (int64_t step = 0; step < 50; step++) {
+        ck_assert(mixup_draw(&cut_only, 3, step, S).cutmix);
+        ck_assert(!mixup_draw(&mix_only, 3, step, S).cutmix);
+    }
+}
+END_TEST
+
+/* A batch of 3 images of 2 x 2 x 2 (C, S, S): 0 and 1 pair, 2 stays
+ * itself. Mixup at lambda 0.25 blends each pair both ways; CutMix swaps
+ * the box (row 1, column 0) of every channel and nothing else. */
+START_TEST(test_mixup_apply)
+{
+    enum { C = 2, S = 2, LEN = C * S * S };
+    float images[3 * LEN];
+    for (int i = 0; i < 3 * LEN; i++)
+        images[i] = (float)i;
+    int labels[3] = {4, 7, 9}, mix_labels[3];
+    Batch b = {.images = images, .labels = labels, .mix_labels = mix_labels, .size = 3};
+    mixup_apply(&(MixDraw){.lambda = 0.25f}, &b, C, S);
+    for (int k = 0; k < LEN; k++) {
+        const float x = (float)k, y = (float)(LEN + k);
+        ck_assert_float_eq_tol(images[k], 0.25f * x + 0.75f * y, 1e-6f);
+        ck_assert_float_eq_tol(images[LEN + k], 0.25f * y + 0.75f * x, 1e-6f);
+        ck_assert(images[2 * LEN + k] == (float)(2 * LEN + k));
+    }
+    ck_assert(mix_labels[0] == 7 && mix_labels[1] == 4 && mix_labels[2] == 9);
+    ck_assert(b.mix_lambda == 0.25f);
+
+    for (int i = 0; i < 3 * LEN; i++)
+        images[i] = (float)i;
+    const MixDraw box = {.lambda = 0.75f, .cutmix = true, .y0 = 1, .y1 = 2, .x0 = 0, .x1 = 1};
+    mixup_apply(&box, &b, C, S);
+    for (int c = 0; c < C; c++)
+        for (int p = 0; p < S * S; p++) {
+            const int k = c * S * S + p;
+            const bool in_box = p == 2; /* (row 1, column 0) */
+            ck_assert(images[k] == (float)(in_box ? LEN + k : k));
+            ck_assert(images[LEN + k] == (float)(in_box ? k : LEN + k));
+        }
+    ck_assert(b.mix_lambda == 0.75f && mix_labels[0] == 7);
+}
+END_TEST
+
+/* The loader mixes what it would deliver unmixed: each pair of a mixup
+ * batch is the lambda blend of the same pair without mixup (same seed,
+ * same step), its partner's label beside it. */
+START_TEST(test_loader_mixes_its_own_batches)
+{
+    char *root;
+    Dataset ds;
+    open_noise_set(&ds, &root, 10, 7, 7);
+    LoaderOptions plain = lopts(4, 6, true), mixed = plain;
+    mixed.mixup = (MixupOptions){.mixup_alpha = 1.0f, .prob = 1.0f};
+    Loader *a = make_loader(&ds, &plain), *m = make_loader(&ds, &mixed);
+    const size_t len = 36;
+    for (int step = 0; step < 4; step++) {
+        Batch x, y;
+        ck_assert(loader_next(a, &x) && loader_next(m, &y));
+        ck_assert(x.mix_lambda == 1.0f && y.mix_lambda < 1.0f);
+        const float l = y.mix_lambda;
+        for (int i = 0; i < 4; i++) {
+            const int partner = i ^ 1;
+            ck_assert_int_eq(y.labels[i], x.labels[i]);
+            ck_assert_int_eq(y.mix_labels[i], x.labels[partner]);
+            for (size_t k = 0; k < len; k++)
+                ck_assert_float_eq_tol(y.images[i * len + k],
+                                       l * x.images[i * len + k] +
+                                           (1.0f - l) * x.images[partner * len + k],
+                                       1e-5f);
+        }
+    }
+    loader_destroy(a);
+    loader_destroy(m);
+    dataset_close(&ds);
+    remove_root(root);
+}
+END_TEST
+
 START_TEST(test_loader_shards)
 {
     /* Two shards (data-parallel ranks) of a global batch of 4: shard r
@@ -1362,6 +1498,9 @@ START_TEST(test_loader_shards)
     LoaderOptions o = lopts(4, 6, true);
     o.random_resized_crop = true;
     o.hflip = 0.5f;
+    /* Mixup and CutMix pair neighbours, inside a shard of 2: mixed alike. */
+    o.mixup = (MixupOptions){.mixup_alpha = 1.0f, .cutmix_alpha = 1.0f, .prob = 1.0f,
+                             .switch_prob = 0.5f};
     const size_t len = 36;
     enum { STEPS = 5 };
     Loader *whole = make_loader(&ds, &o), *part[2];
@@ -1382,6 +1521,8 @@ START_TEST(test_loader_shards)
             ck_assert_int_eq(memcmp(b.indices, w.indices + 2 * r, 2 * sizeof(int)), 0);
             ck_assert_int_eq(memcmp(b.images, w.images + 2 * r * len, 2 * len * sizeof(float)),
                              0);
+            ck_assert_int_eq(memcmp(b.mix_labels, w.mix_labels + 2 * r, 2 * sizeof(int)), 0);
+            ck_assert(b.mix_lambda == w.mix_lambda && w.mix_lambda < 1.0f);
         }
     }
     loader_destroy(whole);
@@ -1539,6 +1680,10 @@ Suite *data_suite(void)
     tcase_add_test(loader, test_loader_determinism);
     tcase_add_test(loader, test_loader_eval_covers_all);
     tcase_add_test(loader, test_loader_shards);
+    tcase_add_test(loader, test_beta_draws);
+    tcase_add_test(loader, test_mixup_draws);
+    tcase_add_test(loader, test_mixup_apply);
+    tcase_add_test(loader, test_loader_mixes_its_own_batches);
     tcase_add_test(loader, test_loader_destroy_midstream);
     tcase_add_test(loader, test_loader_errors);
     suite_add_tcase(s, loader);

@@ -109,6 +109,9 @@ typedef struct TrainSection {
     long long seed;
     long long max_steps;           /* max_steps: 0 = no limit (smoke runs) */
     float smoothing;               /* smoothing: label smoothing */
+    float mixup, cutmix;           /* mixup, cutmix: Beta alphas, 0 = off */
+    float mixup_prob;              /* mixup_prob: share of batches mixed */
+    float mixup_switch_prob;       /* mixup_switch_prob: CutMix's share with both on */
     int eval_every;                /* eval_every: evaluate every N epochs (and at the end) */
     int threads;                   /* threads: 0 = OMP_NUM_THREADS or all cores */
     bool recompute_attention;      /* recompute_attention: less memory, a slightly slower step */

@@ -81,6 +81,14 @@ void dataset_close(Dataset *ds);
 long long dataset_class_digest(const Dataset *ds);
 
 /* How a loader cuts samples out of the cache. */
+/* Mixup and CutMix on training batches (timm's Mixup, mode "batch"): with
+ * probability prob a batch is mixed, by CutMix with probability
+ * switch_prob where both alphas are set; lambda ~ Beta(alpha, alpha). An
+ * alpha of 0 turns that kind off. */
+typedef struct MixupOptions {
+    float mixup_alpha, cutmix_alpha, prob, switch_prob;
+} MixupOptions;
+
 typedef struct LoaderOptions {
     int batch_size;
     int img_size;                /* output side S */
@@ -99,11 +107,14 @@ typedef struct LoaderOptions {
     /* Data-parallel sharding (dist.h): this loader delivers part `shard` of
      * `shards` (0 or 1: everything). */
     int shard, shards;
+    MixupOptions mixup;          /* training batches only */
 } LoaderOptions;
 
 typedef struct Batch {
     float *images;     /* (B, C, S, S) normalized */
     int *labels;       /* (B) */
+    int *mix_labels;   /* (B) the label of each sample's mixing partner */
+    float mix_lambda;  /* each sample's own share of its image and target; 1: unmixed */
     int *indices;      /* (B) dataset indices */
     int size;          /* B: batch_size / shards, or less for the last eval batch */
     int first;         /* training: position of images[0] in the global batch */
@@ -148,6 +159,27 @@ void loader_destroy(Loader *ld);
  * resampling. INT_MAX where that exceeds an int; a side above
  * DATA_MAX_SIDE is refused by dataset_open. */
 int loader_eval_side(int img_size, float crop_pct);
+
+/* ---- mixup and CutMix (src/data/mixup.c) ---------------------------------- */
+
+/* One batch's draw: lambda (1: no mixing) and, for CutMix, the box
+ * [y0, y1) x [x0, x1) pasted from the partner, lambda corrected to the
+ * share the box leaves. */
+typedef struct MixDraw {
+    float lambda;
+    bool cutmix;
+    int y0, y1, x0, x1;
+} MixDraw;
+
+/* The draw of training step `step`, from the stream (seed, RNG_MIXUP,
+ * step): every rank of a data-parallel run draws the same. */
+MixDraw mixup_draw(const MixupOptions *o, uint64_t seed, int64_t step, int S);
+
+/* Mixes the batch's images (B, C, S, S) in pairs (0 with 1, 2 with 3, ...;
+ * an odd last sample stays itself), by d, and fills mix_labels and
+ * mix_lambda. Pairs of neighbours keep each pair inside an even shard of
+ * the global batch, so a data-parallel run mixes as one process does. */
+void mixup_apply(const MixDraw *d, Batch *b, int C, int S);
 
 /* ---- patch shuffle (LieRE Table 5) --------------------------------------- */
 

@@ -23,7 +23,8 @@ typedef enum RngPurpose {
     RNG_TEST,          /* tests and tools */
     RNG_ARROWS,        /* the arrow task: a = 2 * grid + split, b = image index */
     RNG_SUBSET,        /* data.train_fraction: a = class index */
-    RNG_PATCH_SHUFFLE  /* eval --shuffle-patches: a = patch count */
+    RNG_PATCH_SHUFFLE, /* eval --shuffle-patches: a = patch count */
+    RNG_MIXUP          /* mixup and CutMix: a = step */
 } RngPurpose;
 
 typedef struct Rng {
@@ -46,6 +47,9 @@ double rng_normal(Rng *rng);
  * absolute, so at std 0.02 they never bind and the values keep std 0.02
  * (bounds of 2 std would leave 0.88 of it). */
 double rng_trunc_normal(Rng *rng, double std);
+/* Beta(a, a) for a > 0, as the ratio of two Gamma(a) draws
+ * (Marsaglia & Tsang 2000; below a = 1 through Gamma(a + 1) U^(1/a)). */
+double rng_beta_symmetric(Rng *rng, double a);
 /* Fisher-Yates shuffle of an int array. */
 void rng_shuffle(Rng *rng, int *values, int count);
 

@@ -74,6 +74,33 @@ double rng_trunc_normal(Rng *rng, double std)
     }
 }
 
+/* Gamma(a, 1) for a > 0. */
+static double rng_gamma(Rng *rng, double a)
+{
+    if (a < 1.0) {
+        const double u = 1.0 - rng_uniform_double(rng); /* (0, 1] */
+        return rng_gamma(rng, a + 1.0) * pow(u, 1.0 / a);
+    }
+    const double d = a - 1.0 / 3.0, c = 1.0 / sqrt(9.0 * d);
+    for (;;) {
+        double x, v;
+        do {
+            x = rng_normal(rng);
+            v = 1.0 + c * x;
+        } while (v <= 0.0);
+        v = v * v * v;
+        const double u = 1.0 - rng_uniform_double(rng);
+        if (log(u) < 0.5 * x * x + d - d * v + d * log(v))
+            return d * v;
+    }
+}
+
+double rng_beta_symmetric(Rng *rng, double a)
+{
+    const double x = rng_gamma(rng, a), y = rng_gamma(rng, a);
+    return x + y > 0.0 ? x / (x + y) : 0.5;
+}
+
 void rng_shuffle(Rng *rng, int *values, int count)
 {
     for (int i = count - 1; i > 0; i--) {

@@ -93,6 +93,8 @@ static void fill(Loader *ld, Batch *b, int64_t k)
         b->epoch = epoch;
         for (int i = 0; i < local; i++)
             put_sample(ld, b, i, ld->order[first + i], epoch);
+        const MixDraw d = mixup_draw(&ld->o.mixup, ld->o.seed, step, ld->aug.S);
+        mixup_apply(&d, b, ld->aug.C, ld->aug.S);
     } else {
         const int64_t first = ld->eval_begin + k * local;
         const int size = (int)VT_MIN((int64_t)local, ld->eval_end - first);
@@ -102,6 +104,7 @@ static void fill(Loader *ld, Batch *b, int64_t k)
         b->epoch = 0;
         for (int i = 0; i < size; i++)
             put_sample(ld, b, i, (int)(first + i), 0);
+        mixup_apply(&(MixDraw){.lambda = 1.0f}, b, ld->aug.C, ld->aug.S); /* unmixed */
     }
 }
 
@@ -201,6 +204,15 @@ static VtCode check_train(const LoaderOptions *o, const Dataset *ds, VtError *er
         return vt_fail(err, VT_ERR_ARGUMENT,
                        "loader: pad %d must be in [0, img_size], hflip %g in [0, 1]", o->pad,
                        (double)o->hflip);
+    const MixupOptions *m = &o->mixup;
+    if (!(m->mixup_alpha >= 0.0f && m->cutmix_alpha >= 0.0f && isfinite(m->mixup_alpha) &&
+          isfinite(m->cutmix_alpha) && in_range(m->prob, 0.0f, 1.0f) &&
+          in_range(m->switch_prob, 0.0f, 1.0f)))
+        return vt_fail(err, VT_ERR_ARGUMENT,
+                       "loader: mixup alpha %g and cutmix alpha %g must be >= 0, their "
+                       "probabilities %g and %g in [0, 1]",
+                       (double)m->mixup_alpha, (double)m->cutmix_alpha, (double)m->prob,
+                       (double)m->switch_prob);
     if (ds->count < o->batch_size)
         return vt_fail(err, VT_ERR_DATA,
                        "loader: %d training images are fewer than one batch of %d", ds->count,
@@ -231,6 +243,7 @@ static void alloc_slots(Loader *ld)
     for (int s = 0; s < ld->nslots; s++) {
         ld->slots[s].images = vt_xmalloc(B * len * sizeof(float));
         ld->slots[s].labels = vt_xmalloc(B * sizeof(int));
+        ld->slots[s].mix_labels = vt_xmalloc(B * sizeof(int));
         ld->slots[s].indices = vt_xmalloc(B * sizeof(int));
     }
 }
@@ -240,6 +253,7 @@ static void free_loader(Loader *ld)
     for (int s = 0; ld->slots && s < ld->nslots; s++) {
         free(ld->slots[s].images);
         free(ld->slots[s].labels);
+        free(ld->slots[s].mix_labels);
         free(ld->slots[s].indices);
     }
     free(ld->slots);

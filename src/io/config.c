@@ -210,6 +210,15 @@ static const KeySpec keys[] = {
      .help = "worker threads (per MPI rank), 0 = OMP_NUM_THREADS, else the cores split "
              "among the ranks on the machine"},
 
+    {FIELD("train", "mixup", train.mixup), FLOAT(0.0, INFINITY, OPEN_HI), .def = "0",
+     .help = "mixup alpha: a batch's images and targets mixed in pairs, lambda ~ Beta(alpha, "
+             "alpha); 0 = off (timm's --mixup)"},
+    {FIELD("train", "cutmix", train.cutmix), FLOAT(0.0, INFINITY, OPEN_HI), .def = "0",
+     .help = "CutMix alpha: a box of the pair's other image pasted in; 0 = off (timm's --cutmix)"},
+    {FIELD("train", "mixup_prob", train.mixup_prob), FLOAT(0.0, 1.0, 0), .def = "1",
+     .help = "probability that a batch is mixed when mixup or cutmix is on"},
+    {FIELD("train", "mixup_switch_prob", train.mixup_switch_prob), FLOAT(0.0, 1.0, 0),
+     .def = "0.5", .help = "with both on: probability of CutMix rather than mixup for a batch"},
     {FIELD("train", "on_nan", train.on_nan), ENUM(nan_names), .def = "stop",
      .help = "a non-finite loss or gradient: stop names the step and tensor; skip_step leaves the parameters unchanged and goes on (10 in a row stop)"},
 

@@ -50,6 +50,10 @@ LoaderOptions loader_options_from_run(const RunConfig *cfg, int img_size, bool t
     memcpy(o.ratio, d->ratio, sizeof o.ratio);
     memcpy(o.mean, d->mean, sizeof o.mean);
     memcpy(o.std, d->std, sizeof o.std);
+    if (train)
+        o.mixup = (MixupOptions){.mixup_alpha = cfg->train.mixup, .cutmix_alpha = cfg->train.cutmix,
+                                 .prob = cfg->train.mixup_prob,
+                                 .switch_prob = cfg->train.mixup_switch_prob};
     return o;
 }
 

@@ -569,7 +569,9 @@ static VtCode train_step(Run *run, const Batch *b, VtError *err)
     VT_ASSERT(b->step == step);
     const double t0 = now_seconds();
     const VitPass pass = {.train = true, .step = step, .seed = (uint64_t)cfg->train.seed,
-                          .batch_first = b->first, .smoothing = cfg->train.smoothing};
+                          .batch_first = b->first, .smoothing = cfg->train.smoothing,
+                          .mix_labels = b->mix_lambda < 1.0f ? b->mix_labels : NULL,
+                          .mix_lambda = b->mix_lambda};
     arena_zero(&run->model.grads);
     /* The mean over the global batch is the mean of the ranks' means (equal
      * shards); a NaN anywhere reaches every rank, which then all decide alike. */
