@@ -6,8 +6,9 @@
 #include <math.h>
 #include <stdbool.h>
 
-/* The label's share of the one-hot part of sample b's target, and its
- * partner's (0 without mixing, or where the partner shares the label). */
+/* Sample b's one-hot part of the target: its label's share, its mixing
+ * partner's label and that one's share (0 without mixing; a partner of the
+ * same class adds its share to the same entry). */
 static void shares(const XentTargets *t, int b, int *partner, float *own, float *other)
 {
     const bool mixed = t->mix_labels && t->lambda < 1.0f;
