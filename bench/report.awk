@@ -87,9 +87,10 @@ function extreme(list, which,    n, v, i, best) {
 
 # The FMA limit of each thread count, and how much of it sgemm and the
 # fastest training step reach: the room any kernel could still win.
-function fma_line(    t, limit, c, best, gf) {
-    for (t in threads_seen)
-        if (("fma|" t) in values) {
+function fma_line(    t, limit, c, best, gf, n, v, i) {
+    n = sort_numbers(thread_counts(), v)
+    for (i = 1; i <= n; i++)
+        if (("fma|" (t = v[i])) in values) {
             limit = median(values["fma|" t])
             best = 0
             for (c = 1; c <= configs; c++) {

@@ -56,6 +56,10 @@ make -s build/release/tools/idx2png
 
 # A folder of the user's is never removed: only one this script started
 # (marked .partial), left behind by an interrupted run.
+if [ -e "$OUT" ] && [ ! -d "$OUT" ]; then
+    echo "prepare_fashion_mnist: $OUT exists and is not a folder; choose another" >&2
+    exit 2
+fi
 if [ -d "$OUT" ] && [ ! -f "$OUT/.partial" ] && [ -n "$(ls -A "$OUT")" ]; then
     echo "prepare_fashion_mnist: $OUT exists and holds files this script did not write;" \
         "choose another folder or remove it" >&2

@@ -205,6 +205,7 @@ START_TEST(test_label_rank_breaks_ties_by_index)
     ck_assert_int_eq(label_rank(z, 0, 4), 3);
     const float with_nan[3] = {0.5f, NAN, -1.0f};
     ck_assert_int_eq(label_rank(with_nan, 1, 3), 3); /* a NaN logit is no hit */
+    ck_assert_int_eq(label_rank(with_nan, 0, 3), 1);  /* behind another class's NaN */
     const int labels[2] = {2, 4};
     const float two[12] = {0};
     ck_assert_int_eq(count_correct(two, labels, 2, 6), 0);

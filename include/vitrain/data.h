@@ -178,7 +178,8 @@ MixDraw mixup_draw(const MixupOptions *o, uint64_t seed, int64_t step, int S);
 /* Mixes the batch's images (B, C, S, S) in pairs (0 with 1, 2 with 3, ...;
  * an odd last sample stays itself), by d, and fills mix_labels and
  * mix_lambda. Pairs of neighbours keep each pair inside an even shard of
- * the global batch, so a data-parallel run mixes as one process does. */
+ * the global batch, so a data-parallel run mixes as one process does (the
+ * trainer refuses odd shards). */
 void mixup_apply(const MixDraw *d, Batch *b, int C, int S);
 
 /* ---- patch shuffle (LieRE Table 5) --------------------------------------- */

@@ -53,7 +53,8 @@ void evaluate_in_memory(Vit *m, const MemoryDataset *data, double *loss, double 
 /* The label's place among the K logits, 0 for the first: the classes
  * that score higher, and those that score the same with a smaller index
  * (argmax's rule: a tie is one hit, as in torch, not one for every class
- * tied); a NaN logit of the label ranks last (K). */
+ * tied); a NaN logit of the label ranks last (K), one of another class
+ * ahead of it. */
 int label_rank(const float *logits, int label, int K);
 
 /* Top-1 hits of logits (B, K) against labels (B): label_rank 0. */

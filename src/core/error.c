@@ -8,6 +8,7 @@
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/resource.h>
 #include <unistd.h>
 
@@ -82,6 +83,23 @@ static bool read_number(const char *path, uint64_t *value)
     return ok;
 }
 
+/* The value of `key` in a cgroup stat file ("key value" lines), 0 if absent. */
+static uint64_t cgroup_stat(const char *path, const char *key)
+{
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return 0;
+    char name[64];
+    unsigned long long v, found = 0;
+    while (fscanf(f, "%63s %llu", name, &v) == 2)
+        if (strcmp(name, key) == 0) {
+            found = v;
+            break;
+        }
+    fclose(f);
+    return found;
+}
+
 /* a, or b where it is known (nonzero) and smaller. */
 static uint64_t smaller_known(uint64_t a, uint64_t b)
 {
@@ -99,11 +117,16 @@ uint64_t vt_memory_available(void)
         const uint64_t mapped = mapped_pages * (uint64_t)sysconf(_SC_PAGESIZE);
         available = smaller_known(available, as.rlim_cur > mapped ? as.rlim_cur - mapped : 1);
     }
-    /* So does the memory limit of the cgroup (v2) the process runs in. */
+    /* So does the memory limit of the cgroup (v2) the process runs in. Its
+     * usage counts the page cache too, whose inactive part the kernel
+     * gives back under pressure (as docker stats leaves it out). */
     uint64_t limit, used;
     if (read_number("/sys/fs/cgroup/memory.max", &limit) &&
-        read_number("/sys/fs/cgroup/memory.current", &used))
+        read_number("/sys/fs/cgroup/memory.current", &used)) {
+        const uint64_t cache = cgroup_stat("/sys/fs/cgroup/memory.stat", "inactive_file");
+        used = used > cache ? used - cache : 0;
         available = smaller_known(available, limit > used ? limit - used : 1);
+    }
     return available;
 }
 

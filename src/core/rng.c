@@ -74,12 +74,13 @@ double rng_trunc_normal(Rng *rng, double std)
     }
 }
 
-/* Gamma(a, 1) for a > 0. */
-static double rng_gamma(Rng *rng, double a)
+/* log of a Gamma(a, 1) draw, a > 0: in logs, so that for tiny a, where
+ * the draw itself underflows to 0, the ratio of two still comes out. */
+static double rng_log_gamma(Rng *rng, double a)
 {
-    if (a < 1.0) {
+    if (a < 1.0) { /* Gamma(a) = Gamma(a + 1) U^(1/a) */
         const double u = 1.0 - rng_uniform_double(rng); /* (0, 1] */
-        return rng_gamma(rng, a + 1.0) * pow(u, 1.0 / a);
+        return rng_log_gamma(rng, a + 1.0) + log(u) / a;
     }
     const double d = a - 1.0 / 3.0, c = 1.0 / sqrt(9.0 * d);
     for (;;) {
@@ -91,14 +92,14 @@ static double rng_gamma(Rng *rng, double a)
         v = v * v * v;
         const double u = 1.0 - rng_uniform_double(rng);
         if (log(u) < 0.5 * x * x + d - d * v + d * log(v))
-            return d * v;
+            return log(d) + log(v);
     }
 }
 
 double rng_beta_symmetric(Rng *rng, double a)
 {
-    const double x = rng_gamma(rng, a), y = rng_gamma(rng, a);
-    return x + y > 0.0 ? x / (x + y) : 0.5;
+    const double lx = rng_log_gamma(rng, a), ly = rng_log_gamma(rng, a);
+    return 1.0 / (1.0 + exp(ly - lx)); /* x / (x + y) */
 }
 
 void rng_shuffle(Rng *rng, int *values, int count)

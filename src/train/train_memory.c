@@ -15,8 +15,8 @@ int label_rank(const float *logits, int label, int K)
     if (isnan(own))
         return K;
     int rank = 0;
-    for (int k = 0; k < K; k++)
-        rank += logits[k] > own || (logits[k] == own && k < label);
+    for (int k = 0; k < K; k++) /* a NaN elsewhere ranks first, as in torch's argmax */
+        rank += logits[k] > own || (logits[k] == own && k < label) || isnan(logits[k]);
     return rank;
 }
 

@@ -331,6 +331,13 @@ static VtCode build_model(Run *run, VtError *err)
                        "train.batch_size %d is not a multiple of the %d ranks: every rank "
                        "takes an equal part of each global batch",
                        cfg->train.batch_size, run->ranks);
+    /* Mixing pairs neighbours: an odd share would pair across ranks. */
+    if ((cfg->train.mixup > 0.0f || cfg->train.cutmix > 0.0f) && run->ranks > 1 &&
+        cfg->train.batch_size / run->ranks % 2 != 0)
+        return vt_fail(err, VT_ERR_ARGUMENT,
+                       "mixup and CutMix pair neighbouring samples, so each of the %d ranks "
+                       "needs an even share of train.batch_size %d",
+                       run->ranks, cfg->train.batch_size);
     VtCode code = vit_config_from_run(&vc, cfg, cfg->data.img_size, err);
     if (code)
         return code;

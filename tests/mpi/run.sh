@@ -180,6 +180,15 @@ if [ $rc -eq 2 ] && grep -q "not a multiple of the 3 ranks" "$WORK/odd.log"; the
 else
     fail "batch 8 on 3 ranks: exit $rc (want 2): $(grep vitrain "$WORK/odd.log")"
 fi
+# mixup pairs neighbours: batch 6 on 2 ranks (3 each) would pair across them
+rc=0
+train oddmix 2 --config "$CONFIG" --set log.name=oddmix --set train.batch_size=6 \
+    --set train.mixup=0.8 || rc=$?
+if [ $rc -eq 2 ] && grep -q "needs an even share of train.batch_size 6" "$WORK/oddmix.log"; then
+    pass "mixup with batch 6 on 2 ranks is refused (exit 2)"
+else
+    fail "mixup with batch 6 on 2 ranks: exit $rc (want 2): $(grep vitrain "$WORK/oddmix.log")"
+fi
 
 # 5. a run folder rank 0 cannot create (its parent is a file)
 rc=0
