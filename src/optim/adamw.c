@@ -84,6 +84,13 @@ typedef struct StepScale {
     float lr, wd, grad_scale, bias1, inv_sqrt_bias2;
 } StepScale;
 
+/* LAMB's update u of one element, from its new moments. */
+static inline float lamb_update(float p, float m, float v, const StepScale *k,
+                                const AdamWConfig *c)
+{
+    return m / k->bias1 / (sqrtf(v) * k->inv_sqrt_bias2 + c->eps) + k->wd * p;
+}
+
 /* LAMB's step of one tensor: the moments, then ||p|| and ||u|| summed in
  * fixed chunks combined in order (the same for any thread count), then p
  * -= lr r u with u formed again from the new moments. */
@@ -98,8 +105,7 @@ static void lamb_update_tensor(float *p, const float *g, float *m, float *v, int
             const float gi = g[i] * k->grad_scale;
             m[i] = c->beta1 * m[i] + (1.0f - c->beta1) * gi;
             v[i] = c->beta2 * v[i] + (1.0f - c->beta2) * gi * gi;
-            const float u = m[i] / k->bias1 / (sqrtf(v[i]) * k->inv_sqrt_bias2 + c->eps) +
-                            k->wd * p[i];
+            const float u = lamb_update(p[i], m[i], v[i], k, c);
             pp += (double)p[i] * p[i];
             uu += (double)u * u;
         }
@@ -115,8 +121,7 @@ static void lamb_update_tensor(float *p, const float *g, float *m, float *v, int
     const float step = k->lr * ratio;
 #pragma omp parallel for schedule(static)
     for (int64_t i = 0; i < n; i++)
-        p[i] -= step * (m[i] / k->bias1 / (sqrtf(v[i]) * k->inv_sqrt_bias2 + c->eps) +
-                        k->wd * p[i]);
+        p[i] -= step * lamb_update(p[i], m[i], v[i], k, c);
 }
 
 double adamw_step(AdamW *opt, Arena *params, Arena *grads, float lr)
